@@ -1,0 +1,252 @@
+// Package badgerstore is the default authority.Store: session records in an
+// embedded Badger database with synced writes, so an acknowledged rotation or
+// revocation survives a crash of the process or the machine.
+package badgerstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/sockauth/sockauth/authority"
+)
+
+// retainGrace keeps a record a little past its RetainUntil, so that clock skew
+// between replicas and Badger's whole-second TTLs never drop a record that a
+// token still refers to.
+const retainGrace = time.Minute
+
+// Options configures a Store. Zero values take the defaults of DefaultOptions.
+type Options struct {
+	// Logger receives Badger's warnings and errors and value-log GC results;
+	// default slog.Default().
+	Logger *slog.Logger
+	// GCInterval is the period of value-log garbage collection; default 10 min.
+	GCInterval time.Duration
+	// InMemory keeps the database in memory only, for tests; Dir is ignored.
+	InMemory bool
+}
+
+// DefaultOptions returns the default options.
+func DefaultOptions() Options {
+	return Options{Logger: slog.Default(), GCInterval: 10 * time.Minute}
+}
+
+// Store is an authority.Store on Badger. It is safe for concurrent use within
+// one process; Badger locks the folder against other processes.
+type Store struct {
+	db     *badger.DB
+	log    *slog.Logger
+	stop   chan struct{}
+	closed sync.Once
+	wg     sync.WaitGroup
+}
+
+var _ authority.Store = (*Store)(nil)
+
+// Open opens or creates the database in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	defaults := DefaultOptions()
+	if opts.Logger == nil {
+		opts.Logger = defaults.Logger
+	}
+	if opts.GCInterval == 0 {
+		opts.GCInterval = defaults.GCInterval
+	}
+
+	badgerOpts := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithInMemory(opts.InMemory).
+		// Session records are a few hundred bytes: small tables and caches keep
+		// the resident memory of a small service low.
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(8 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithValueThreshold(1 << 10).
+		WithNumCompactors(2).
+		WithCompactL0OnClose(true)
+	if opts.InMemory {
+		badgerOpts = badgerOpts.WithDir("").WithValueDir("")
+	}
+
+	db, err := badger.Open(badgerOpts)
+	if err != nil {
+		return nil, fmt.Errorf("open badger database in %q: %w", dir, err)
+	}
+
+	s := &Store{db: db, log: opts.Logger, stop: make(chan struct{})}
+	if !opts.InMemory {
+		s.wg.Add(1)
+		go s.collectGarbage(opts.GCInterval)
+	}
+	return s, nil
+}
+
+// Create stores a new session, or returns authority.ErrExists.
+func (s *Store) Create(ctx context.Context, session *authority.Session) error {
+	value, err := json.Marshal(session)
+	if err != nil {
+		return fmt.Errorf("encode session %s: %w", session.ID, err)
+	}
+
+	err = s.db.Update(func(txn *badger.Txn) error {
+		_, err := txn.Get(sessionKey(session.ID))
+		if err == nil {
+			return authority.ErrExists
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		return txn.SetEntry(entry(session, value))
+	})
+	if err != nil {
+		return fmt.Errorf("create session %s: %w", session.ID, err)
+	}
+	return nil
+}
+
+// Get returns the session with the given id, or authority.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*authority.Session, error) {
+	var session *authority.Session
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		session, err = load(txn, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return session, nil
+}
+
+// CompareAndSwap replaces the session when its stored version is
+// expectedVersion. Badger's optimistic transactions turn a concurrent write
+// into authority.ErrConflict as well.
+func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next *authority.Session) error {
+	value, err := json.Marshal(next)
+	if err != nil {
+		return fmt.Errorf("encode session %s: %w", next.ID, err)
+	}
+
+	err = s.db.Update(func(txn *badger.Txn) error {
+		stored, err := load(txn, next.ID)
+		if err != nil {
+			return err
+		}
+		if stored.Version != expectedVersion {
+			return authority.ErrConflict
+		}
+		return txn.SetEntry(entry(next, value))
+	})
+	if errors.Is(err, badger.ErrConflict) {
+		return authority.ErrConflict
+	}
+	return err
+}
+
+// Close stops garbage collection and closes the database. It is safe to call
+// more than once.
+func (s *Store) Close() error {
+	var err error
+	s.closed.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		err = s.db.Close()
+	})
+	return err
+}
+
+func (s *Store) collectGarbage(interval time.Duration) {
+	defer s.wg.Done()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-ticker.C:
+		}
+		// Each successful run rewrites one value-log file; repeat until none is
+		// worth rewriting.
+		for {
+			err := s.db.RunValueLogGC(0.5)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.Warn("badger value-log garbage collection failed", "error", err)
+			}
+			break
+		}
+	}
+}
+
+func load(txn *badger.Txn, id string) (*authority.Session, error) {
+	item, err := txn.Get(sessionKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, authority.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read session %s: %w", id, err)
+	}
+
+	var session authority.Session
+	err = item.Value(func(value []byte) error {
+		return json.Unmarshal(value, &session)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decode session %s: %w", id, err)
+	}
+	return &session, nil
+}
+
+func entry(session *authority.Session, value []byte) *badger.Entry {
+	e := badger.NewEntry(sessionKey(session.ID), value)
+	ttl := time.Until(session.RetainUntil) + retainGrace
+	if ttl < retainGrace {
+		ttl = retainGrace
+	}
+	return e.WithTTL(ttl)
+}
+
+func sessionKey(id string) []byte {
+	return append([]byte("session/"), id...)
+}
+
+// badgerLogger forwards Badger's log lines to slog; its info and debug lines
+// are too chatty for a service log and go to debug.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(format string, args ...any) {
+	l.log.Error("badger: " + trimNewline(fmt.Sprintf(format, args...)))
+}
+
+func (l badgerLogger) Warningf(format string, args ...any) {
+	l.log.Warn("badger: " + trimNewline(fmt.Sprintf(format, args...)))
+}
+
+func (l badgerLogger) Infof(format string, args ...any) {
+	l.log.Debug("badger: " + trimNewline(fmt.Sprintf(format, args...)))
+}
+
+func (l badgerLogger) Debugf(format string, args ...any) {
+	l.log.Debug("badger: " + trimNewline(fmt.Sprintf(format, args...)))
+}
+
+func trimNewline(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '\n' {
+		s = s[:len(s)-1]
+	}
+	return s
+}

@@ -1,0 +1,221 @@
+package authority
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/o1egl/paseto"
+)
+
+// MaxTokenBytes is the length above which a token is rejected before any
+// decoding. Tokens minted by this package stay far below it as long as the
+// application claims respect the limits of IssueCode.
+const MaxTokenBytes = 4096
+
+// KeySize is the length in bytes of a PASETO v2.local key.
+const KeySize = 32
+
+// Codec turns claims into token strings and back. Decode authenticates the token
+// and checks the registered claims for presence, not for expiry: comparing
+// times is the Service's job. Implementations are safe for concurrent use.
+type Codec interface {
+	Encode(c Claims) (string, error)
+	Decode(token string) (Claims, error)
+}
+
+// PasetoV2 is a Codec for PASETO v2.local tokens (XChaCha20-Poly1305) built on
+// github.com/o1egl/paseto v1.0.0. The footer carries the key id as {"kid":"..."};
+// every key of the set can decrypt, the signing key encrypts.
+//
+// It covers these weaknesses of the underlying library: it rejects base64 that
+// is not canonical (padding, line breaks, non-zero trailing bits) so one token
+// has one spelling; it always passes an explicit footer, because the library
+// encodes a nil footer as the string "null"; it hands the library a fresh
+// payload slice, which the library encrypts in place; and it requires exp,
+// which the library would not. Claims are encoded with its own JSON layout, so
+// the generation is a number rather than a string.
+type PasetoV2 struct {
+	keys      map[string][]byte
+	signingID string
+	footer    []byte
+	protocol  *paseto.V2
+}
+
+var _ Codec = (*PasetoV2)(nil)
+
+// NewPasetoV2 returns a codec that encrypts with keys[signingID] and decrypts
+// with any key of the map. Every key must be KeySize bytes long. The map is
+// copied.
+func NewPasetoV2(keys map[string][]byte, signingID string) (*PasetoV2, error) {
+	if _, ok := keys[signingID]; !ok {
+		return nil, fmt.Errorf("signing key %q is not in the key set", signingID)
+	}
+
+	copied := make(map[string][]byte, len(keys))
+	for id, key := range keys {
+		if len(key) != KeySize {
+			return nil, fmt.Errorf("key %q has %d bytes, expected %d", id, len(key), KeySize)
+		}
+		copied[id] = bytes.Clone(key)
+	}
+
+	footer, err := json.Marshal(tokenFooter{KeyID: signingID})
+	if err != nil {
+		return nil, fmt.Errorf("encode footer: %w", err)
+	}
+
+	return &PasetoV2{keys: copied, signingID: signingID, footer: footer, protocol: paseto.NewV2()}, nil
+}
+
+// tokenFooter is the JSON footer of every token.
+type tokenFooter struct {
+	KeyID string `json:"kid"`
+}
+
+// tokenPayload is the JSON layout of the claims inside a token.
+type tokenPayload struct {
+	Subject    string            `json:"sub"`
+	SessionID  string            `json:"sid"`
+	TokenID    string            `json:"jti"`
+	Type       TokenType         `json:"typ"`
+	Generation uint64            `json:"gen"`
+	IssuedAt   string            `json:"iat"`
+	ExpiresAt  string            `json:"exp"`
+	Extra      map[string]string `json:"ext,omitempty"`
+}
+
+const v2LocalHeader = "v2.local."
+
+// Encode returns a v2.local token for the claims, encrypted with the signing key.
+func (p *PasetoV2) Encode(c Claims) (string, error) {
+	if err := c.Validate(); err != nil {
+		return "", fmt.Errorf("encode token: %w", err)
+	}
+
+	payload, err := json.Marshal(tokenPayload{
+		Subject:    c.Subject,
+		SessionID:  c.SessionID,
+		TokenID:    c.TokenID,
+		Type:       c.Type,
+		Generation: c.Generation,
+		IssuedAt:   c.IssuedAt.UTC().Format(time.RFC3339),
+		ExpiresAt:  c.ExpiresAt.UTC().Format(time.RFC3339),
+		Extra:      c.Extra,
+	})
+	if err != nil {
+		return "", fmt.Errorf("encode claims: %w", err)
+	}
+
+	token, err := p.protocol.Encrypt(p.keys[p.signingID], payload, bytes.Clone(p.footer))
+	if err != nil {
+		return "", fmt.Errorf("encrypt token: %w", err)
+	}
+	return token, nil
+}
+
+// Decode authenticates a token and returns its claims. Every failure wraps
+// ErrInvalidToken.
+func (p *PasetoV2) Decode(token string) (Claims, error) {
+	keyID, err := p.checkShape(token)
+	if err != nil {
+		return Claims{}, err
+	}
+
+	key, ok := p.keys[keyID]
+	if !ok {
+		return Claims{}, fmt.Errorf("unknown key id %q: %w", keyID, ErrInvalidToken)
+	}
+
+	var plaintext []byte
+	if err := p.protocol.Decrypt(token, key, &plaintext, nil); err != nil {
+		return Claims{}, fmt.Errorf("decrypt token: %v: %w", err, ErrInvalidToken)
+	}
+
+	var payload tokenPayload
+	decoder := json.NewDecoder(bytes.NewReader(plaintext))
+	decoder.DisallowUnknownFields()
+	if err := decoder.Decode(&payload); err != nil {
+		return Claims{}, fmt.Errorf("decode claims: %v: %w", err, ErrInvalidToken)
+	}
+
+	claims := Claims{
+		Subject:    payload.Subject,
+		SessionID:  payload.SessionID,
+		TokenID:    payload.TokenID,
+		Type:       payload.Type,
+		Generation: payload.Generation,
+		Extra:      payload.Extra,
+	}
+	if claims.IssuedAt, err = parseTime("iat", payload.IssuedAt); err != nil {
+		return Claims{}, err
+	}
+	if claims.ExpiresAt, err = parseTime("exp", payload.ExpiresAt); err != nil {
+		return Claims{}, err
+	}
+	if err := claims.Validate(); err != nil {
+		return Claims{}, err
+	}
+	return claims, nil
+}
+
+// checkShape validates the token's layout and canonical encoding without
+// decrypting it, and returns the key id from its footer.
+func (p *PasetoV2) checkShape(token string) (string, error) {
+	if len(token) > MaxTokenBytes {
+		return "", fmt.Errorf("token of %d bytes exceeds %d: %w", len(token), MaxTokenBytes, ErrInvalidToken)
+	}
+	if !strings.HasPrefix(token, v2LocalHeader) {
+		return "", fmt.Errorf("token is not v2.local: %w", ErrInvalidToken)
+	}
+	for i := 0; i < len(token); i++ {
+		if !isTokenByte(token[i]) {
+			return "", fmt.Errorf("token contains byte 0x%02x at offset %d: %w", token[i], i, ErrInvalidToken)
+		}
+	}
+
+	parts := strings.Split(token[len(v2LocalHeader):], ".")
+	if len(parts) != 2 {
+		return "", fmt.Errorf("token has %d parts after the header, expected payload and footer: %w", len(parts), ErrInvalidToken)
+	}
+
+	// Strict decoding rejects non-zero trailing bits, which would let several
+	// spellings decode to one token.
+	strict := base64.RawURLEncoding.Strict()
+	if _, err := strict.DecodeString(parts[0]); err != nil {
+		return "", fmt.Errorf("payload is not canonical base64url: %w", ErrInvalidToken)
+	}
+	footerBytes, err := strict.DecodeString(parts[1])
+	if err != nil {
+		return "", fmt.Errorf("footer is not canonical base64url: %w", ErrInvalidToken)
+	}
+
+	var footer tokenFooter
+	decoder := json.NewDecoder(bytes.NewReader(footerBytes))
+	decoder.DisallowUnknownFields()
+	if err := decoder.Decode(&footer); err != nil || footer.KeyID == "" {
+		return "", fmt.Errorf("footer has no key id: %w", ErrInvalidToken)
+	}
+	return footer.KeyID, nil
+}
+
+// isTokenByte reports whether b may appear in a v2.local token: the base64url
+// alphabet and the dot. Go's base64 decoder skips CR and LF even in strict
+// mode, so they are rejected here.
+func isTokenByte(b byte) bool {
+	return b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.'
+}
+
+func parseTime(claim, value string) (time.Time, error) {
+	if value == "" {
+		return time.Time{}, fmt.Errorf("missing %s claim: %w", claim, ErrInvalidToken)
+	}
+	t, err := time.Parse(time.RFC3339, value)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s claim %q is not RFC 3339: %w", claim, value, ErrInvalidToken)
+	}
+	return t, nil
+}

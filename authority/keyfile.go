@@ -1,0 +1,151 @@
+package authority
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// KeyFileName is the name of the key file inside the data folder.
+const KeyFileName = "keys.json"
+
+// KeySet is the content of the key file: every key that may decrypt tokens and
+// the id of the one that encrypts new tokens.
+type KeySet struct {
+	SigningKeyID string      `json:"signing_key_id"`
+	Keys         []KeyRecord `json:"keys"`
+}
+
+// KeyRecord is one symmetric key of the key file.
+type KeyRecord struct {
+	ID        string    `json:"id"`
+	Secret    []byte    `json:"secret"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Map returns the keys by id, as NewPasetoV2 takes them.
+func (k *KeySet) Map() map[string][]byte {
+	keys := make(map[string][]byte, len(k.Keys))
+	for _, record := range k.Keys {
+		keys[record.ID] = record.Secret
+	}
+	return keys
+}
+
+// LoadOrCreateKeySet reads the key file in dir, or creates it with one fresh key
+// and mode 0600 when it does not exist. It rejects a key file that other users
+// may read or write.
+func LoadOrCreateKeySet(dir string) (*KeySet, error) {
+	path := filepath.Join(dir, KeyFileName)
+
+	keys, err := readKeySet(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return keys, err
+	}
+
+	keys, err = newKeySet()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeNewKeyFile(path, keys); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+func readKeySet(path string) (*KeySet, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if mode := info.Mode().Perm(); mode&0o077 != 0 {
+		return nil, fmt.Errorf("key file %q has mode %04o, which lets other users read it; run chmod 600 on it", path, mode)
+	}
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key file: %w", err)
+	}
+
+	var keys KeySet
+	if err := json.Unmarshal(data, &keys); err != nil {
+		return nil, fmt.Errorf("key file %q is not valid JSON: %w", path, err)
+	}
+	if len(keys.Keys) == 0 {
+		return nil, fmt.Errorf("key file %q holds no keys", path)
+	}
+	if _, err := NewPasetoV2(keys.Map(), keys.SigningKeyID); err != nil {
+		return nil, fmt.Errorf("key file %q: %w", path, err)
+	}
+	return &keys, nil
+}
+
+func newKeySet() (*KeySet, error) {
+	secret := make([]byte, KeySize)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	id := make([]byte, 6)
+	if _, err := rand.Read(id); err != nil {
+		return nil, fmt.Errorf("generate key id: %w", err)
+	}
+
+	record := KeyRecord{ID: hex.EncodeToString(id), Secret: secret, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	return &KeySet{SigningKeyID: record.ID, Keys: []KeyRecord{record}}, nil
+}
+
+// writeNewKeyFile creates path exclusively with mode 0600 and syncs it, so a
+// crash never leaves a half-written key that tokens were already made with.
+func writeNewKeyFile(path string, keys *KeySet) error {
+	data, err := json.MarshalIndent(keys, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode key file: %w", err)
+	}
+
+	tmp := path + ".tmp"
+	file, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create key file: %w", err)
+	}
+	if _, err := file.Write(append(data, '\n')); err != nil {
+		file.Close()
+		return fmt.Errorf("write key file %q: %w", tmp, err)
+	}
+	if err := file.Sync(); err != nil {
+		file.Close()
+		return fmt.Errorf("sync key file %q: %w", tmp, err)
+	}
+	if err := file.Close(); err != nil {
+		return fmt.Errorf("close key file %q: %w", tmp, err)
+	}
+
+	// A link fails when another process created the key file meanwhile, so
+	// two starts never end up with different keys.
+	if err := os.Link(tmp, path); err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("key file %q was created concurrently; start again", path)
+		}
+		return fmt.Errorf("install key file %q: %w", path, err)
+	}
+	os.Remove(tmp)
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open folder %q: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync folder %q: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+// Package serve starts a complete authority: key file, Badger store, rotation
+// service and gRPC server with health and reflection. Both `sockauth serve` and
+// the chat demo's in-process authority use it.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/sockauth/sockauth/authority"
+	"github.com/sockauth/sockauth/authority/badgerstore"
+	"github.com/sockauth/sockauth/authority/grpcserver"
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+)
+
+// Config sets up an authority. Zero durations take the defaults of
+// authority.DefaultConfig.
+type Config struct {
+	// Listen is the gRPC listen address, such as 127.0.0.1:7070; port 0 picks a
+	// free port.
+	Listen string
+	// DataDir is the folder holding the key file and the Badger database; it is
+	// created with mode 0700 when missing.
+	DataDir        string
+	CodeTTL        time.Duration
+	TokenTTL       time.Duration
+	SessionMaxAge  time.Duration
+	RotationLeeway time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// shutdownGrace bounds how long Close waits for running RPCs.
+const shutdownGrace = 5 * time.Second
+
+// Authority is a running authority.
+type Authority struct {
+	listener net.Listener
+	server   *grpc.Server
+	health   *health.Server
+	store    *badgerstore.Store
+	log      *slog.Logger
+	served   chan error
+	once     sync.Once
+}
+
+// Start opens the data folder and starts serving gRPC in the background. The
+// context bounds only the start.
+func Start(ctx context.Context, cfg Config) (*Authority, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("data folder is not set")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+
+	keys, err := authority.LoadOrCreateKeySet(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	codec, err := authority.NewPasetoV2(keys.Map(), keys.SigningKeyID)
+	if err != nil {
+		return nil, err
+	}
+
+	store, err := badgerstore.Open(filepath.Join(cfg.DataDir, "badger"), badgerstore.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("data folder %q: %w", cfg.DataDir, err)
+	}
+
+	service, err := authority.NewService(codec, store, authority.Config{
+		CodeTTL:        cfg.CodeTTL,
+		TokenTTL:       cfg.TokenTTL,
+		SessionMaxAge:  cfg.SessionMaxAge,
+		RotationLeeway: cfg.RotationLeeway,
+		Logger:         log,
+	})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+
+	var listenConfig net.ListenConfig
+	listener, err := listenConfig.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+
+	a := &Authority{
+		listener: listener,
+		server:   grpc.NewServer(),
+		health:   health.NewServer(),
+		store:    store,
+		log:      log,
+		served:   make(chan error, 1),
+	}
+	sockauthv1.RegisterAuthorityServiceServer(a.server, grpcserver.New(service, log))
+	healthpb.RegisterHealthServer(a.server, a.health)
+	a.health.SetServingStatus(sockauthv1.AuthorityService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(a.server)
+
+	go func() { a.served <- a.server.Serve(listener) }()
+	log.Info("authority listening", "address", a.Addr(), "data", cfg.DataDir, "signing_key_id", keys.SigningKeyID)
+	return a, nil
+}
+
+// Addr returns the address the gRPC server listens on.
+func (a *Authority) Addr() string { return a.listener.Addr().String() }
+
+// Done returns a channel that receives the error that stopped the gRPC server,
+// or nil after Close.
+func (a *Authority) Done() <-chan error { return a.served }
+
+// Close reports NOT_SERVING on health, waits up to five seconds for running
+// RPCs, stops the gRPC server and closes the store. It is safe to call more
+// than once.
+func (a *Authority) Close() error {
+	var err error
+	a.once.Do(func() {
+		a.health.Shutdown()
+
+		stopped := make(chan struct{})
+		go func() {
+			a.server.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-time.After(shutdownGrace):
+			a.log.Warn("RPCs still running after the shutdown grace period; stopping them", "grace", shutdownGrace)
+			a.server.Stop()
+			<-stopped
+		}
+
+		err = a.store.Close()
+		a.log.Info("authority stopped", "address", a.Addr())
+	})
+	return err
+}

@@ -1,0 +1,98 @@
+package adapter
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+)
+
+// Defaults used by [DefaultConfig] and for the zero values of [Config].
+const (
+	DefaultAuthTimeout   = 5 * time.Second
+	DefaultCallTimeout   = 3 * time.Second
+	DefaultMaxTokenBytes = 4096
+)
+
+// Config configures a [Flow]. Only Authority is required; every other zero
+// value is replaced by its default when the Flow is built.
+type Config struct {
+	// Authority is the gRPC client of the sockauth authority. Required.
+	Authority sockauthv1.AuthorityServiceClient
+
+	// AuthTimeout is how long a new socket may stay unauthenticated before it
+	// receives unauthorized (authentication_timeout) and is disconnected.
+	// Zero means DefaultAuthTimeout.
+	AuthTimeout time.Duration
+
+	// CallTimeout is the deadline of each authority call. A call that passes
+	// it fails with authority_unavailable. Zero means DefaultCallTimeout.
+	CallTimeout time.Duration
+
+	// MaxTokenBytes is the maximum length of a token in a payload. Longer
+	// tokens are rejected as invalid_token without calling the authority.
+	// Zero means DefaultMaxTokenBytes.
+	MaxTokenBytes int
+
+	// SessionCheckInterval, when positive, makes the Flow ask the authority
+	// at this interval whether the session of each authenticated socket is
+	// still alive, so that a logout or a revocation made through another
+	// socket server also disconnects the sockets of this one. Zero disables
+	// the check.
+	SessionCheckInterval time.Duration
+
+	// Logger receives the flow's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every optional field set to its default
+// value and no Authority.
+func DefaultConfig() Config {
+	return Config{
+		AuthTimeout:   DefaultAuthTimeout,
+		CallTimeout:   DefaultCallTimeout,
+		MaxTokenBytes: DefaultMaxTokenBytes,
+		Logger:        slog.Default(),
+	}
+}
+
+// withDefaults returns a copy of c whose zero values are replaced by the
+// defaults, or an error when a field is invalid.
+func (c Config) withDefaults() (Config, error) {
+	if c.Authority == nil {
+		return Config{}, errors.New("adapter: missing Config.Authority")
+	}
+
+	if c.AuthTimeout < 0 {
+		return Config{}, fmt.Errorf("adapter: invalid Config.AuthTimeout %v: must not be negative", c.AuthTimeout)
+	}
+	if c.AuthTimeout == 0 {
+		c.AuthTimeout = DefaultAuthTimeout
+	}
+
+	if c.CallTimeout < 0 {
+		return Config{}, fmt.Errorf("adapter: invalid Config.CallTimeout %v: must not be negative", c.CallTimeout)
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
+
+	if c.MaxTokenBytes < 0 {
+		return Config{}, fmt.Errorf("adapter: invalid Config.MaxTokenBytes %d: must not be negative", c.MaxTokenBytes)
+	}
+	if c.MaxTokenBytes == 0 {
+		c.MaxTokenBytes = DefaultMaxTokenBytes
+	}
+
+	if c.SessionCheckInterval < 0 {
+		return Config{}, fmt.Errorf("adapter: invalid Config.SessionCheckInterval %v: must not be negative", c.SessionCheckInterval)
+	}
+
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+
+	return c, nil
+}

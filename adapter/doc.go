@@ -1,0 +1,29 @@
+// Package adapter runs the sockauth authentication flow for socket.io
+// connections, independent of the socket.io server library.
+//
+// A [Flow] turns the client events authenticate and logout into calls to the
+// sockauth authority, keeps one state machine per socket (waiting for
+// authentication, authenticated, closed), enforces the authentication timeout
+// and the token expiry, and disconnects every socket of a session on logout.
+// A binding for one socket.io server library (such as package
+// adapter/gosocketio) implements [Socket] and forwards the library's connect,
+// event, ack and disconnect callbacks to the Flow.
+//
+// Wire contract, as seen by a socket.io client:
+//
+//   - The client emits "authenticate" with {token: "..."} or a bare token
+//     string, within Config.AuthTimeout of connecting.
+//   - The server emits "authenticated" with the new session token and
+//     {expires_at, session_id, subject}, and an ack callback. When the client
+//     acknowledges, the adapter confirms the rotation with the authority.
+//   - On any failure the server emits "unauthorized" with
+//     {message, data: {message, code, type: "UnauthorizedError"}} and
+//     disconnects the socket without waiting for the client.
+//   - The client emits "logout" with {token} (or a bare string, or nothing to
+//     use the socket's current token). The server revokes the session, emits
+//     "logged_out" with {reason: "logout"} to every socket of that session
+//     connected to this Flow, and disconnects them.
+//
+// The adapter never logs token strings. It logs token ids (jti), session ids
+// (sid), subjects and socket ids.
+package adapter

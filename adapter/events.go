@@ -1,0 +1,201 @@
+package adapter
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+)
+
+// Authenticate handles an authenticate event: it exchanges the token in
+// payload (see [TokenFromPayload]) for the next session token, emits
+// authenticated with an ack that confirms the rotation, and restarts the
+// socket's expiry timer. On any failure it emits unauthorized and
+// disconnects the socket. An authenticated socket that authenticates again
+// is refreshed. Events of unknown or closed sockets are ignored.
+//
+// Authenticate blocks for at most Config.CallTimeout plus the time the
+// binding needs to emit. ctx may carry an earlier deadline or cancellation.
+func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
+	st, ok := f.lookup(socketID)
+	if !ok {
+		return
+	}
+
+	token, err := TokenFromPayload(payload, f.cfg.MaxTokenBytes)
+	if err != nil {
+		f.log.Info("authenticate payload rejected", "socket", socketID, "error", err)
+		f.reject(st, CodeInvalidToken)
+		return
+	}
+
+	callCtx, cancel := f.callContext(ctx)
+	resp, err := f.cfg.Authority.Authenticate(callCtx, &sockauthv1.AuthenticateRequest{Token: token})
+	cancel()
+	if err != nil {
+		f.rejectCallError(st, "Authenticate", err)
+		return
+	}
+
+	next := resp.GetToken()
+	id, err := identityOf(resp.GetInfo())
+	if err == nil && next == "" {
+		err = errors.New("missing token in authority response")
+	}
+	if err != nil {
+		f.log.Error("authority returned an invalid Authenticate response", "socket", socketID, "error", err)
+		f.reject(st, CodeAuthorityUnavailable)
+		return
+	}
+
+	// The socket may have been rejected, logged out or disconnected during
+	// the call. The new token is then never delivered, and the authority's
+	// rotation leeway lets the client retry with the presented one.
+	f.mu.Lock()
+	if st.phase == phaseClosed || f.sockets[socketID] != st {
+		f.mu.Unlock()
+		f.log.Info("socket closed during authenticate; new token not delivered", socketAttrs(socketID, id)...)
+		return
+	}
+	previousSession := st.identity.SessionID
+	f.unindexLocked(st)
+	st.phase = phaseAuthenticated
+	st.identity = id
+	st.token = next
+	f.indexLocked(st)
+	deadline, code := id.deadline()
+	f.armTimerLocked(st, time.Until(deadline), code)
+	f.mu.Unlock()
+
+	info := map[string]any{
+		"expires_at": id.ExpiresAt.UTC().Format(time.RFC3339),
+		"session_id": id.SessionID,
+		"subject":    id.Subject,
+	}
+	ack := func() { f.confirm(st, next, id) }
+	if err := st.socket.EmitWithAck(EventAuthenticated, ack, next, info); err != nil {
+		f.log.Warn("emitting authenticated failed", append(socketAttrs(socketID, id), "error", err)...)
+		return
+	}
+
+	if previousSession == "" {
+		f.log.Info("socket authenticated", append(socketAttrs(socketID, id), "generation", id.Generation)...)
+	} else {
+		f.log.Info("socket refreshed", append(socketAttrs(socketID, id), "generation", id.Generation)...)
+	}
+
+	if previousSession != id.SessionID && f.hooks.Authenticated != nil {
+		f.hooks.Authenticated(st.socket, id.clone())
+	}
+}
+
+// confirm tells the authority that the client received token. A failure
+// other than an unreachable authority means the session is dead, so the
+// socket is rejected.
+func (f *Flow) confirm(st *socketState, token string, id Identity) {
+	ctx, cancel := f.callContext(context.Background())
+	resp, err := f.cfg.Authority.ConfirmRotation(ctx, &sockauthv1.ConfirmRotationRequest{Token: token})
+	cancel()
+
+	if err != nil {
+		code := CodeOf(err)
+		if code == CodeAuthorityUnavailable {
+			// The rotation stays unconfirmed and ends with the authority's
+			// leeway, so the socket may stay.
+			f.log.Warn("confirming rotation failed", append(socketAttrs(st.socket.ID(), id), "error", err)...)
+			return
+		}
+		f.log.Info("rotation confirmation rejected", append(socketAttrs(st.socket.ID(), id), "reason", string(code))...)
+		f.reject(st, code)
+		return
+	}
+
+	f.log.Debug("rotation acknowledged", append(socketAttrs(st.socket.ID(), id), "confirmed", resp.GetConfirmed())...)
+}
+
+// Logout handles a logout event: it revokes the session of the token in
+// payload, or of the socket's current token when payload carries none, then
+// emits logged_out to every socket of that session connected to this Flow
+// and disconnects them, the calling socket included. On failure it emits
+// unauthorized and disconnects the calling socket. Events of unknown or
+// closed sockets are ignored.
+func (f *Flow) Logout(ctx context.Context, socketID string, payload any) {
+	st, ok := f.lookup(socketID)
+	if !ok {
+		return
+	}
+
+	token, err := TokenFromPayload(payload, f.cfg.MaxTokenBytes)
+	if errors.Is(err, ErrNoToken) {
+		f.mu.Lock()
+		token = st.token
+		f.mu.Unlock()
+		if token == "" {
+			err = errors.New("logout without a token from an unauthenticated socket")
+		} else {
+			err = nil
+		}
+	}
+	if err != nil {
+		f.log.Info("logout payload rejected", "socket", socketID, "error", err)
+		f.reject(st, CodeInvalidToken)
+		return
+	}
+
+	callCtx, cancel := f.callContext(ctx)
+	resp, err := f.cfg.Authority.Logout(callCtx, &sockauthv1.LogoutRequest{Token: token})
+	cancel()
+	if err != nil {
+		f.rejectCallError(st, "Logout", err)
+		return
+	}
+
+	f.endSession(st, resp.GetSessionId(), resp.GetSubject())
+}
+
+// endSession disconnects with logged_out the calling socket and every open
+// socket of the session.
+func (f *Flow) endSession(caller *socketState, sid, subject string) {
+	f.mu.Lock()
+	var targets []*socketState
+	if caller.phase != phaseClosed {
+		targets = append(targets, caller)
+	}
+	for _, st := range f.sessions[sid] {
+		if st != caller && st.phase != phaseClosed {
+			targets = append(targets, st)
+		}
+	}
+	for _, st := range targets {
+		f.closeLocked(st)
+	}
+	f.mu.Unlock()
+
+	f.log.Info("session logged out", "sid", sid, "subject", subject, "socket", caller.socket.ID(), "sockets", len(targets))
+
+	payload := map[string]any{"reason": LogoutReason}
+	for _, st := range targets {
+		if err := st.socket.Disconnect(EventLoggedOut, payload); err != nil {
+			f.log.Warn("disconnecting logged out socket failed", "socket", st.socket.ID(), "sid", sid, "error", err)
+		}
+	}
+}
+
+// rejectCallError logs a failed authority call and rejects the socket with
+// the matching code.
+func (f *Flow) rejectCallError(st *socketState, rpc string, err error) {
+	code := CodeOf(err)
+
+	f.mu.Lock()
+	id := st.identity
+	f.mu.Unlock()
+	attrs := append(socketAttrs(st.socket.ID(), id), "rpc", rpc, "reason", string(code))
+
+	if code == CodeAuthorityUnavailable {
+		f.log.Warn("authority call failed", append(attrs, "error", err)...)
+	} else {
+		f.log.Info("authority rejected the token", attrs...)
+	}
+	f.reject(st, code)
+}

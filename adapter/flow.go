@@ -1,0 +1,352 @@
+package adapter
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrClosed is returned by [Flow.Connect] after [Flow.Close].
+var ErrClosed = errors.New("adapter: flow closed")
+
+// Socket is what a Flow needs from one socket.io connection in one
+// namespace. A binding implements it for its socket.io library.
+// Implementations must be safe for concurrent use.
+type Socket interface {
+	// ID returns the connection id. It must be unique among the sockets
+	// connected to one Flow and hard to guess.
+	ID() string
+
+	// EmitWithAck emits event with args and an ack callback. The binding
+	// calls ack at most once, when the client acknowledges the event, on
+	// any goroutine.
+	EmitWithAck(event string, ack func(), args ...any) error
+
+	// Disconnect emits event with payload as the socket's last packet and
+	// disconnects the socket. It must not wait for the client, and it must
+	// eventually make the binding call [Flow.Disconnected].
+	Disconnect(event string, payload any) error
+}
+
+// Hooks are the Flow's callbacks into the application. Nil hooks are
+// skipped. Hooks run on the goroutine that delivered the event.
+type Hooks struct {
+	// Authenticated is called after the server emitted authenticated to a
+	// socket that had no session before, or whose authenticate switched it
+	// to another session. Refreshes within one session do not call it.
+	Authenticated func(s Socket, id Identity)
+}
+
+// phase is the state of one socket.
+type phase int
+
+const (
+	// phaseWaiting: connected, no valid authenticate yet.
+	phaseWaiting phase = iota
+	// phaseAuthenticated: the last authenticate succeeded and the token has
+	// not expired.
+	phaseAuthenticated
+	// phaseClosed: rejected or logged out; the disconnect is under way.
+	phaseClosed
+)
+
+// socketState is the state machine of one socket. Its fields are guarded by
+// Flow.mu.
+type socketState struct {
+	socket   Socket
+	phase    phase
+	identity Identity
+
+	// token is the socket's current session token, kept for a logout without
+	// a token. It is never logged.
+	token string
+
+	// timer runs the authentication timeout while waiting and the expiry
+	// while authenticated. timerSeq changes whenever timer is replaced, so a
+	// callback of a stopped timer that already started does nothing.
+	timer    *time.Timer
+	timerSeq uint64
+}
+
+// Flow runs the authentication flow for the sockets of one namespace. It is
+// safe for concurrent use. Build it with [NewFlow] and stop it with
+// [Flow.Close].
+type Flow struct {
+	cfg   Config
+	log   *slog.Logger
+	hooks Hooks
+
+	// mu guards sockets, sessions, closed and every socketState.
+	mu       sync.Mutex
+	sockets  map[string]*socketState            // by socket id
+	sessions map[string]map[string]*socketState // by session id, then socket id
+	closed   bool
+
+	dropped atomic.Uint64
+
+	// background counts timer callbacks in progress and the session checker,
+	// so that Close can wait for them.
+	background sync.WaitGroup
+	stop       chan struct{}
+}
+
+// NewFlow checks cfg, fills in its defaults and returns a Flow. It starts a
+// background goroutine when cfg.SessionCheckInterval is positive.
+func NewFlow(cfg Config, hooks Hooks) (*Flow, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+
+	f := &Flow{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		hooks:    hooks,
+		sockets:  make(map[string]*socketState),
+		sessions: make(map[string]map[string]*socketState),
+		stop:     make(chan struct{}),
+	}
+
+	if cfg.SessionCheckInterval > 0 {
+		f.background.Add(1)
+		go f.checkSessions()
+	}
+	return f, nil
+}
+
+// Config returns the configuration in use, with defaults filled in.
+func (f *Flow) Config() Config {
+	return f.cfg
+}
+
+// Connect registers a new socket and starts its authentication timeout. It
+// emits nothing, so a binding may call it where emitting would block. It
+// returns ErrClosed after Close.
+func (f *Flow) Connect(s Socket) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	if f.closed {
+		return ErrClosed
+	}
+
+	if old, ok := f.sockets[s.ID()]; ok {
+		f.log.Warn("socket connected twice; dropping the old state", "socket", s.ID())
+		f.closeLocked(old)
+	}
+
+	st := &socketState{socket: s}
+	f.sockets[s.ID()] = st
+	f.armTimerLocked(st, f.cfg.AuthTimeout, CodeAuthenticationTimeout)
+
+	f.log.Debug("socket connected", "socket", s.ID())
+	return nil
+}
+
+// Disconnected forgets a socket after its binding saw it disconnect, and
+// stops its timer. It returns the socket's last identity (the zero Identity
+// when it never authenticated) and true, or false when the socket is unknown,
+// for example because Disconnected was already called for it.
+func (f *Flow) Disconnected(socketID string) (Identity, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	st, ok := f.sockets[socketID]
+	if !ok {
+		return Identity{}, false
+	}
+
+	f.closeLocked(st)
+	delete(f.sockets, socketID)
+
+	f.log.Debug("socket disconnected", "socket", socketID, "jti", st.identity.TokenID, "sid", st.identity.SessionID)
+	return st.identity.clone(), true
+}
+
+// Admit reports whether an application event from the socket may reach the
+// application's handlers, and returns the socket's identity when it may.
+// Only authenticated sockets are admitted. A rejected event is counted and
+// logged at debug level.
+func (f *Flow) Admit(socketID, event string) (Identity, bool) {
+	f.mu.Lock()
+	st, ok := f.sockets[socketID]
+	admitted := ok && st.phase == phaseAuthenticated
+	var id Identity
+	if admitted {
+		id = st.identity.clone()
+	}
+	f.mu.Unlock()
+
+	if !admitted {
+		f.dropped.Add(1)
+		f.log.Debug("event from unauthenticated socket dropped", "socket", socketID, "event", event)
+	}
+	return id, admitted
+}
+
+// Identity returns the identity of an authenticated socket, or false when
+// the socket is unknown or not authenticated.
+func (f *Flow) Identity(socketID string) (Identity, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	st, ok := f.sockets[socketID]
+	if !ok || st.phase != phaseAuthenticated {
+		return Identity{}, false
+	}
+	return st.identity.clone(), true
+}
+
+// Dropped returns how many application events from unauthenticated sockets
+// Admit has rejected.
+func (f *Flow) Dropped() uint64 {
+	return f.dropped.Load()
+}
+
+// Close stops every timer and the session checker, and waits for the
+// callbacks in progress. It disconnects no socket: sockets still connected
+// are no longer timed out. Connect fails after Close. Close is idempotent.
+func (f *Flow) Close() {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.closed = true
+	for _, st := range f.sockets {
+		f.stopTimerLocked(st)
+	}
+	f.mu.Unlock()
+
+	close(f.stop)
+	f.background.Wait()
+}
+
+// reject emits unauthorized with code and disconnects the socket, unless it
+// is already closed.
+func (f *Flow) reject(st *socketState, code Code) {
+	f.mu.Lock()
+	if st.phase == phaseClosed {
+		f.mu.Unlock()
+		return
+	}
+	f.closeLocked(st)
+	id := st.identity
+	f.mu.Unlock()
+
+	f.log.Info("socket unauthorized", "socket", st.socket.ID(), "reason", string(code),
+		"jti", id.TokenID, "sid", id.SessionID, "subject", id.Subject)
+
+	if err := st.socket.Disconnect(EventUnauthorized, unauthorizedPayload(code)); err != nil {
+		f.log.Warn("disconnecting unauthorized socket failed", "socket", st.socket.ID(), "reason", string(code), "error", err)
+	}
+}
+
+// unauthorizedPayload builds the unauthorized event in the shape that
+// socketio-jwt clients handle.
+func unauthorizedPayload(code Code) map[string]any {
+	message := code.message()
+	return map[string]any{
+		"message": message,
+		"data": map[string]any{
+			"message": message,
+			"code":    string(code),
+			"type":    "UnauthorizedError",
+		},
+	}
+}
+
+// closeLocked moves st to phaseClosed, stops its timer and removes it from
+// the session index. The caller holds f.mu.
+func (f *Flow) closeLocked(st *socketState) {
+	st.phase = phaseClosed
+	f.stopTimerLocked(st)
+	f.unindexLocked(st)
+}
+
+// indexLocked files st under the session of its identity. The caller holds
+// f.mu.
+func (f *Flow) indexLocked(st *socketState) {
+	sid := st.identity.SessionID
+	if f.sessions[sid] == nil {
+		f.sessions[sid] = make(map[string]*socketState)
+	}
+	f.sessions[sid][st.socket.ID()] = st
+}
+
+// unindexLocked removes st from the session of its identity. The caller
+// holds f.mu.
+func (f *Flow) unindexLocked(st *socketState) {
+	sid := st.identity.SessionID
+	members := f.sessions[sid]
+	if members[st.socket.ID()] != st {
+		return
+	}
+	delete(members, st.socket.ID())
+	if len(members) == 0 {
+		delete(f.sessions, sid)
+	}
+}
+
+// armTimerLocked replaces the socket's timer with one that rejects it with
+// code after d. The caller holds f.mu.
+func (f *Flow) armTimerLocked(st *socketState, d time.Duration, code Code) {
+	f.stopTimerLocked(st)
+	if f.closed {
+		return
+	}
+
+	seq := st.timerSeq
+	st.timer = time.AfterFunc(d, func() { f.timerFired(st, seq, code) })
+}
+
+// stopTimerLocked stops the socket's timer and invalidates a callback that
+// already started. The caller holds f.mu.
+func (f *Flow) stopTimerLocked(st *socketState) {
+	st.timerSeq++
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
+}
+
+func (f *Flow) timerFired(st *socketState, seq uint64, code Code) {
+	f.mu.Lock()
+	if f.closed || st.timerSeq != seq || st.phase == phaseClosed {
+		f.mu.Unlock()
+		return
+	}
+	f.background.Add(1)
+	f.mu.Unlock()
+	defer f.background.Done()
+
+	f.reject(st, code)
+}
+
+// socketAttrs returns the log attributes of a socket and its identity.
+func socketAttrs(socketID string, id Identity) []any {
+	return []any{"socket", socketID, "jti", id.TokenID, "sid", id.SessionID, "subject", id.Subject}
+}
+
+// callContext returns the context of one authority call.
+func (f *Flow) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return context.WithTimeout(ctx, f.cfg.CallTimeout)
+}
+
+// lookup returns the state of a socket that is not closed.
+func (f *Flow) lookup(socketID string) (*socketState, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	st, ok := f.sockets[socketID]
+	if !ok || st.phase == phaseClosed {
+		return nil, false
+	}
+	return st, true
+}

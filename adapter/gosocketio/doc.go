@@ -1,0 +1,32 @@
+// Package gosocketio binds the sockauth flow of package adapter to
+// github.com/googollee/go-socket.io v1.7.0, a socket.io 2.x server.
+//
+// Build the server with NewServer, attach a Binding to a namespace with New
+// or Attach, and register the application's events with Binding.OnEvent so
+// that they reach it only from authenticated connections:
+//
+//	server := gosocketio.NewServer(nil)
+//	binding, err := gosocketio.New(server, adapter.Config{Authority: client})
+//	if err != nil {
+//		return err
+//	}
+//	defer binding.Close()
+//
+//	binding.OnAuthenticated(func(conn socketio.Conn, id adapter.Identity) {
+//		conn.Join("user:" + id.Subject)
+//	})
+//	binding.OnEvent("message", func(conn socketio.Conn, id adapter.Identity, text string) {
+//		server.BroadcastToRoom("/", "chat", "message", id.Subject, text)
+//	})
+//
+//	go server.Serve()
+//	defer server.Close()
+//	http.Handle("/socket.io/", server)
+//
+// What a socket.io-client 2.x client sees when the server rejects or logs
+// out its socket: the unauthorized or logged_out event, then a DISCONNECT
+// packet for the namespace, so the client emits disconnect with reason
+// "io server disconnect" and does not reconnect. The server closes the
+// engine.io connection CloseDelay later if the client has not closed it.
+// Closing the connection ends every namespace of that client.
+package gosocketio

@@ -1,0 +1,356 @@
+package serve_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/sockauth/sockauth/authority"
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+	"github.com/sockauth/sockauth/internal/serve"
+)
+
+func startAuthority(t testing.TB, dir string, cfg serve.Config) *serve.Authority {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = dir
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	a, err := serve.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+func dial(t testing.TB, address string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// requireStatus checks the code and the ErrorInfo reason of a failed call.
+func requireStatus(t testing.TB, err error, code codes.Code, reason string) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok {
+		t.Fatalf("error %v is not a gRPC status", err)
+	}
+	if st.Code() != code {
+		t.Fatalf("code %s (%q), expected %s", st.Code(), st.Message(), code)
+	}
+	for _, detail := range st.Details() {
+		if info, ok := detail.(*errdetails.ErrorInfo); ok {
+			if info.GetDomain() != "sockauth" || info.GetReason() != reason {
+				t.Fatalf("ErrorInfo %s/%s, expected sockauth/%s", info.GetDomain(), info.GetReason(), reason)
+			}
+			return
+		}
+	}
+	t.Fatalf("status %v has no ErrorInfo detail, expected reason %s", st, reason)
+}
+
+func TestFlowOverGRPC(t *testing.T) {
+	a := startAuthority(t, t.TempDir(), serve.Config{})
+	client := sockauthv1.NewAuthorityServiceClient(dial(t, a.Addr()))
+	ctx := context.Background()
+
+	issued, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice", Claims: map[string]string{"role": "member"}})
+	if err != nil {
+		t.Fatalf("IssueCode: %v", err)
+	}
+	if issued.GetInfo().GetType() != sockauthv1.TokenType_TOKEN_TYPE_CODE {
+		t.Fatalf("IssueCode type %s, expected code", issued.GetInfo().GetType())
+	}
+
+	session, err := client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: issued.GetCode()})
+	if err != nil {
+		t.Fatalf("Authenticate: %v", err)
+	}
+	info := session.GetInfo()
+	if info.GetGeneration() != 1 || info.GetSubject() != "alice" || info.GetSessionId() != issued.GetInfo().GetSessionId() ||
+		info.GetClaims()["role"] != "member" {
+		t.Fatalf("Authenticate info %+v, expected generation 1 of alice's session with role member", info)
+	}
+
+	confirmed, err := client.ConfirmRotation(ctx, &sockauthv1.ConfirmRotationRequest{Token: session.GetToken()})
+	if err != nil || !confirmed.GetConfirmed() {
+		t.Fatalf("ConfirmRotation = %v, %v; expected confirmed", confirmed, err)
+	}
+
+	verified, err := client.Verify(ctx, &sockauthv1.VerifyRequest{Token: session.GetToken()})
+	if err != nil || !verified.GetCurrent() {
+		t.Fatalf("Verify = %v, %v; expected current", verified, err)
+	}
+
+	_, err = client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: issued.GetCode()})
+	requireStatus(t, err, codes.PermissionDenied, "TOKEN_REUSED")
+
+	_, err = client.Logout(ctx, &sockauthv1.LogoutRequest{Token: session.GetToken()})
+	requireStatus(t, err, codes.PermissionDenied, "SESSION_REVOKED")
+}
+
+func TestErrorsOverGRPC(t *testing.T) {
+	a := startAuthority(t, t.TempDir(), serve.Config{CodeTTL: time.Second})
+	client := sockauthv1.NewAuthorityServiceClient(dial(t, a.Addr()))
+	ctx := context.Background()
+
+	other := startAuthority(t, t.TempDir(), serve.Config{})
+	foreign, err := sockauthv1.NewAuthorityServiceClient(dial(t, other.Addr())).IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatalf("IssueCode on the second authority: %v", err)
+	}
+	expiring, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatalf("IssueCode: %v", err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+
+	tests := []struct {
+		name   string
+		call   func() error
+		code   codes.Code
+		reason string
+	}{
+		{"empty subject", func() error {
+			_, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{})
+			return err
+		}, codes.InvalidArgument, "INVALID_ARGUMENT"},
+		{"empty token", func() error {
+			_, err := client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{})
+			return err
+		}, codes.InvalidArgument, "INVALID_ARGUMENT"},
+		{"oversized token", func() error {
+			_, err := client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: strings.Repeat("A", authority.MaxTokenBytes+1)})
+			return err
+		}, codes.InvalidArgument, "INVALID_ARGUMENT"},
+		{"garbage token", func() error {
+			_, err := client.Verify(ctx, &sockauthv1.VerifyRequest{Token: "v2.local.garbage"})
+			return err
+		}, codes.Unauthenticated, "TOKEN_INVALID"},
+		{"token of another authority", func() error {
+			_, err := client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: foreign.GetCode()})
+			return err
+		}, codes.Unauthenticated, "TOKEN_INVALID"},
+		{"expired code", func() error {
+			_, err := client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: expiring.GetCode()})
+			return err
+		}, codes.Unauthenticated, "TOKEN_EXPIRED"},
+		{"code given to Verify", func() error {
+			code, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bob"})
+			if err != nil {
+				return err
+			}
+			_, err = client.Verify(ctx, &sockauthv1.VerifyRequest{Token: code.GetCode()})
+			return err
+		}, codes.Unauthenticated, "TOKEN_INVALID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			requireStatus(t, tt.call(), tt.code, tt.reason)
+		})
+	}
+}
+
+func TestHealthAndReflection(t *testing.T) {
+	a := startAuthority(t, t.TempDir(), serve.Config{})
+	conn := dial(t, a.Addr())
+	ctx := context.Background()
+
+	health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "sockauth.v1.AuthorityService"})
+	if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health Check = %v, %v; expected SERVING", health, err)
+	}
+
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatalf("ServerReflectionInfo: %v", err)
+	}
+	err = stream.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+	})
+	if err != nil {
+		t.Fatalf("send reflection request: %v", err)
+	}
+	reply, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("receive reflection reply: %v", err)
+	}
+	var names []string
+	for _, service := range reply.GetListServicesResponse().GetService() {
+		names = append(names, service.GetName())
+	}
+	if !strings.Contains(strings.Join(names, ","), "sockauth.v1.AuthorityService") {
+		t.Fatalf("reflection lists %v, expected sockauth.v1.AuthorityService", names)
+	}
+}
+
+// TestStateSurvivesRestart rotates, revokes, and restarts the authority on
+// the same data folder: the revocation and the rotation must hold afterwards.
+func TestStateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	first := startAuthority(t, dir, serve.Config{})
+	client := sockauthv1.NewAuthorityServiceClient(dial(t, first.Addr()))
+
+	alive, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliveToken, err := client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: alive.GetCode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.ConfirmRotation(ctx, &sockauthv1.ConfirmRotationRequest{Token: aliveToken.GetToken()}); err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokedToken, err := client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: revoked.GetCode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Logout(ctx, &sockauthv1.LogoutRequest{Token: revokedToken.GetToken()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	second := startAuthority(t, dir, serve.Config{})
+	client = sockauthv1.NewAuthorityServiceClient(dial(t, second.Addr()))
+
+	_, err = client.Verify(ctx, &sockauthv1.VerifyRequest{Token: revokedToken.GetToken()})
+	requireStatus(t, err, codes.PermissionDenied, "SESSION_REVOKED")
+
+	if _, err := client.Verify(ctx, &sockauthv1.VerifyRequest{Token: aliveToken.GetToken()}); err != nil {
+		t.Fatalf("Verify of a live session after restart: %v", err)
+	}
+	_, err = client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: alive.GetCode()})
+	requireStatus(t, err, codes.PermissionDenied, "TOKEN_REUSED")
+}
+
+func TestKeyFileMode(t *testing.T) {
+	dir := t.TempDir()
+	startAuthority(t, dir, serve.Config{})
+
+	info, err := os.Stat(filepath.Join(dir, authority.KeyFileName))
+	if err != nil {
+		t.Fatalf("stat key file: %v", err)
+	}
+	if mode := info.Mode().Perm(); mode != 0o600 {
+		t.Fatalf("key file mode %04o, expected 0600", mode)
+	}
+}
+
+func TestStartRejectsReadableKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	a := startAuthority(t, dir, serve.Config{})
+	a.Close()
+	path := filepath.Join(dir, authority.KeyFileName)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: dir,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Start with a world-readable key file = %v, expected an error naming %s", err, path)
+	}
+}
+
+func TestStartRejectsCorruptKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, authority.KeyFileName)
+	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: dir,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Start with a corrupt key file = %v, expected an error naming %s", err, path)
+	}
+}
+
+// TestConcurrentAuthenticateOverGRPC sends one token from 50 callers over a
+// real connection: all get the same successor.
+func TestConcurrentAuthenticateOverGRPC(t *testing.T) {
+	a := startAuthority(t, t.TempDir(), serve.Config{})
+	client := sockauthv1.NewAuthorityServiceClient(dial(t, a.Addr()))
+	ctx := context.Background()
+	code, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const callers = 50
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex // guards jtis
+		jtis = map[string]int{}
+	)
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reply, err := client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: code.GetCode()})
+			if err != nil {
+				t.Errorf("Authenticate: %v", err)
+				return
+			}
+			mu.Lock()
+			jtis[reply.GetInfo().GetTokenId()]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(jtis) != 1 {
+		t.Fatalf("%d distinct successors %v, expected exactly 1", len(jtis), jtis)
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	tests := []struct {
+		address string
+		want    bool
+	}{
+		{"127.0.0.1:7070", true},
+		{"127.3.2.1:7070", true},
+		{"[::1]:7070", true},
+		{"localhost:7070", true},
+		{":7070", false},
+		{"0.0.0.0:7070", false},
+		{"[::]:7070", false},
+		{"10.0.0.1:7070", false},
+		{"example.com:7070", false},
+		{"garbage", false},
+	}
+	for _, tt := range tests {
+		if got := serve.IsLoopback(tt.address); got != tt.want {
+			t.Errorf("IsLoopback(%q) = %v, expected %v", tt.address, got, tt.want)
+		}
+	}
+}

@@ -55,7 +55,7 @@ SOCKAUTH_TOKEN_TTL=2h. A flag given on the command line wins.`,
 			// no caller authentication yet, so it must not be reachable from
 			// other machines by accident.
 			if !serve.IsLoopback(cfg.Listen) && !insecure {
-				return fmt.Errorf("refusing to listen on %s: callers are not authenticated, so only loopback addresses are safe; "+
+				return fmt.Errorf("will not listen on %s: callers are not authenticated, so only loopback addresses are safe; "+
 					"pass --insecure to listen there anyway", cfg.Listen)
 			}
 

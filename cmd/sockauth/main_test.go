@@ -15,7 +15,7 @@ func TestServeRefusesNonLoopback(t *testing.T) {
 	}{
 		{"flag", []string{"serve", "--listen", "0.0.0.0:0", "--data", t.TempDir()}, nil, "0.0.0.0:0"},
 		{"environment", []string{"serve", "--data", t.TempDir()}, map[string]string{"SOCKAUTH_LISTEN": "[::]:0"}, "[::]:0"},
-		{"empty host", []string{"serve", "--listen", ":0", "--data", t.TempDir()}, nil, "refusing to listen on :0"},
+		{"empty host", []string{"serve", "--listen", ":0", "--data", t.TempDir()}, nil, "will not listen on :0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 GO_TEST_FLAGS ?= -race -timeout 15m
 
-.PHONY: all build generate check-generated lint npm test e2e clean
+.PHONY: all build generate check-generated lint npm services test e2e clean
 
 all: build
 
@@ -55,8 +55,12 @@ lint: $(TOOLS)
 npm:
 	npm ci --prefix e2e/node --no-audit --no-fund
 
+## services: start the Redis server that the Redis store tests use.
+services:
+	./scripts/ensure-redis.sh
+
 ## test: every check and every test, with the race detector.
-test: check-generated lint npm
+test: check-generated lint npm services
 	$(GO) test $(GO_TEST_FLAGS) ./...
 
 ## e2e: only the end-to-end tests.

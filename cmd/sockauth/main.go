@@ -68,6 +68,8 @@ SOCKAUTH_TOKEN_TTL=2h. A flag given on the command line wins.`,
 	flags := cmd.Flags()
 	flags.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "gRPC listen address")
 	flags.StringVar(&cfg.DataDir, "data", "./sockauth-data", "folder for the key file and the Badger database")
+	flags.StringVar(&cfg.Store, "store", "badger", "session store: badger (embedded, in --data) or redis (shared by several authorities)")
+	flags.StringVar(&cfg.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL for --store redis")
 	serve.AddLifetimeFlags(flags, &cfg)
 	flags.BoolVar(&insecure, "insecure", false, "allow listening on a non-loopback address without caller authentication")
 	flags.TextVar(&logLevel, "log-level", slog.LevelInfo, "minimum log level: debug, info, warn or error")

@@ -22,6 +22,7 @@ import (
 	"github.com/sockauth/sockauth/authority"
 	"github.com/sockauth/sockauth/authority/badgerstore"
 	"github.com/sockauth/sockauth/authority/grpcserver"
+	"github.com/sockauth/sockauth/authority/redisstore"
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 )
 
@@ -33,7 +34,11 @@ type Config struct {
 	Listen string
 	// DataDir is the folder holding the key file and the Badger database; it is
 	// created with mode 0700 when missing.
-	DataDir        string
+	DataDir string
+	// Store is "badger" (the default: a database in DataDir) or "redis".
+	Store string
+	// RedisURL is the redis:// URL of the Redis store.
+	RedisURL       string
 	CodeTTL        time.Duration
 	TokenTTL       time.Duration
 	SessionMaxAge  time.Duration
@@ -50,7 +55,7 @@ type Authority struct {
 	listener net.Listener
 	server   *grpc.Server
 	health   *health.Server
-	store    *badgerstore.Store
+	store    authority.Store
 	log      *slog.Logger
 	served   chan error
 	once     sync.Once
@@ -79,9 +84,9 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 		return nil, err
 	}
 
-	store, err := badgerstore.Open(filepath.Join(cfg.DataDir, "badger"), badgerstore.Options{Logger: log})
+	store, err := openStore(ctx, cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("data folder %q: %w", cfg.DataDir, err)
+		return nil, err
 	}
 
 	service, err := authority.NewService(codec, store, authority.Config{
@@ -117,7 +122,8 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	reflection.Register(a.server)
 
 	go func() { a.served <- a.server.Serve(listener) }()
-	log.Info("authority listening", "address", a.Addr(), "data", cfg.DataDir, "signing_key_id", keys.SigningKeyID)
+	log.Info("authority listening", "address", a.Addr(), "data", cfg.DataDir, "store", storeName(cfg),
+		"signing_key_id", keys.SigningKeyID)
 	return a, nil
 }
 
@@ -153,4 +159,29 @@ func (a *Authority) Close() error {
 		a.log.Info("authority stopped", "address", a.Addr())
 	})
 	return err
+}
+
+func storeName(cfg Config) string {
+	if cfg.Store == "" {
+		return "badger"
+	}
+	return cfg.Store
+}
+
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (authority.Store, error) {
+	switch storeName(cfg) {
+	case "badger":
+		store, err := badgerstore.Open(filepath.Join(cfg.DataDir, "badger"), badgerstore.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("data folder %q: %w", cfg.DataDir, err)
+		}
+		return store, nil
+	case "redis":
+		if cfg.RedisURL == "" {
+			return nil, errors.New("the redis store needs a Redis URL, such as redis://127.0.0.1:6379/0")
+		}
+		return redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{})
+	default:
+		return nil, fmt.Errorf("unknown store %q: use badger or redis", cfg.Store)
+	}
 }

@@ -354,3 +354,40 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasShareRedis runs two authorities on one Redis with one key file:
+// a token rotated on one replica is reuse on the other.
+func TestReplicasShareRedis(t *testing.T) {
+	dir := t.TempDir()
+	cfg := serve.Config{Store: "redis", RedisURL: "redis://127.0.0.1:6379/0"}
+	first := startAuthority(t, dir, cfg)
+	second := startAuthority(t, dir, cfg)
+	clientA := sockauthv1.NewAuthorityServiceClient(dial(t, first.Addr()))
+	clientB := sockauthv1.NewAuthorityServiceClient(dial(t, second.Addr()))
+	ctx := context.Background()
+
+	code, err := clientA.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatalf("IssueCode on replica A: %v", err)
+	}
+	session, err := clientB.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: code.GetCode()})
+	if err != nil {
+		t.Fatalf("Authenticate on replica B: %v", err)
+	}
+	if _, err := clientB.ConfirmRotation(ctx, &sockauthv1.ConfirmRotationRequest{Token: session.GetToken()}); err != nil {
+		t.Fatalf("ConfirmRotation on replica B: %v", err)
+	}
+
+	_, err = clientA.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: code.GetCode()})
+	requireStatus(t, err, codes.PermissionDenied, "TOKEN_REUSED")
+	_, err = clientB.Verify(ctx, &sockauthv1.VerifyRequest{Token: session.GetToken()})
+	requireStatus(t, err, codes.PermissionDenied, "SESSION_REVOKED")
+}
+
+func TestStartRejectsUnknownStore(t *testing.T) {
+	_, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Store: "etcd",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), `"etcd"`) {
+		t.Fatalf("Start with store etcd = %v, expected an error naming it", err)
+	}
+}

@@ -1,0 +1,169 @@
+// Package redisstore is an authority.Store on Redis, for several authority
+// replicas that share one state. Each session is one hash whose key carries the
+// session id as a hash tag, so every script touches one slot and runs on Redis
+// Cluster too; compare-and-swap runs as a Lua script, so it is atomic.
+//
+// Durability follows the Redis server's configuration: with appendonly yes and
+// appendfsync always an acknowledged write survives a crash of Redis.
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sockauth/sockauth/authority"
+)
+
+// retainGrace keeps a record a little past its RetainUntil, so that clock skew
+// between replicas never drops a record that a token still refers to.
+const retainGrace = time.Minute
+
+// Options configures a Store.
+type Options struct {
+	// Prefix starts every key; default "sockauth:". Several deployments can share
+	// one Redis with different prefixes.
+	Prefix string
+}
+
+// Store is an authority.Store on Redis. It is safe for concurrent use.
+type Store struct {
+	client redis.UniversalClient
+	prefix string
+}
+
+var _ authority.Store = (*Store)(nil)
+
+// New returns a Store on client; the caller keeps ownership of client until
+// Close, which closes it.
+func New(client redis.UniversalClient, opts Options) *Store {
+	if opts.Prefix == "" {
+		opts.Prefix = "sockauth:"
+	}
+	return &Store{client: client, prefix: opts.Prefix}
+}
+
+// Open connects to the Redis server of a redis:// or rediss:// URL and checks
+// that it answers.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	redisOpts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("invalid Redis URL: %w", err)
+	}
+	client := redis.NewClient(redisOpts)
+	if err := client.Ping(ctx).Err(); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("connect to Redis at %s: %w", redisOpts.Addr, err)
+	}
+	return New(client, opts), nil
+}
+
+// createScript stores a session unless its key exists.
+// KEYS[1] session key; ARGV: version, JSON record, expiry in Unix milliseconds.
+// Returns 1 when created, 0 when the key exists.
+var createScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return 1
+`)
+
+// swapScript replaces a session when its stored version matches.
+// KEYS[1] session key; ARGV: expected version, new version, JSON record,
+// expiry in Unix milliseconds. Returns 1 when swapped, 0 on a version
+// mismatch, -1 when the key is missing.
+var swapScript = redis.NewScript(`
+local version = redis.call('HGET', KEYS[1], 'v')
+if not version then
+  return -1
+end
+if version ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+return 1
+`)
+
+// Create stores a new session, or returns authority.ErrExists.
+func (s *Store) Create(ctx context.Context, session *authority.Session) error {
+	value, err := json.Marshal(session)
+	if err != nil {
+		return fmt.Errorf("encode session %s: %w", session.ID, err)
+	}
+
+	created, err := createScript.Run(ctx, s.client, []string{s.sessionKey(session.ID)},
+		strconv.FormatUint(session.Version, 10), value, expiry(session)).Int()
+	if err != nil {
+		return fmt.Errorf("create session %s in Redis: %w", session.ID, err)
+	}
+	if created == 0 {
+		return fmt.Errorf("create session %s: %w", session.ID, authority.ErrExists)
+	}
+	return nil
+}
+
+// Get returns the session with the given id, or authority.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*authority.Session, error) {
+	value, err := s.client.HGet(ctx, s.sessionKey(id), "d").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, authority.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read session %s from Redis: %w", id, err)
+	}
+
+	var session authority.Session
+	if err := json.Unmarshal(value, &session); err != nil {
+		return nil, fmt.Errorf("decode session %s: %w", id, err)
+	}
+	return &session, nil
+}
+
+// CompareAndSwap replaces the session when its stored version is
+// expectedVersion.
+func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next *authority.Session) error {
+	value, err := json.Marshal(next)
+	if err != nil {
+		return fmt.Errorf("encode session %s: %w", next.ID, err)
+	}
+
+	result, err := swapScript.Run(ctx, s.client, []string{s.sessionKey(next.ID)},
+		strconv.FormatUint(expectedVersion, 10), strconv.FormatUint(next.Version, 10), value, expiry(next)).Int()
+	if err != nil {
+		return fmt.Errorf("update session %s in Redis: %w", next.ID, err)
+	}
+	switch result {
+	case 1:
+		return nil
+	case 0:
+		return authority.ErrConflict
+	default:
+		return authority.ErrNotFound
+	}
+}
+
+// Close closes the Redis client.
+func (s *Store) Close() error { return s.client.Close() }
+
+// sessionKey wraps the id in braces, the hash tag that Redis Cluster uses to
+// pick the slot, so all keys of one session live on one node.
+func (s *Store) sessionKey(id string) string {
+	return s.prefix + "session:{" + id + "}"
+}
+
+// expiry returns when Redis may drop the record, in Unix milliseconds.
+func expiry(session *authority.Session) int64 {
+	until := session.RetainUntil.Add(retainGrace)
+	if floor := time.Now().Add(retainGrace); until.Before(floor) {
+		until = floor
+	}
+	return until.UnixMilli()
+}

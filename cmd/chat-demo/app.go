@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+	"github.com/sockauth/sockauth/internal/serve"
+)
+
+// static holds the page. static/socket.io.js is the browser build of the npm
+// package socket.io-client 2.5.0 (dist/socket.io.js, MIT License), vendored
+// unchanged so that the demo runs without npm.
+//
+//go:embed static
+var static embed.FS
+
+// shutdownTimeout bounds how long a stopping demo waits for open HTTP requests.
+const shutdownTimeout = 10 * time.Second
+
+// app is the running demo: the authority client, the socket.io server and the
+// HTTP server in front of both.
+type app struct {
+	logger     *slog.Logger
+	listen     string
+	authority  *grpc.ClientConn
+	chat       *chatServer
+	httpServer *http.Server
+}
+
+// newApp connects to the authority at authorityAddr and builds the HTTP
+// handlers. It does not listen yet.
+func newApp(ctx context.Context, cfg config, users *userStore, authorityAddr string, logger *slog.Logger) (*app, error) {
+	// TODO: the authority connection has no TLS, which is safe only on loopback
+	// or a private network.
+	if !serve.IsLoopback(authorityAddr) {
+		logger.Warn("the connection to the authority is not encrypted", "authority", authorityAddr)
+	}
+	conn, err := grpc.NewClient(authorityAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("invalid authority address %q: %w", authorityAddr, err)
+	}
+	client := sockauthv1.NewAuthorityServiceClient(conn)
+
+	chat, err := newChatServer(client, cfg.AuthTimeout, logger)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+
+	staticFiles, err := fs.Sub(static, "static")
+	if err != nil {
+		conn.Close()
+		chat.Close()
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", serveIndex(staticFiles))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(staticFiles)))
+	mux.Handle("/login", &loginHandler{users: users, authority: client, logger: logger})
+	mux.Handle("/socket.io/", chat)
+
+	a := &app{
+		logger:    logger,
+		listen:    cfg.Listen,
+		authority: conn,
+		chat:      chat,
+		httpServer: &http.Server{
+			Handler:           withSecurityHeaders(mux),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+	}
+	logger.Info("chat demo starting", "authority", authorityAddr, "users", len(users.passwordHashes), "auth_timeout", cfg.AuthTimeout)
+	return a, nil
+}
+
+// Serve listens on the configured address and serves until ctx is done or the
+// server fails. When ctx is done it shuts the HTTP server down gracefully and
+// returns nil.
+func (a *app) Serve(ctx context.Context) error {
+	var listenConfig net.ListenConfig
+	listener, err := listenConfig.Listen(ctx, "tcp", a.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.listen, err)
+	}
+	a.logger.Info("chat demo listening", "address", listener.Addr().String(), "url", "http://"+listener.Addr().String()+"/")
+
+	served := make(chan error, 1)
+	go func() { served <- a.httpServer.Serve(listener) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("HTTP server failed: %w", err)
+	case <-ctx.Done():
+	}
+
+	a.logger.Info("chat demo stopping")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+
+	// Shutdown does not wait for hijacked WebSocket connections, so the socket.io
+	// server is closed right after it, which closes those connections.
+	err = a.httpServer.Shutdown(shutdownCtx)
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		a.logger.Error("HTTP server failed during shutdown", "err", err)
+	}
+	if err != nil {
+		return fmt.Errorf("shut down the HTTP server: %w", err)
+	}
+	return nil
+}
+
+// Close closes the socket.io server and the authority connection.
+func (a *app) Close() {
+	if err := a.chat.Close(); err != nil {
+		a.logger.Error("closing the socket.io server failed", "err", err)
+	}
+	if err := a.authority.Close(); err != nil {
+		a.logger.Error("closing the authority connection failed", "err", err)
+	}
+	a.logger.Info("chat demo stopped")
+}
+
+// serveIndex serves static/index.html for GET /.
+func serveIndex(files fs.FS) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, files, "index.html")
+	})
+}
+
+// withSecurityHeaders sets headers that confine the page to its own scripts and
+// origin, so that injected markup cannot load scripts or frame the page.
+func withSecurityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		header := w.Header()
+		header.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		header.Set("X-Content-Type-Options", "nosniff")
+		header.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,139 @@
+// Command chat-demo is a small socket.io chat that authenticates its sockets
+// with sockauth. It serves a login page, exchanges demo credentials for login
+// codes from the authority, and lets only authenticated sockets send and
+// receive chat messages. Without --authority it runs an authority in-process.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sockauth/sockauth/adapter"
+	"github.com/sockauth/sockauth/internal/serve"
+)
+
+// defaultUsers are the demo users when no --user flag is given.
+var defaultUsers = []string{"alice:alice-password", "bob:bob-password"}
+
+// config is the parsed command line.
+type config struct {
+	// Listen is the HTTP listen address of the page, /login and /socket.io/.
+	Listen string
+	// Authority is the gRPC address of an external authority. Empty runs one
+	// in-process with the settings of Serve.
+	Authority   string
+	AuthTimeout time.Duration
+	// Users are NAME:PASSWORD pairs.
+	Users []string
+	// Serve configures the in-process authority. Its Listen is always a free
+	// loopback port.
+	Serve serve.Config
+}
+
+func main() {
+	if err := newRootCommand().Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	var cfg config
+
+	cmd := &cobra.Command{
+		Use:   "chat-demo",
+		Short: "Run a socket.io chat whose sockets authenticate with sockauth",
+		Long: `Run a socket.io chat whose sockets authenticate with sockauth.
+
+Open the listen address in a browser and log in as one of the demo users.
+Without --authority, the demo runs an authority in-process with its data in
+--data; the lifetime flags configure that authority only.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: false,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFlags(cmd, cfg); err != nil {
+				return err
+			}
+			if len(cfg.Users) == 0 {
+				cfg.Users = defaultUsers
+			}
+
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+
+			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			return run(ctx, cfg, logger)
+		},
+	}
+
+	flags := cmd.Flags()
+	flags.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "HTTP listen address of the chat page, /login and /socket.io/")
+	flags.StringVar(&cfg.Authority, "authority", "", "gRPC address of an external sockauth authority, such as 127.0.0.1:7070; empty runs one in-process")
+	flags.DurationVar(&cfg.AuthTimeout, "auth-timeout", adapter.DefaultAuthTimeout, "how long a new socket may stay unauthenticated before it is disconnected")
+	flags.StringArrayVar(&cfg.Users, "user", nil, "demo user as NAME:PASSWORD; repeat for more users (default alice:alice-password and bob:bob-password)")
+	flags.StringVar(&cfg.Serve.DataDir, "data", "./chat-demo-data", "data folder of the in-process authority")
+	serve.AddLifetimeFlags(flags, &cfg.Serve)
+
+	return cmd
+}
+
+// inProcessFlags are the flags that configure only the in-process authority.
+var inProcessFlags = []string{"data", "code-ttl", "token-ttl", "session-max-age", "rotation-leeway"}
+
+// checkFlags rejects flag combinations that would be silently ignored.
+func checkFlags(cmd *cobra.Command, cfg config) error {
+	if cfg.AuthTimeout <= 0 {
+		return fmt.Errorf("invalid --auth-timeout %v: must be positive", cfg.AuthTimeout)
+	}
+	if cfg.Authority == "" {
+		return nil
+	}
+	for _, name := range inProcessFlags {
+		if cmd.Flags().Changed(name) {
+			return fmt.Errorf("--%s configures the in-process authority and cannot be used with --authority", name)
+		}
+	}
+	return nil
+}
+
+// run starts the demo and blocks until ctx is done or the HTTP server fails,
+// then shuts everything down.
+func run(ctx context.Context, cfg config, logger *slog.Logger) error {
+	users, err := newUserStore(cfg.Users)
+	if err != nil {
+		return err
+	}
+
+	authorityAddr := cfg.Authority
+	if authorityAddr == "" {
+		authorityCfg := cfg.Serve
+		authorityCfg.Listen = "127.0.0.1:0"
+		authorityCfg.Logger = logger.With("component", "authority")
+
+		inProcess, err := serve.Start(ctx, authorityCfg)
+		if err != nil {
+			return fmt.Errorf("start the in-process authority: %w", err)
+		}
+		defer func() {
+			if err := inProcess.Close(); err != nil {
+				logger.Error("closing the in-process authority failed", "err", err)
+			}
+		}()
+		authorityAddr = inProcess.Addr()
+	}
+
+	app, err := newApp(ctx, cfg, users, authorityAddr, logger)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+
+	return app.Serve(ctx)
+}

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -98,6 +100,12 @@ type Service struct {
 	store Store
 	cfg   Config
 	log   *slog.Logger
+
+	hub *revocationHub
+	// publisher carries revocation events between replicas, or is nil when
+	// the store does not, and events go only to this Service's watchers.
+	publisher RevocationPublisher
+	cancel    context.CancelFunc
 }
 
 // Issued is a freshly minted token with its claims.
@@ -116,13 +124,34 @@ type Verified struct {
 }
 
 // NewService returns a Service; cfg is checked after its defaults are applied.
+// When the store implements RevocationPublisher, the Service subscribes to it
+// until Close.
 func NewService(codec Codec, store Store, cfg Config) (*Service, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Service{codec: codec, store: store, cfg: cfg, log: cfg.Logger}, nil
+
+	s := &Service{codec: codec, store: store, cfg: cfg, log: cfg.Logger, hub: newRevocationHub(), cancel: func() {}}
+	if publisher, ok := store.(RevocationPublisher); ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := publisher.SubscribeRevocations(ctx, s.hub.deliver, s.hub.closeAll); err != nil {
+			cancel()
+			return nil, fmt.Errorf("subscribe to revocation events: %w", err)
+		}
+		s.publisher = publisher
+		s.cancel = cancel
+	}
+	return s, nil
 }
+
+// Close ends the subscription to revocation events. It does not close the store.
+func (s *Service) Close() { s.cancel() }
+
+// WatchRevocations returns a Watcher that receives every revocation from now
+// on, including those made by other replicas that share the store. The caller
+// must Close it.
+func (s *Service) WatchRevocations() *Watcher { return s.hub.watch() }
 
 // IssueCode starts a session for subject and returns its login code.
 func (s *Service) IssueCode(ctx context.Context, subject string, claims map[string]string) (Issued, error) {
@@ -205,6 +234,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Issued, error
 				}
 				return Issued{}, fmt.Errorf("store revocation of session %s: %w", session.ID, err)
 			}
+			s.announce(ctx, &next)
 			s.log.Warn("token reuse detected, session revoked", "sid", session.ID,
 				"sub", session.Subject, "jti", presented.TokenID, "gen", presented.Generation,
 				"current_gen", session.Generation)
@@ -301,6 +331,7 @@ func (s *Service) Logout(ctx context.Context, token string) (*Session, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store logout of session %s: %w", session.ID, err)
 		}
+		s.announce(ctx, &next)
 		s.log.Info("session logged out", "sid", session.ID, "sub", session.Subject, "jti", presented.TokenID)
 		return &next, nil
 	}
@@ -340,10 +371,36 @@ func (s *Service) liveSession(ctx context.Context, presented Claims) (*Session, 
 			session.ID, session.RevokedReason, ErrSessionRevoked))
 	}
 	if !s.now().Before(session.ExpiresAt) {
+		s.publish(ctx, RevocationEvent{SessionID: session.ID, Subject: session.Subject, Reason: RevokedExpired, At: s.now()})
 		return nil, s.reject(presented, fmt.Errorf("session %s expired at %s: %w",
 			session.ID, session.ExpiresAt.Format(time.RFC3339), ErrSessionExpired))
 	}
 	return session, nil
+}
+
+// announce publishes the revocation of a session that was just stored.
+func (s *Service) announce(ctx context.Context, session *Session) {
+	s.publish(ctx, RevocationEvent{
+		SessionID: session.ID,
+		Subject:   session.Subject,
+		Reason:    session.RevokedReason,
+		At:        session.RevokedAt,
+	})
+}
+
+// publish sends a revocation event to every watcher. A failure is logged and
+// otherwise ignored: the revocation is already stored, and adapters re-verify
+// their sockets whenever their watch stream breaks.
+func (s *Service) publish(ctx context.Context, event RevocationEvent) {
+	if s.publisher == nil {
+		s.hub.deliver(event)
+		return
+	}
+	if err := s.publisher.PublishRevocation(context.WithoutCancel(ctx), event); err != nil {
+		s.log.Error("revocation event not published; watchers of other replicas miss it",
+			"sid", event.SessionID, "sub", event.Subject, "reason", event.Reason, "error", err)
+		s.hub.deliver(event)
+	}
 }
 
 // reject logs a rejected token by its ids and returns err unchanged.
@@ -432,6 +489,8 @@ func validateIssueInput(subject string, claims map[string]string) error {
 		return fmt.Errorf("subject has %d bytes, max %d: %w", len(subject), MaxSubjectBytes, ErrInvalidArgument)
 	case !utf8.ValidString(subject):
 		return fmt.Errorf("subject is not valid UTF-8: %w", ErrInvalidArgument)
+	case strings.IndexFunc(subject, unicode.IsControl) >= 0:
+		return fmt.Errorf("subject %q contains a control character: %w", subject, ErrInvalidArgument)
 	case len(claims) > MaxClaims:
 		return fmt.Errorf("%d claims, max %d: %w", len(claims), MaxClaims, ErrInvalidArgument)
 	}

@@ -68,6 +68,10 @@ type Store interface {
 	// and ErrNotFound when the session is gone. The caller sets next.Version.
 	CompareAndSwap(ctx context.Context, expectedVersion uint64, next *Session) error
 
+	// ListBySubject returns the stored sessions of a subject, revoked ones
+	// included, in no particular order.
+	ListBySubject(ctx context.Context, subject string) ([]*Session, error)
+
 	// Close releases the store.
 	Close() error
 }

@@ -108,7 +108,7 @@ func (s *Store) Create(ctx context.Context, session *authority.Session) error {
 		if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
-		return txn.SetEntry(entry(session, value))
+		return setSession(txn, session, value)
 	})
 	if err != nil {
 		return fmt.Errorf("create session %s: %w", session.ID, err)
@@ -147,12 +147,39 @@ func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next
 		if stored.Version != expectedVersion {
 			return authority.ErrConflict
 		}
-		return txn.SetEntry(entry(next, value))
+		return setSession(txn, next, value)
 	})
 	if errors.Is(err, badger.ErrConflict) {
 		return authority.ErrConflict
 	}
 	return err
+}
+
+// ListBySubject returns the stored sessions of subject from its index keys.
+func (s *Store) ListBySubject(ctx context.Context, subject string) ([]*authority.Session, error) {
+	var sessions []*authority.Session
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := subjectPrefix(subject)
+		iter := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer iter.Close()
+
+		for iter.Rewind(); iter.Valid(); iter.Next() {
+			id := string(iter.Item().Key()[len(prefix):])
+			session, err := load(txn, id)
+			if errors.Is(err, authority.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			sessions = append(sessions, session)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list sessions of %q: %w", subject, err)
+	}
+	return sessions, nil
 }
 
 // Close stops garbage collection and closes the database. It is safe to call
@@ -211,17 +238,28 @@ func load(txn *badger.Txn, id string) (*authority.Session, error) {
 	return &session, nil
 }
 
-func entry(session *authority.Session, value []byte) *badger.Entry {
-	e := badger.NewEntry(sessionKey(session.ID), value)
+// setSession writes the record and its subject index key with one TTL.
+func setSession(txn *badger.Txn, session *authority.Session, value []byte) error {
 	ttl := time.Until(session.RetainUntil) + retainGrace
 	if ttl < retainGrace {
 		ttl = retainGrace
 	}
-	return e.WithTTL(ttl)
+	if err := txn.SetEntry(badger.NewEntry(sessionKey(session.ID), value).WithTTL(ttl)); err != nil {
+		return err
+	}
+	indexKey := append(subjectPrefix(session.Subject), session.ID...)
+	return txn.SetEntry(badger.NewEntry(indexKey, nil).WithTTL(ttl))
 }
 
 func sessionKey(id string) []byte {
 	return append([]byte("session/"), id...)
+}
+
+// subjectPrefix starts the index keys of a subject. Subjects contain no
+// control characters, so the NUL byte ends the subject unambiguously.
+func subjectPrefix(subject string) []byte {
+	key := append([]byte("subject/"), subject...)
+	return append(key, 0)
 }
 
 // badgerLogger forwards Badger's log lines to slog; its info and debug lines

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -29,12 +30,15 @@ type Options struct {
 	// Prefix starts every key; default "sockauth:". Several deployments can share
 	// one Redis with different prefixes.
 	Prefix string
+	// Logger receives subscription failures; default slog.Default().
+	Logger *slog.Logger
 }
 
 // Store is an authority.Store on Redis. It is safe for concurrent use.
 type Store struct {
 	client redis.UniversalClient
 	prefix string
+	log    *slog.Logger
 }
 
 var _ authority.Store = (*Store)(nil)
@@ -45,7 +49,10 @@ func New(client redis.UniversalClient, opts Options) *Store {
 	if opts.Prefix == "" {
 		opts.Prefix = "sockauth:"
 	}
-	return &Store{client: client, prefix: opts.Prefix}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Store{client: client, prefix: opts.Prefix, log: opts.Logger}
 }
 
 // Open connects to the Redis server of a redis:// or rediss:// URL and checks
@@ -99,6 +106,11 @@ func (s *Store) Create(ctx context.Context, session *authority.Session) error {
 		return fmt.Errorf("encode session %s: %w", session.ID, err)
 	}
 
+	// The index entry comes first: an entry without a session is skipped when
+	// listed, but a session missing from the index would escape RevokeSubject.
+	if err := s.index(ctx, session); err != nil {
+		return err
+	}
 	created, err := createScript.Run(ctx, s.client, []string{s.sessionKey(session.ID)},
 		strconv.FormatUint(session.Version, 10), value, expiry(session)).Int()
 	if err != nil {
@@ -135,6 +147,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next
 		return fmt.Errorf("encode session %s: %w", next.ID, err)
 	}
 
+	if err := s.index(ctx, next); err != nil {
+		return err
+	}
 	result, err := swapScript.Run(ctx, s.client, []string{s.sessionKey(next.ID)},
 		strconv.FormatUint(expectedVersion, 10), strconv.FormatUint(next.Version, 10), value, expiry(next)).Int()
 	if err != nil {
@@ -150,6 +165,51 @@ func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next
 	}
 }
 
+// ListBySubject returns the stored sessions of subject, and prunes index
+// entries whose records have expired.
+func (s *Store) ListBySubject(ctx context.Context, subject string) ([]*authority.Session, error) {
+	key := s.subjectKey(subject)
+	if err := s.client.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10)).Err(); err != nil {
+		return nil, fmt.Errorf("prune session index of %q in Redis: %w", subject, err)
+	}
+	ids, err := s.client.ZRange(ctx, key, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read session index of %q from Redis: %w", subject, err)
+	}
+
+	sessions := make([]*authority.Session, 0, len(ids))
+	for _, id := range ids {
+		session, err := s.Get(ctx, id)
+		if errors.Is(err, authority.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		sessions = append(sessions, session)
+	}
+	return sessions, nil
+}
+
+// indexScript adds a session id to its subject's sorted set, scored by the
+// record's expiry, and keeps the set alive as long as its latest entry.
+// KEYS[1] subject key; ARGV: session id, expiry in Unix milliseconds.
+var indexScript = redis.NewScript(`
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+local latest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], latest[2])
+return 1
+`)
+
+// index adds the session to its subject's index.
+func (s *Store) index(ctx context.Context, session *authority.Session) error {
+	err := indexScript.Run(ctx, s.client, []string{s.subjectKey(session.Subject)}, session.ID, expiry(session)).Err()
+	if err != nil {
+		return fmt.Errorf("index session %s in Redis: %w", session.ID, err)
+	}
+	return nil
+}
+
 // Close closes the Redis client.
 func (s *Store) Close() error { return s.client.Close() }
 
@@ -157,6 +217,11 @@ func (s *Store) Close() error { return s.client.Close() }
 // pick the slot, so all keys of one session live on one node.
 func (s *Store) sessionKey(id string) string {
 	return s.prefix + "session:{" + id + "}"
+}
+
+// subjectKey is the sorted set of a subject's session ids.
+func (s *Store) subjectKey(subject string) string {
+	return s.prefix + "subject:{" + subject + "}"
 }
 
 // expiry returns when Redis may drop the record, in Unix milliseconds.

@@ -25,6 +25,15 @@ func Run(t *testing.T, open func(t *testing.T) authority.Store) {
 	t.Run("CompareAndSwapStale", func(t *testing.T) { testCompareAndSwapStale(t, open(t)) })
 	t.Run("CompareAndSwapUnknown", func(t *testing.T) { testCompareAndSwapUnknown(t, open(t)) })
 	t.Run("CompareAndSwapRace", func(t *testing.T) { testCompareAndSwapRace(t, open(t)) })
+	t.Run("ListBySubject", func(t *testing.T) { testListBySubject(t, open(t)) })
+	t.Run("PublishRevocation", func(t *testing.T) {
+		store := open(t)
+		publisher, ok := store.(authority.RevocationPublisher)
+		if !ok {
+			t.Skipf("%T does not publish revocation events", store)
+		}
+		testPublishRevocation(t, publisher)
+	})
 }
 
 var sequence atomic.Int64
@@ -168,6 +177,81 @@ func testCompareAndSwapRace(t *testing.T, store authority.Store) {
 
 	if got := wins.Load(); got != 1 {
 		t.Fatalf("%d writers won the swap from version 1, expected exactly 1", got)
+	}
+}
+
+func testListBySubject(t *testing.T, store authority.Store) {
+	ctx := context.Background()
+	subject := fmt.Sprintf("user-%d", sequence.Add(1))
+	want := map[string]bool{}
+	for range 3 {
+		session := NewSession()
+		session.Subject = subject
+		if err := store.Create(ctx, session); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		want[session.ID] = true
+	}
+	other := NewSession()
+	other.Subject = subject + "-other"
+	if err := store.Create(ctx, other); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+
+	// A swap rewrites the index entry; it must not duplicate it.
+	first, err := store.ListBySubject(ctx, subject)
+	if err != nil {
+		t.Fatalf("ListBySubject: %v", err)
+	}
+	next := *first[0]
+	next.Version++
+	next.RevokedReason = authority.RevokedAdmin
+	if err := store.CompareAndSwap(ctx, first[0].Version, &next); err != nil {
+		t.Fatalf("CompareAndSwap: %v", err)
+	}
+
+	sessions, err := store.ListBySubject(ctx, subject)
+	if err != nil {
+		t.Fatalf("ListBySubject: %v", err)
+	}
+	got := map[string]bool{}
+	for _, session := range sessions {
+		if session.Subject != subject {
+			t.Errorf("listed session %s of subject %q, expected %q", session.ID, session.Subject, subject)
+		}
+		got[session.ID] = true
+	}
+	if len(sessions) != len(want) || !reflect.DeepEqual(got, want) {
+		t.Fatalf("ListBySubject returned %d sessions %v, expected %v", len(sessions), got, want)
+	}
+
+	none, err := store.ListBySubject(ctx, "nobody")
+	if err != nil || len(none) != 0 {
+		t.Fatalf("ListBySubject of an unknown subject = %v, %v; expected none", none, err)
+	}
+}
+
+func testPublishRevocation(t *testing.T, publisher authority.RevocationPublisher) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	received := make(chan authority.RevocationEvent, 1)
+	err := publisher.SubscribeRevocations(ctx, func(event authority.RevocationEvent) { received <- event }, func() {})
+	if err != nil {
+		t.Fatalf("SubscribeRevocations: %v", err)
+	}
+
+	want := authority.RevocationEvent{SessionID: "sid-x", Subject: "alice", Reason: authority.RevokedAdmin,
+		At: time.Now().UTC().Truncate(time.Second)}
+	if err := publisher.PublishRevocation(ctx, want); err != nil {
+		t.Fatalf("PublishRevocation: %v", err)
+	}
+	select {
+	case got := <-received:
+		if got.SessionID != want.SessionID || got.Reason != want.Reason || !got.At.Equal(want.At) {
+			t.Fatalf("received %+v, expected %+v", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no revocation event within 5 s of publishing")
 	}
 }
 

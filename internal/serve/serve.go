@@ -56,6 +56,7 @@ type Authority struct {
 	server   *grpc.Server
 	health   *health.Server
 	store    authority.Store
+	service  *authority.Service
 	log      *slog.Logger
 	served   chan error
 	once     sync.Once
@@ -113,6 +114,7 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 		server:   grpc.NewServer(),
 		health:   health.NewServer(),
 		store:    store,
+		service:  service,
 		log:      log,
 		served:   make(chan error, 1),
 	}
@@ -155,6 +157,7 @@ func (a *Authority) Close() error {
 			<-stopped
 		}
 
+		a.service.Close()
 		err = a.store.Close()
 		a.log.Info("authority stopped", "address", a.Addr())
 	})
@@ -180,7 +183,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (authority.Sto
 		if cfg.RedisURL == "" {
 			return nil, errors.New("the redis store needs a Redis URL, such as redis://127.0.0.1:6379/0")
 		}
-		return redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{})
+		return redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Logger: log})
 	default:
 		return nil, fmt.Errorf("unknown store %q: use badger or redis", cfg.Store)
 	}

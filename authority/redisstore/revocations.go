@@ -86,4 +86,3 @@ func (s *Store) receiveRevocations(ctx context.Context, pubsub *redis.PubSub, de
 		}
 	}
 }
-

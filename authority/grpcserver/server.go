@@ -119,9 +119,11 @@ func checkToken(token string) error {
 	return nil
 }
 
-// toStatus maps a domain error onto a gRPC status. Errors the caller cannot act
+func (s *Server) toStatus(method string, err error) error { return mapError(s.log, method, err) }
+
+// mapError maps a domain error onto a gRPC status. Errors the caller cannot act
 // on are logged here and reported without their details.
-func (s *Server) toStatus(method string, err error) error {
+func mapError(log *slog.Logger, method string, err error) error {
 	switch {
 	case errors.Is(err, authority.ErrTokenExpired):
 		return newStatus(codes.Unauthenticated, ReasonTokenExpired, "token expired")
@@ -140,10 +142,10 @@ func (s *Server) toStatus(method string, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, authority.ErrConflict):
-		s.log.Warn("rotation gave up after repeated conflicts", "method", method, "error", err)
+		log.Warn("rotation gave up after repeated conflicts", "method", method, "error", err)
 		return newStatus(codes.Aborted, ReasonInternal, "session changed concurrently; retry")
 	default:
-		s.log.Error("request failed", "method", method, "error", err)
+		log.Error("request failed", "method", method, "error", err)
 		return newStatus(codes.Unavailable, ReasonInternal, "authority storage failed; retry later")
 	}
 }

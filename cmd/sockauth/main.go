@@ -28,7 +28,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newServeCommand())
+	root.AddCommand(newServeCommand(), newSessionsCommand(), newRevokeCommand())
 	return root
 }
 

@@ -2,8 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+	"github.com/sockauth/sockauth/internal/serve"
 )
 
 func TestServeRefusesNonLoopback(t *testing.T) {
@@ -46,5 +55,82 @@ func TestServeRejectsBadEnvironment(t *testing.T) {
 	err := cmd.Execute()
 	if err == nil || !strings.Contains(err.Error(), "SOCKAUTH_TOKEN_TTL") {
 		t.Fatalf("Execute = %v, expected an error naming SOCKAUTH_TOKEN_TTL", err)
+	}
+}
+
+// runCLI runs the root command with args and returns its standard output.
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCommand()
+	var output bytes.Buffer
+	cmd.SetOut(&output)
+	cmd.SetErr(&bytes.Buffer{})
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return output.String(), err
+}
+
+func TestAdminCommands(t *testing.T) {
+	a, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer a.Close()
+	conn, err := grpc.NewClient(a.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := sockauthv1.NewAuthorityServiceClient(conn)
+	var sessionIDs []string
+	for range 3 {
+		code, err := client.IssueCode(context.Background(), &sockauthv1.IssueCodeRequest{Subject: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessionIDs = append(sessionIDs, code.GetInfo().GetSessionId())
+	}
+
+	output, err := runCLI(t, "sessions", "list", "--subject", "alice", "--authority", a.Addr())
+	if err != nil {
+		t.Fatalf("sessions list: %v", err)
+	}
+	for _, id := range sessionIDs {
+		if !strings.Contains(output, id) {
+			t.Errorf("sessions list output lacks session %s:\n%s", id, output)
+		}
+	}
+
+	output, err = runCLI(t, "revoke", "--session", sessionIDs[0], "--authority", a.Addr())
+	if err != nil {
+		t.Fatalf("revoke --session: %v", err)
+	}
+	if !strings.Contains(output, "admin") {
+		t.Errorf("revoke --session output lacks the reason admin:\n%s", output)
+	}
+
+	output, err = runCLI(t, "revoke", "--subject", "alice", "--authority", a.Addr())
+	if err != nil {
+		t.Fatalf("revoke --subject: %v", err)
+	}
+	if !strings.Contains(output, "revoked 2 sessions") {
+		t.Errorf("revoke --subject output does not report 2 sessions:\n%s", output)
+	}
+
+	if _, err := runCLI(t, "revoke", "--session", "no-such-session", "--authority", a.Addr()); err == nil ||
+		!strings.Contains(err.Error(), "not found") {
+		t.Errorf("revoke of an unknown session = %v, expected a not-found error", err)
+	}
+	if _, err := runCLI(t, "revoke", "--authority", a.Addr()); err == nil || !strings.Contains(err.Error(), "exactly one") {
+		t.Errorf("revoke without a target = %v, expected a usage error", err)
+	}
+}
+
+func TestAdminCommandDeadAuthority(t *testing.T) {
+	// Port 1 on loopback has no listener, so the call fails at once.
+	_, err := runCLI(t, "sessions", "list", "--subject", "alice", "--authority", "127.0.0.1:1", "--timeout", "2s")
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("sessions list against a dead authority = %v, expected an error naming it", err)
 	}
 }

@@ -119,6 +119,7 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 		served:   make(chan error, 1),
 	}
 	sockauthv1.RegisterAuthorityServiceServer(a.server, grpcserver.New(service, log))
+	sockauthv1.RegisterAdminServiceServer(a.server, grpcserver.NewAdmin(service, log))
 	healthpb.RegisterHealthServer(a.server, a.health)
 	a.health.SetServingStatus(sockauthv1.AuthorityService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(a.server)

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+	"github.com/sockauth/sockauth/internal/serve"
+)
+
+// adminOptions are the flags shared by the commands that call a running
+// authority.
+type adminOptions struct {
+	authority string
+	timeout   time.Duration
+}
+
+func (o *adminOptions) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.authority, "authority", "127.0.0.1:7070", "gRPC address of the running authority")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline of the call")
+}
+
+// call dials the authority and runs fn with an admin client.
+func (o *adminOptions) call(cmd *cobra.Command, fn func(ctx context.Context, client sockauthv1.AdminServiceClient) error) error {
+	if err := serve.ApplyEnv(cmd.Flags()); err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(o.authority, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("invalid authority address %q: %w", o.authority, err)
+	}
+	defer conn.Close()
+
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	defer cancel()
+	if err := fn(ctx, sockauthv1.NewAdminServiceClient(conn)); err != nil {
+		return fmt.Errorf("authority %s: %w", o.authority, err)
+	}
+	return nil
+}
+
+func newSessionsCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sessions",
+		Short: "Inspect the sessions of a running authority",
+	}
+
+	var (
+		opts    adminOptions
+		subject string
+	)
+	list := &cobra.Command{
+		Use:   "list --subject SUBJECT",
+		Short: "List the sessions of a subject, revoked ones included",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return opts.call(cmd, func(ctx context.Context, client sockauthv1.AdminServiceClient) error {
+				reply, err := client.ListSessions(ctx, &sockauthv1.ListSessionsRequest{Subject: subject})
+				if err != nil {
+					return err
+				}
+				return printSessions(cmd.OutOrStdout(), reply.GetSessions())
+			})
+		},
+	}
+	opts.addFlags(list)
+	list.Flags().StringVar(&subject, "subject", "", "subject whose sessions to list (required)")
+	list.MarkFlagRequired("subject")
+	cmd.AddCommand(list)
+	return cmd
+}
+
+func newRevokeCommand() *cobra.Command {
+	var (
+		opts      adminOptions
+		sessionID string
+		subject   string
+	)
+	cmd := &cobra.Command{
+		Use:   "revoke (--session ID | --subject SUBJECT)",
+		Short: "Revoke one session, or every session of a subject",
+		Long: `Revoke one session, or every session of a subject.
+
+Sockets of a revoked session are disconnected by adapters that watch the
+authority's revocation events.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (sessionID == "") == (subject == "") {
+				return errors.New("give exactly one of --session and --subject")
+			}
+			return opts.call(cmd, func(ctx context.Context, client sockauthv1.AdminServiceClient) error {
+				if sessionID != "" {
+					reply, err := client.RevokeSession(ctx, &sockauthv1.RevokeSessionRequest{SessionId: sessionID})
+					if err != nil {
+						return err
+					}
+					return printSessions(cmd.OutOrStdout(), []*sockauthv1.SessionInfo{reply.GetSession()})
+				}
+				reply, err := client.RevokeSubject(ctx, &sockauthv1.RevokeSubjectRequest{Subject: subject})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked %d sessions of %q\n", len(reply.GetSessions()), subject)
+				return printSessions(cmd.OutOrStdout(), reply.GetSessions())
+			})
+		},
+	}
+	opts.addFlags(cmd)
+	cmd.Flags().StringVar(&sessionID, "session", "", "id of the session to revoke")
+	cmd.Flags().StringVar(&subject, "subject", "", "subject whose live sessions to revoke")
+	return cmd
+}
+
+func printSessions(out io.Writer, sessions []*sockauthv1.SessionInfo) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SESSION\tSUBJECT\tCREATED\tROTATED\tGEN\tTOKEN EXPIRES\tSESSION EXPIRES\tREVOKED")
+	for _, s := range sessions {
+		revoked := "-"
+		if s.GetRevokedReason() != "" {
+			revoked = s.GetRevokedReason() + " " + formatTime(s.GetRevokedAt())
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.GetSessionId(), s.GetSubject(),
+			formatTime(s.GetCreatedAt()), formatTime(s.GetRotatedAt()), s.GetGeneration(),
+			formatTime(s.GetTokenExpiresAt()), formatTime(s.GetExpiresAt()), revoked)
+	}
+	return w.Flush()
+}
+
+func formatTime(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return "-"
+	}
+	return t.AsTime().UTC().Format(time.RFC3339)
+}

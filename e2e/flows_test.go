@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMainFlow(t *testing.T) {
+	requireE2E(t)
+	chatURL := startStack(t, nil, nil)
+
+	result := runScenario(t, "main-flow", chatURL)
+
+	login := result.get(t, "login")
+	if login.Status != 200 {
+		t.Fatalf("POST /login status %d, want 200; body: %s", login.Status, login.Body)
+	}
+
+	auth := result.get(t, "authenticate")
+	assertAuthenticated(t, auth, "alice")
+	if auth.Code == "" {
+		t.Fatal("the login returned an empty code")
+	}
+	if auth.Token == auth.Code {
+		t.Error("authenticated returned the login code itself, want a new session token")
+	}
+
+	message := result.get(t, "message")
+	if message.Message == nil {
+		t.Fatalf("no chat message received; line: %s", message.Raw)
+	}
+	if message.Message.From != "alice" {
+		t.Errorf("message from %q, want alice", message.Message.From)
+	}
+	if message.Message.Text != "hello from alice" {
+		t.Errorf("message text %q, want %q", message.Message.Text, "hello from alice")
+	}
+	if _, err := time.Parse(time.RFC3339, message.Message.At); err != nil {
+		t.Errorf("message at %q is not RFC 3339: %v", message.Message.At, err)
+	}
+	if !message.Connected {
+		t.Error("socket disconnected after the chat message")
+	}
+}
+
+func TestCodeReplayRejected(t *testing.T) {
+	requireE2E(t)
+	chatURL := startStack(t, nil, nil)
+
+	result := runScenario(t, "code-replay", chatURL)
+
+	assertAuthenticated(t, result.get(t, "exchange"), "alice")
+	assertUnauthorized(t, result.get(t, "replay"), "revoked_token")
+}
+
+func TestAuthenticationTimeout(t *testing.T) {
+	requireE2E(t)
+	chatURL := startStack(t, nil, []string{"--auth-timeout", "1s"})
+
+	result := runScenario(t, "auth-timeout", chatURL, "WAIT_MS=5000")
+
+	timeout := result.get(t, "timeout")
+	timeout.Event = "unauthorized"
+	assertUnauthorized(t, timeout, "authentication_timeout")
+
+	// The timer starts when the server accepts the socket, a little before the
+	// client sees connect, so the lower bound allows for that.
+	if after := time.Duration(timeout.UnauthorizedAfterMS) * time.Millisecond; after < 800*time.Millisecond || after > 3*time.Second {
+		t.Errorf("unauthorized came %v after connect, want about 1s", after)
+	}
+}
+
+func TestUnauthenticatedEventNotDelivered(t *testing.T) {
+	requireE2E(t)
+	chatURL := startStack(t, nil, nil)
+
+	result := runScenario(t, "unauthenticated-event", chatURL)
+
+	assertAuthenticated(t, result.get(t, "listener"), "alice")
+
+	received := result.get(t, "received")
+	var markers int
+	for _, m := range received.Messages {
+		if strings.Contains(m.Text, "before authentication") {
+			t.Errorf("the authenticated listener received %q from an unauthenticated socket", m.Text)
+		}
+		if m.Text == "marker" {
+			markers++
+		}
+	}
+	if markers != 1 {
+		t.Errorf("the listener received its marker %d times, want once; messages: %+v", markers, received.Messages)
+	}
+	if len(received.IntruderMessages) != 0 {
+		t.Errorf("the unauthenticated socket received chat messages: %v", received.IntruderMessages)
+	}
+	if !received.ListenerConnected {
+		t.Error("the listener was disconnected")
+	}
+}
+
+func TestReconnectRotatesAndReplayRevokes(t *testing.T) {
+	requireE2E(t)
+	chatURL := startStack(t, nil, nil)
+
+	result := runScenario(t, "reconnect", chatURL)
+
+	first := result.get(t, "first")
+	assertAuthenticated(t, first, "alice")
+	reconnect := result.get(t, "reconnect")
+	assertAuthenticated(t, reconnect, "alice")
+	if reconnect.Token == first.Token {
+		t.Error("reconnecting with the stored token returned the same token, want a new one")
+	}
+	if reconnect.Info.SessionID != first.Info.SessionID {
+		t.Errorf("reconnect session %q, want the first session %q", reconnect.Info.SessionID, first.Info.SessionID)
+	}
+
+	assertUnauthorized(t, result.get(t, "replay-old"), "revoked_token")
+	// The replay revoked the whole session, so its newest token is dead too.
+	assertUnauthorized(t, result.get(t, "newest"), "revoked_token")
+}
+
+func TestLostAckRetryWithinLeeway(t *testing.T) {
+	requireE2E(t)
+	chatURL := startStack(t, nil, nil)
+
+	result := runScenario(t, "lost-ack", chatURL)
+
+	first := result.get(t, "first")
+	assertAuthenticated(t, first, "alice")
+	unacked := result.get(t, "unacked")
+	assertAuthenticated(t, unacked, "alice")
+
+	retry := result.get(t, "retry")
+	assertAuthenticated(t, retry, "alice")
+	if retry.Info.SessionID != first.Info.SessionID {
+		t.Errorf("retry session %q, want the first session %q", retry.Info.SessionID, first.Info.SessionID)
+	}
+	if retry.Token == first.Token {
+		t.Error("the retry returned the presented token, want its successor")
+	}
+
+	// The session survived the retry: its newest token still authenticates.
+	check := result.get(t, "check")
+	assertAuthenticated(t, check, "alice")
+	if check.Info.SessionID != first.Info.SessionID {
+		t.Errorf("check session %q, want the first session %q", check.Info.SessionID, first.Info.SessionID)
+	}
+	if !check.RetryConnected {
+		t.Error("the retrying socket was disconnected")
+	}
+}
+
+func TestRefreshOnLiveSocket(t *testing.T) {
+	requireE2E(t)
+	chatURL := startStack(t, nil, nil)
+
+	result := runScenario(t, "refresh", chatURL)
+
+	first := result.get(t, "first")
+	assertAuthenticated(t, first, "alice")
+	refresh := result.get(t, "refresh")
+	assertAuthenticated(t, refresh, "alice")
+	if refresh.Token == first.Token {
+		t.Error("the refresh returned the presented token, want a new one")
+	}
+	if refresh.Info.SessionID != first.Info.SessionID {
+		t.Errorf("refresh session %q, want the first session %q", refresh.Info.SessionID, first.Info.SessionID)
+	}
+
+	after := result.get(t, "after")
+	if !after.Connected {
+		t.Error("the socket was disconnected after the refresh")
+	}
+	if len(after.Disconnects) != 0 {
+		t.Errorf("the socket saw disconnects %q", after.Disconnects)
+	}
+	if after.Message == nil || after.Message.Text != "after refresh" {
+		t.Errorf("chat message after the refresh = %+v, want text %q", after.Message, "after refresh")
+	}
+}
+
+func TestExpiryWithoutRefresh(t *testing.T) {
+	requireE2E(t)
+	chatURL := startStack(t, []string{"--token-ttl", "2s", "--code-ttl", "2s"}, nil)
+
+	result := runScenario(t, "expiry", chatURL, "WAIT_MS=10000")
+
+	assertAuthenticated(t, result.get(t, "authenticate"), "alice")
+
+	expired := result.get(t, "expired")
+	expired.Event = "unauthorized"
+	assertUnauthorized(t, expired, "token_expired")
+
+	// The token expires at most 2s after it was issued. The bound leaves room
+	// for a slow machine.
+	if after := time.Duration(expired.UnauthorizedAfterMS) * time.Millisecond; after > 4*time.Second {
+		t.Errorf("unauthorized came %v after authentication, want at most about 2s", after)
+	}
+}
+
+func TestLogoutRevokesToken(t *testing.T) {
+	requireE2E(t)
+	chatURL := startStack(t, nil, nil)
+
+	result := runScenario(t, "logout", chatURL)
+
+	assertAuthenticated(t, result.get(t, "authenticate"), "alice")
+
+	logout := result.get(t, "logout")
+	if logout.LoggedOut == nil {
+		t.Fatalf("no logged_out event; line: %s", logout.Raw)
+	}
+	if logout.LoggedOut.Reason != "logout" {
+		t.Errorf("logged_out reason %q, want logout", logout.LoggedOut.Reason)
+	}
+	if logout.Disconnect != "io server disconnect" {
+		t.Errorf("disconnect reason after logout %q, want io server disconnect", logout.Disconnect)
+	}
+
+	assertUnauthorized(t, result.get(t, "after"), "revoked_token")
+}
+
+func TestMalformedAuthenticateRejected(t *testing.T) {
+	requireE2E(t)
+	chatURL := startStack(t, nil, nil)
+	foreignCode, foreignToken := issueForeignTokens(t)
+
+	result := runScenario(t, "malformed", chatURL, "FOREIGN_CODE="+foreignCode, "FOREIGN_TOKEN="+foreignToken)
+
+	cases := result.all("case")
+	if len(cases) != 13 {
+		t.Errorf("scenario ran %d cases, want 13", len(cases))
+	}
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			assertUnauthorized(t, c, "invalid_token")
+		})
+	}
+
+	// The server kept serving: a good login afterwards authenticates.
+	assertAuthenticated(t, result.get(t, "good"), "alice")
+}
+
+func TestChatDemoStopsOnSIGTERM(t *testing.T) {
+	requireE2E(t)
+	authorityAddr := startAuthority(t)
+
+	addr := freeLoopbackAddr(t)
+	demo := startProcess(t, "chat-demo", chatDemoBin, "--listen", addr, "--authority", authorityAddr)
+	if !waitReady(t, demo, func(ctx context.Context) error { return checkPage(ctx, "http://"+addr) }) {
+		t.Fatalf("chat-demo exited before serving: %v\noutput:\n%s", demo.waitErr, demo.output)
+	}
+
+	// Serve one whole session before stopping.
+	runScenario(t, "main-flow", "http://"+addr)
+
+	if err := demo.stop(); err != nil {
+		t.Fatalf("chat-demo exit after SIGTERM: %v, want status 0\noutput:\n%s", err, demo.output)
+	}
+	for _, want := range []string{"chat demo stopping", "chat demo stopped"} {
+		if !strings.Contains(demo.output.String(), want) {
+			t.Errorf("chat-demo output lacks %q:\n%s", want, demo.output)
+		}
+	}
+}

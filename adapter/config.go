@@ -36,11 +36,10 @@ type Config struct {
 	// Zero means DefaultMaxTokenBytes.
 	MaxTokenBytes int
 
-	// SessionCheckInterval, when positive, makes the Flow ask the authority
-	// at this interval whether the session of each authenticated socket is
-	// still alive, so that a logout or a revocation made through another
-	// socket server also disconnects the sockets of this one. Zero disables
-	// the check.
+	// SessionCheckInterval, when positive, is the interval at which the Flow
+	// calls Verify for each session of its authenticated sockets. A logout or
+	// revocation made through another socket server then also disconnects
+	// the sockets of this one. Zero disables the check.
 	SessionCheckInterval time.Duration
 
 	// Logger receives the flow's logs. Nil means slog.Default().

@@ -2,9 +2,10 @@
 // connections, independent of the socket.io server library.
 //
 // A [Flow] turns the client events authenticate and logout into calls to the
-// sockauth authority, keeps one state machine per socket (waiting for
-// authentication, authenticated, closed), enforces the authentication timeout
-// and the token expiry, and disconnects every socket of a session on logout.
+// sockauth authority. It keeps one state machine per socket (waiting for
+// authentication, authenticated, closed) and enforces the authentication
+// timeout and the token expiry. On logout it disconnects every socket of the
+// session.
 // A binding for one socket.io server library (such as package
 // adapter/gosocketio) implements [Socket] and forwards the library's connect,
 // event, ack and disconnect callbacks to the Flow.

@@ -90,9 +90,9 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 	}
 }
 
-// confirm tells the authority that the client received token. A failure
-// other than an unreachable authority means the session is dead, so the
-// socket is rejected.
+// confirm calls ConfirmRotation for token after the client acknowledged it.
+// A failure other than an unreachable authority means the session is dead,
+// so the socket is rejected.
 func (f *Flow) confirm(st *socketState, token string, id Identity) {
 	ctx, cancel := f.callContext(context.Background())
 	resp, err := f.cfg.Authority.ConfirmRotation(ctx, &sockauthv1.ConfirmRotationRequest{Token: token})
@@ -114,12 +114,12 @@ func (f *Flow) confirm(st *socketState, token string, id Identity) {
 	f.log.Debug("rotation acknowledged", append(socketAttrs(st.socket.ID(), id), "confirmed", resp.GetConfirmed())...)
 }
 
-// Logout handles a logout event: it revokes the session of the token in
-// payload, or of the socket's current token when payload carries none, then
-// emits logged_out to every socket of that session connected to this Flow
-// and disconnects them, the calling socket included. On failure it emits
-// unauthorized and disconnects the calling socket. Events of unknown or
-// closed sockets are ignored.
+// Logout handles a logout event. It revokes the session of the token in
+// payload, or of the socket's current token when payload carries none. Then
+// it emits logged_out to the calling socket and to every other socket of
+// that session connected to this Flow, and disconnects them. On failure it
+// emits unauthorized and disconnects the calling socket. Events of unknown
+// or closed sockets are ignored.
 func (f *Flow) Logout(ctx context.Context, socketID string, payload any) {
 	st, ok := f.lookup(socketID)
 	if !ok {
@@ -192,10 +192,12 @@ func (f *Flow) rejectCallError(st *socketState, rpc string, err error) {
 	f.mu.Unlock()
 	attrs := append(socketAttrs(st.socket.ID(), id), "rpc", rpc, "reason", string(code))
 
+	// reject logs the rejection itself; only an unreachable authority needs
+	// its error logged.
 	if code == CodeAuthorityUnavailable {
 		f.log.Warn("authority call failed", append(attrs, "error", err)...)
 	} else {
-		f.log.Info("authority rejected the token", attrs...)
+		f.log.Debug("authority rejected the token", attrs...)
 	}
 	f.reject(st, code)
 }

@@ -19,7 +19,8 @@ import (
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 )
 
-// fakeAuthority is an AuthorityServiceClient whose answers the test sets.
+// fakeAuthority is an AuthorityServiceClient whose responses a test can
+// replace.
 // By default Authenticate accepts every token as a token of session "sid-1"
 // of subject "alice" and returns "session-N", and the other calls succeed.
 type fakeAuthority struct {

@@ -12,17 +12,17 @@ import (
 // ErrClosed is returned by [Flow.Connect] after [Flow.Close].
 var ErrClosed = errors.New("adapter: flow closed")
 
-// Socket is what a Flow needs from one socket.io connection in one
-// namespace. A binding implements it for its socket.io library.
+// Socket is the interface of one socket.io connection in one namespace, as a
+// Flow uses it. A binding implements it for its socket.io library.
 // Implementations must be safe for concurrent use.
 type Socket interface {
 	// ID returns the connection id. It must be unique among the sockets
 	// connected to one Flow and hard to guess.
 	ID() string
 
-	// EmitWithAck emits event with args and an ack callback. The binding
-	// calls ack at most once, when the client acknowledges the event, on
-	// any goroutine.
+	// EmitWithAck emits event with args and an ack callback. The
+	// implementation must call ack at most once, when the client
+	// acknowledges the event. It may call ack on any goroutine.
 	EmitWithAck(event string, ack func(), args ...any) error
 
 	// Disconnect emits event with payload as the socket's last packet and
@@ -146,8 +146,8 @@ func (f *Flow) Connect(s Socket) error {
 	return nil
 }
 
-// Disconnected forgets a socket after its binding saw it disconnect, and
-// stops its timer. It returns the socket's last identity (the zero Identity
+// Disconnected removes the state of a socket after its binding saw it
+// disconnect, and stops its timer. It returns the socket's last identity (the zero Identity
 // when it never authenticated) and true, or false when the socket is unknown,
 // for example because Disconnected was already called for it.
 func (f *Flow) Disconnected(socketID string) (Identity, bool) {
@@ -162,7 +162,7 @@ func (f *Flow) Disconnected(socketID string) (Identity, bool) {
 	f.closeLocked(st)
 	delete(f.sockets, socketID)
 
-	f.log.Debug("socket disconnected", "socket", socketID, "jti", st.identity.TokenID, "sid", st.identity.SessionID)
+	f.log.Debug("socket disconnected", socketAttrs(socketID, st.identity)...)
 	return st.identity.clone(), true
 }
 
@@ -237,8 +237,7 @@ func (f *Flow) reject(st *socketState, code Code) {
 	id := st.identity
 	f.mu.Unlock()
 
-	f.log.Info("socket unauthorized", "socket", st.socket.ID(), "reason", string(code),
-		"jti", id.TokenID, "sid", id.SessionID, "subject", id.Subject)
+	f.log.Info("socket unauthorized", append(socketAttrs(st.socket.ID(), id), "reason", string(code))...)
 
 	if err := st.socket.Disconnect(EventUnauthorized, unauthorizedPayload(code)); err != nil {
 		f.log.Warn("disconnecting unauthorized socket failed", "socket", st.socket.ID(), "reason", string(code), "error", err)
@@ -326,9 +325,14 @@ func (f *Flow) timerFired(st *socketState, seq uint64, code Code) {
 	f.reject(st, code)
 }
 
-// socketAttrs returns the log attributes of a socket and its identity.
+// socketAttrs returns the log attributes of a socket and of its identity,
+// which a socket that never authenticated does not have.
 func socketAttrs(socketID string, id Identity) []any {
-	return []any{"socket", socketID, "jti", id.TokenID, "sid", id.SessionID, "subject", id.Subject}
+	attrs := []any{"socket", socketID}
+	if id.SessionID != "" {
+		attrs = append(attrs, "jti", id.TokenID, "sid", id.SessionID, "subject", id.Subject)
+	}
+	return attrs
 }
 
 // callContext returns the context of one authority call.

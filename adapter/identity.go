@@ -8,8 +8,8 @@ import (
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 )
 
-// Identity is what an authenticated socket proved: the claims of its current
-// session token. The zero Identity belongs to a socket that never
+// Identity is the set of claims that an authenticated socket proved with its
+// current session token. The zero Identity belongs to a socket that never
 // authenticated.
 type Identity struct {
 	// Subject is the authenticated user (the sub claim).

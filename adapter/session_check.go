@@ -7,8 +7,8 @@ import (
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 )
 
-// checkSessions asks the authority every Config.SessionCheckInterval whether
-// the sessions of the authenticated sockets are alive, until Close.
+// checkSessions runs checkSessionsOnce every Config.SessionCheckInterval
+// until Close.
 func (f *Flow) checkSessions() {
 	defer f.background.Done()
 

@@ -3,6 +3,7 @@ package gosocketio
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -14,11 +15,14 @@ import (
 	"github.com/sockauth/sockauth/adapter"
 )
 
-// CloseDelay is how long the engine.io connection of a rejected or logged out
-// socket stays open after its last packets were written. socket.io-client
-// closes the connection itself when it reads the disconnect packet. The
-// delay gives a polling client time to fetch those packets, because closing
-// the connection at once would drop them.
+// CloseDelay is how long the server waits, after the last packets of a
+// rejected or logged out socket were written, before it closes the engine.io
+// connection itself. socket.io-client 2.x closes the connection on its own
+// when it reads the disconnect packet, so the delay lets it do that first.
+// Closing at once could reset a websocket on which the client is still
+// sending, and a reset may discard packets the client has not read yet.
+//
+// NOTE: one second is a guess, not a measured value.
 const CloseDelay = time.Second
 
 // Binding runs the sockauth flow on one namespace of a go-socket.io server.
@@ -38,12 +42,10 @@ type Binding struct {
 	closesMu sync.Mutex
 	closes   map[string]*pendingClose // by conn id
 	closed   bool
-}
 
-// pendingClose is a connection waiting for CloseDelay before it is closed.
-type pendingClose struct {
-	conn  socketio.Conn
-	timer *time.Timer
+	// writers counts the goroutines that write the last packets of a
+	// connection.
+	writers sync.WaitGroup
 }
 
 // New attaches the flow to the root namespace "/". See Attach.
@@ -64,7 +66,7 @@ func New(server *socketio.Server, cfg adapter.Config) (*Binding, error) {
 // Close when the server stops.
 func Attach(server *socketio.Server, namespace string, cfg adapter.Config) (*Binding, error) {
 	if server == nil {
-		return nil, fmt.Errorf("gosocketio: missing server")
+		return nil, errors.New("gosocketio: missing server")
 	}
 	if namespace == "" {
 		namespace = "/"
@@ -130,8 +132,8 @@ func (b *Binding) OnDisconnect(f func(conn socketio.Conn, id adapter.Identity, r
 }
 
 // Close stops the flow's timers and closes at once the connections that
-// were waiting for CloseDelay. It disconnects no other connection: after
-// Close, connections are no longer timed out and new ones are rejected.
+// were being disconnected. It disconnects no other connection: after Close,
+// connections are no longer timed out and new ones are rejected.
 func (b *Binding) Close() {
 	b.flow.Close()
 
@@ -141,10 +143,15 @@ func (b *Binding) Close() {
 	b.closes = make(map[string]*pendingClose)
 	b.closesMu.Unlock()
 
+	// Closing a connection also ends a write of its last packets that
+	// waits for the client.
 	for _, p := range pending {
-		p.timer.Stop()
+		if p.timer != nil {
+			p.timer.Stop()
+		}
 		_ = p.conn.Close()
 	}
+	b.writers.Wait()
 }
 
 func (b *Binding) connect(conn socketio.Conn) error {
@@ -161,7 +168,9 @@ func (b *Binding) connect(conn socketio.Conn) error {
 func (b *Binding) disconnect(conn socketio.Conn, reason string) {
 	b.closesMu.Lock()
 	if p, ok := b.closes[conn.ID()]; ok && p.conn == conn {
-		p.timer.Stop()
+		if p.timer != nil {
+			p.timer.Stop()
+		}
 		delete(b.closes, conn.ID())
 	}
 	b.closesMu.Unlock()
@@ -201,38 +210,4 @@ func (b *Binding) authenticated(s adapter.Socket, id adapter.Identity) {
 		return
 	}
 	hook(sock.conn, id)
-}
-
-// scheduleClose closes conn after CloseDelay, or at once after Close.
-func (b *Binding) scheduleClose(conn socketio.Conn) {
-	b.closesMu.Lock()
-	if b.closed {
-		b.closesMu.Unlock()
-
-		// Close runs b.disconnect, which takes closesMu.
-		_ = conn.Close()
-		return
-	}
-	defer b.closesMu.Unlock()
-
-	if _, ok := b.closes[conn.ID()]; ok {
-		return
-	}
-	p := &pendingClose{conn: conn}
-	p.timer = time.AfterFunc(CloseDelay, func() { b.closeNow(p) })
-	b.closes[conn.ID()] = p
-}
-
-func (b *Binding) closeNow(p *pendingClose) {
-	b.closesMu.Lock()
-	if b.closes[p.conn.ID()] == p {
-		delete(b.closes, p.conn.ID())
-	}
-	b.closesMu.Unlock()
-
-	// Close runs the disconnect handlers of every namespace of the
-	// connection, b.disconnect included.
-	if err := p.conn.Close(); err != nil {
-		b.log.Debug("closing connection failed", "socket", p.conn.ID(), "error", err)
-	}
 }

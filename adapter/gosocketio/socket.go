@@ -36,30 +36,41 @@ func (s *socket) EmitWithAck(event string, ack func(), args ...any) error {
 }
 
 // Disconnect writes event and a socket.io DISCONNECT packet for the
-// namespace straight to the engine.io connection, then closes the
-// connection after CloseDelay.
+// namespace straight to the engine.io connection, then closes the connection
+// after CloseDelay. It returns at once, because a write over polling waits
+// for the client's next request.
 //
 // go-socket.io's Conn.Close sends no DISCONNECT packet, and
 // socket.io-client 2.x reconnects after a transport that closes without one.
-// After reading DISCONNECT the client emits disconnect with reason
-// "io server disconnect", does not reconnect, and closes the transport when
-// no other namespace of its manager is open. Both packets bypass
-// go-socket.io's writer so that they arrive in order: Emit returns as soon
-// as the writer takes the packet, before it is written.
+// After reading DISCONNECT, socket.io-client 2.5.0 emits disconnect with
+// reason "io server disconnect", does not reconnect, and closes the
+// transport. Both packets bypass go-socket.io's writer so that they arrive in
+// order: Emit returns as soon as the writer takes the packet, before it is
+// written.
 func (s *socket) Disconnect(event string, payload any) error {
-	var err error
-	if writer, ok := s.conn.(parser.FrameWriter); ok {
-		err = s.writeLast(writer, event, payload)
-	} else {
-		err = errors.New("connection does not expose its engine.io writer; sent the event without a disconnect packet")
-		s.conn.Emit(event, payload)
+	pending, ok := s.binding.beginClose(s.conn)
+	if !ok {
+		return nil
 	}
 
-	s.binding.scheduleClose(s.conn)
-	return err
+	go func() {
+		defer s.binding.writers.Done()
+
+		if err := s.writeLast(event, payload); err != nil {
+			s.binding.log.Debug("writing the last packets failed", "socket", s.conn.ID(), "event", event, "error", err)
+		}
+		s.binding.armClose(pending)
+	}()
+	return nil
 }
 
-func (s *socket) writeLast(writer parser.FrameWriter, event string, payload any) error {
+func (s *socket) writeLast(event string, payload any) error {
+	writer, ok := s.conn.(parser.FrameWriter)
+	if !ok {
+		s.conn.Emit(event, payload)
+		return errors.New("connection does not expose its engine.io writer, so the event was sent without a disconnect packet")
+	}
+
 	namespace := s.binding.namespace
 	if namespace == "/" {
 		namespace = ""

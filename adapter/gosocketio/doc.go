@@ -23,10 +23,11 @@
 //	defer server.Close()
 //	http.Handle("/socket.io/", server)
 //
-// What a socket.io-client 2.x client sees when the server rejects or logs
-// out its socket: the unauthorized or logged_out event, then a DISCONNECT
-// packet for the namespace, so the client emits disconnect with reason
-// "io server disconnect" and does not reconnect. The server closes the
-// engine.io connection CloseDelay later if the client has not closed it.
-// Closing the connection ends every namespace of that client.
+// What a socket.io-client 2.5.0 client sees, over websocket and polling, when
+// the server rejects or logs out its socket: the unauthorized or logged_out
+// event, then a DISCONNECT packet for the namespace. The client then emits
+// disconnect with reason "io server disconnect", does not reconnect, and
+// closes the transport. The server closes the engine.io connection
+// CloseDelay later if the client has not closed it. Closing the connection
+// ends every namespace of that client.
 package gosocketio

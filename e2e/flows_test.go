@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -247,16 +246,10 @@ func TestMalformedAuthenticateRejected(t *testing.T) {
 
 func TestChatDemoStopsOnSIGTERM(t *testing.T) {
 	requireE2E(t)
-	authorityAddr := startAuthority(t)
-
-	addr := freeLoopbackAddr(t)
-	demo := startProcess(t, "chat-demo", chatDemoBin, "--listen", addr, "--authority", authorityAddr)
-	if !waitReady(t, demo, func(ctx context.Context) error { return checkPage(ctx, "http://"+addr) }) {
-		t.Fatalf("chat-demo exited before serving: %v\noutput:\n%s", demo.waitErr, demo.output)
-	}
+	demo, chatURL := startChatDemoProcess(t, "--authority", startAuthority(t))
 
 	// Serve one whole session before stopping.
-	runScenario(t, "main-flow", "http://"+addr)
+	runScenario(t, "main-flow", chatURL)
 
 	if err := demo.stop(); err != nil {
 		t.Fatalf("chat-demo exit after SIGTERM: %v, want status 0\noutput:\n%s", err, demo.output)
@@ -265,5 +258,25 @@ func TestChatDemoStopsOnSIGTERM(t *testing.T) {
 		if !strings.Contains(demo.output.String(), want) {
 			t.Errorf("chat-demo output lacks %q:\n%s", want, demo.output)
 		}
+	}
+}
+
+func TestChatDemoInProcessAuthority(t *testing.T) {
+	requireE2E(t)
+	demo, chatURL := startChatDemoProcess(t, "--data", t.TempDir())
+
+	result := runScenario(t, "main-flow", chatURL)
+
+	assertAuthenticated(t, result.get(t, "authenticate"), "alice")
+	message := result.get(t, "message")
+	if message.Message == nil || message.Message.Text != "hello from alice" {
+		t.Errorf("chat message = %+v, want text %q", message.Message, "hello from alice")
+	}
+
+	if err := demo.stop(); err != nil {
+		t.Fatalf("chat-demo exit after SIGTERM: %v, want status 0\noutput:\n%s", err, demo.output)
+	}
+	if !strings.Contains(demo.output.String(), "authority stopped") {
+		t.Errorf("chat-demo output lacks the in-process authority's stop:\n%s", demo.output)
 	}
 }

@@ -309,14 +309,22 @@ func checkHealth(ctx context.Context, addr string) error {
 func startChatDemo(t *testing.T, authorityAddr string, extraArgs ...string) string {
 	t.Helper()
 
+	_, baseURL := startChatDemoProcess(t, append([]string{"--authority", authorityAddr}, extraArgs...)...)
+	return baseURL
+}
+
+// startChatDemoProcess runs chat-demo with args on a free loopback port, waits
+// until it serves its page and returns the process and its base URL.
+func startChatDemoProcess(t *testing.T, args ...string) (*process, string) {
+	t.Helper()
+
 	for attempt := 1; ; attempt++ {
 		addr := freeLoopbackAddr(t)
 		baseURL := "http://" + addr
-		args := append([]string{"--listen", addr, "--authority", authorityAddr}, extraArgs...)
-		p := startProcess(t, "chat-demo", chatDemoBin, args...)
+		p := startProcess(t, "chat-demo", chatDemoBin, append([]string{"--listen", addr}, args...)...)
 
 		if waitReady(t, p, func(ctx context.Context) error { return checkPage(ctx, baseURL) }) {
-			return baseURL
+			return p, baseURL
 		}
 		if attempt == startAttempts {
 			t.Fatalf("chat-demo exited before serving: %v\noutput:\n%s", p.waitErr, p.output)

@@ -38,8 +38,8 @@ type app struct {
 	httpServer *http.Server
 }
 
-// newApp connects to the authority at authorityAddr and builds the HTTP
-// handlers. It does not listen yet.
+// newApp creates the client of the authority at authorityAddr, which connects
+// on its first call, and builds the HTTP handlers. It does not listen yet.
 func newApp(ctx context.Context, cfg config, users *userStore, authorityAddr string, logger *slog.Logger) (*app, error) {
 	// TODO: the authority connection has no TLS, which is safe only on loopback
 	// or a private network.
@@ -97,6 +97,9 @@ func (a *app) Serve(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", a.listen, err)
 	}
 	a.logger.Info("chat demo listening", "address", listener.Addr().String(), "url", "http://"+listener.Addr().String()+"/")
+	if !serve.IsLoopback(a.listen) {
+		a.logger.Warn("the demo serves plain HTTP, so passwords and tokens cross the network unencrypted", "address", a.listen)
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- a.httpServer.Serve(listener) }()
@@ -111,8 +114,8 @@ func (a *app) Serve(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 
-	// Shutdown does not wait for hijacked WebSocket connections, so the socket.io
-	// server is closed right after it, which closes those connections.
+	// Shutdown does not wait for hijacked WebSocket connections. Close, which
+	// run defers, closes them with the socket.io server.
 	err = a.httpServer.Shutdown(shutdownCtx)
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		a.logger.Error("HTTP server failed during shutdown", "err", err)

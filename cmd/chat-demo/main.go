@@ -31,7 +31,8 @@ type config struct {
 	Authority   string
 	AuthTimeout time.Duration
 	// Users are NAME:PASSWORD pairs.
-	Users []string
+	Users    []string
+	LogLevel slog.Level
 	// Serve configures the in-process authority. Its Listen is always a free
 	// loopback port.
 	Serve serve.Config
@@ -53,7 +54,7 @@ func newRootCommand() *cobra.Command {
 
 Open the listen address in a browser and log in as one of the demo users.
 Without --authority, the demo runs an authority in-process with its data in
---data; the lifetime flags configure that authority only.`,
+--data. The lifetime flags configure only that authority.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: false,
@@ -68,7 +69,7 @@ Without --authority, the demo runs an authority in-process with its data in
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 
-			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 			return run(ctx, cfg, logger)
 		},
 	}
@@ -80,6 +81,7 @@ Without --authority, the demo runs an authority in-process with its data in
 	flags.StringArrayVar(&cfg.Users, "user", nil, "demo user as NAME:PASSWORD; repeat for more users (default alice:alice-password and bob:bob-password)")
 	flags.StringVar(&cfg.Serve.DataDir, "data", "./chat-demo-data", "data folder of the in-process authority")
 	serve.AddLifetimeFlags(flags, &cfg.Serve)
+	flags.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "minimum log level: debug, info, warn or error")
 
 	return cmd
 }

@@ -9,23 +9,23 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+	"github.com/sockauth/sockauth/internal/authclient"
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
 // adminOptions are the flags shared by the commands that call a running
 // authority.
 type adminOptions struct {
-	authority string
-	timeout   time.Duration
+	client  authclient.Options
+	timeout time.Duration
 }
 
 func (o *adminOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&o.authority, "authority", "127.0.0.1:7070", "gRPC address of the running authority")
+	cmd.Flags().StringVar(&o.client.Address, "authority", "127.0.0.1:7070", "gRPC address of the running authority")
+	authclient.AddFlags(cmd.Flags(), "", &o.client)
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline of the call")
 }
 
@@ -34,16 +34,16 @@ func (o *adminOptions) call(cmd *cobra.Command, fn func(ctx context.Context, cli
 	if err := serve.ApplyEnv(cmd.Flags()); err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(o.authority, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := authclient.Dial(o.client)
 	if err != nil {
-		return fmt.Errorf("invalid authority address %q: %w", o.authority, err)
+		return err
 	}
 	defer conn.Close()
 
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
 	if err := fn(ctx, sockauthv1.NewAdminServiceClient(conn)); err != nil {
-		return fmt.Errorf("authority %s: %w", o.authority, err)
+		return fmt.Errorf("authority %s: %w", o.client.Address, err)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -35,7 +34,6 @@ func newRootCommand() *cobra.Command {
 func newServeCommand() *cobra.Command {
 	var (
 		cfg      serve.Config
-		insecure bool
 		logLevel slog.Level
 	)
 	cmd := &cobra.Command{
@@ -51,14 +49,6 @@ SOCKAUTH_TOKEN_TTL=2h. A flag given on the command line wins.`,
 			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			// The authority mints tokens for any subject a caller names, and has
-			// no caller authentication yet, so it must not be reachable from
-			// other machines by accident.
-			if !serve.IsLoopback(cfg.Listen) && !insecure {
-				return fmt.Errorf("will not listen on %s: callers are not authenticated, so only loopback addresses are safe; "+
-					"pass --insecure to listen there anyway", cfg.Listen)
-			}
-
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 			cfg.Logger = logger
 			return run(cmd.Context(), cfg, logger)
@@ -71,7 +61,12 @@ SOCKAUTH_TOKEN_TTL=2h. A flag given on the command line wins.`,
 	flags.StringVar(&cfg.Store, "store", "badger", "session store: badger (embedded, in --data) or redis (shared by several authorities)")
 	flags.StringVar(&cfg.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL for --store redis")
 	serve.AddLifetimeFlags(flags, &cfg)
-	flags.BoolVar(&insecure, "insecure", false, "allow listening on a non-loopback address without caller authentication")
+	flags.StringVar(&cfg.ServiceKeyFile, "service-keys", "",
+		"file of service keys (SCOPE:NAME:SECRET lines, scope token or admin) that callers must send; re-read when it changes")
+	flags.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate of the gRPC server; turns TLS on")
+	flags.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	flags.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA of client certificates; requires mutual TLS")
+	flags.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback --listen address without TLS or service keys")
 	flags.TextVar(&logLevel, "log-level", slog.LevelInfo, "minimum log level: debug, info, warn or error")
 	return cmd
 }

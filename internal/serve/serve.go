@@ -5,6 +5,8 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,12 +17,15 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/sockauth/sockauth/authority"
 	"github.com/sockauth/sockauth/authority/badgerstore"
+	"github.com/sockauth/sockauth/authority/callerauth"
 	"github.com/sockauth/sockauth/authority/grpcserver"
 	"github.com/sockauth/sockauth/authority/redisstore"
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
@@ -43,9 +48,33 @@ type Config struct {
 	TokenTTL       time.Duration
 	SessionMaxAge  time.Duration
 	RotationLeeway time.Duration
+	// ServiceKeyFile is the file of service keys that callers must present;
+	// empty lets every caller in.
+	ServiceKeyFile string
+	// TLSCert and TLSKey are the server's PEM certificate and key; setting
+	// them turns TLS on.
+	TLSCert string
+	TLSKey  string
+	// TLSClientCA is a PEM file of the CA that signs client certificates;
+	// setting it requires mutual TLS.
+	TLSClientCA string
+	// Insecure allows a non-loopback Listen address without TLS or service keys.
+	Insecure bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
+
+// Limits of the gRPC server.
+const (
+	// MaxRequestBytes bounds a request message: tokens are at most 4 KiB and
+	// IssueCode claims at most 16 × 320 bytes.
+	MaxRequestBytes = 64 << 10
+	// MaxConcurrentStreams bounds the calls in flight on one connection.
+	MaxConcurrentStreams = 1024
+	// MinKeepaliveInterval is the shortest keepalive ping interval a client may
+	// use; pinging faster closes the connection.
+	MinKeepaliveInterval = 10 * time.Second
+)
 
 // shutdownGrace bounds how long Close waits for running RPCs.
 const shutdownGrace = 5 * time.Second
@@ -71,6 +100,16 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("data folder is not set")
+	}
+	// The authority mints tokens for any subject a caller names, so it must
+	// not be reachable from other machines without protection by accident.
+	if !IsLoopback(cfg.Listen) && !cfg.Insecure && cfg.ServiceKeyFile == "" && cfg.TLSCert == "" {
+		return nil, fmt.Errorf("will not listen on %s without caller authentication: only loopback addresses are safe "+
+			"without TLS or service keys; set a service key file or a TLS certificate, or pass --insecure", cfg.Listen)
+	}
+	serverOptions, err := grpcServerOptions(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
@@ -111,7 +150,7 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 
 	a := &Authority{
 		listener: listener,
-		server:   grpc.NewServer(),
+		server:   grpc.NewServer(serverOptions...),
 		health:   health.NewServer(),
 		store:    store,
 		service:  service,
@@ -188,4 +227,59 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (authority.Sto
 	default:
 		return nil, fmt.Errorf("unknown store %q: use badger or redis", cfg.Store)
 	}
+}
+
+// grpcServerOptions returns the limits, credentials and interceptors of the
+// gRPC server.
+func grpcServerOptions(cfg Config, log *slog.Logger) ([]grpc.ServerOption, error) {
+	options := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinKeepaliveInterval, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+	}
+
+	if cfg.TLSCert != "" || cfg.TLSKey != "" || cfg.TLSClientCA != "" {
+		config, err := serverTLSConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		options = append(options, grpc.Creds(credentials.NewTLS(config)))
+	}
+
+	if cfg.ServiceKeyFile != "" {
+		auth, err := callerauth.NewAuthenticator(cfg.ServiceKeyFile, log)
+		if err != nil {
+			return nil, err
+		}
+		options = append(options,
+			grpc.ChainUnaryInterceptor(auth.UnaryInterceptor()),
+			grpc.ChainStreamInterceptor(auth.StreamInterceptor()))
+	}
+	return options, nil
+}
+
+func serverTLSConfig(cfg Config) (*tls.Config, error) {
+	if cfg.TLSCert == "" || cfg.TLSKey == "" {
+		return nil, errors.New("TLS needs both a certificate and a key file")
+	}
+	pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	config := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+
+	if cfg.TLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("TLS client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("TLS client CA file %q holds no PEM certificate", cfg.TLSClientCA)
+		}
+		config.ClientCAs = pool
+		config.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return config, nil
 }

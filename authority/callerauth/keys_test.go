@@ -1,0 +1,60 @@
+package callerauth
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseKeyFile(t *testing.T) {
+	good := "# comment\n\ntoken:chat:0123456789abcdef0123\nadmin:ops:fedcba9876543210fedc\n"
+	set, err := ParseKeyFile([]byte(good))
+	if err != nil {
+		t.Fatalf("ParseKeyFile: %v", err)
+	}
+	if set.Len() != 2 {
+		t.Fatalf("Len = %d, expected 2", set.Len())
+	}
+	key, ok := set.Match("fedcba9876543210fedc")
+	if !ok || key.Name != "ops" || key.Scope != ScopeAdmin {
+		t.Fatalf("Match = %+v, %v; expected the admin key ops", key, ok)
+	}
+	if _, ok := set.Match("fedcba9876543210fed"); ok {
+		t.Fatal("Match accepted a prefix of a key")
+	}
+	if _, ok := set.Match(""); ok {
+		t.Fatal("Match accepted an empty key")
+	}
+}
+
+func TestParseKeyFileErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		data string
+		want string
+	}{
+		{"empty", "# nothing\n", "no keys"},
+		{"missing secret", "token:chat\n", "SCOPE:NAME:SECRET"},
+		{"unknown scope", "root:chat:0123456789abcdef0123\n", `unknown scope "root"`},
+		{"empty name", "token::0123456789abcdef0123\n", "name is empty"},
+		{"short secret", "token:chat:short\n", "shorter than 16"},
+		{"duplicate name", "token:a:0123456789abcdef0123\nadmin:a:0123456789abcdef0124\n", "used twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseKeyFile([]byte(tt.data))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ParseKeyFile = %v, expected an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSecretColonsKept(t *testing.T) {
+	set, err := ParseKeyFile([]byte("token:chat:abc:def:0123456789abcdef\n"))
+	if err != nil {
+		t.Fatalf("ParseKeyFile: %v", err)
+	}
+	if _, ok := set.Match("abc:def:0123456789abcdef"); !ok {
+		t.Fatal("a secret containing colons did not match")
+	}
+}

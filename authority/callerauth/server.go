@@ -1,0 +1,172 @@
+package callerauth
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// reloadInterval bounds how often the key file's modification time is checked.
+const reloadInterval = time.Second
+
+// Method prefixes of the services that need a key.
+const (
+	authorityServicePrefix = "/sockauth.v1.AuthorityService/"
+	adminServicePrefix     = "/sockauth.v1.AdminService/"
+)
+
+// Authenticator checks service keys against a key file. It is safe for
+// concurrent use.
+type Authenticator struct {
+	path string
+	log  *slog.Logger
+
+	mu        sync.Mutex // guards the fields below
+	keys      *KeySet
+	modTime   time.Time
+	size      int64
+	checkedAt time.Time
+}
+
+// NewAuthenticator loads the key file at path. A nil logger means slog.Default().
+func NewAuthenticator(path string, logger *slog.Logger) (*Authenticator, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	a := &Authenticator{path: path, log: logger}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	a.keys, a.modTime, a.size, a.checkedAt = keys, info.ModTime(), info.Size(), time.Now()
+	logger.Info("service keys loaded", "file", path, "keys", keys.Len())
+	return a, nil
+}
+
+// currentKeys returns the key set, reloading the file when it changed. A file
+// that fails to load keeps the previous keys in force and logs the failure.
+func (a *Authenticator) currentKeys() *KeySet {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+
+	now := time.Now()
+	if now.Sub(a.checkedAt) < reloadInterval {
+		return a.keys
+	}
+	a.checkedAt = now
+
+	info, err := os.Stat(a.path)
+	if err != nil {
+		a.log.Error("service key file unreadable; keeping the previous keys", "file", a.path, "error", err)
+		return a.keys
+	}
+	if info.ModTime().Equal(a.modTime) && info.Size() == a.size {
+		return a.keys
+	}
+	keys, err := readKeyFile(a.path)
+	if err != nil {
+		a.log.Error("service key file invalid; keeping the previous keys", "file", a.path, "error", err)
+		return a.keys
+	}
+	a.keys, a.modTime, a.size = keys, info.ModTime(), info.Size()
+	a.log.Info("service keys reloaded", "file", a.path, "keys", keys.Len())
+	return a.keys
+}
+
+// authorize checks the caller of method. Methods outside the sockauth
+// services (health, reflection) need no key.
+func (a *Authenticator) authorize(ctx context.Context, method string) error {
+	var needed string
+	switch {
+	case strings.HasPrefix(method, adminServicePrefix):
+		needed = ScopeAdmin
+	case strings.HasPrefix(method, authorityServicePrefix):
+		needed = ScopeToken
+	default:
+		return nil
+	}
+
+	presented, ok := bearerToken(ctx)
+	if !ok {
+		a.logRejection(ctx, method, "missing service key", "")
+		return callerError(codes.Unauthenticated, "CALLER_UNAUTHENTICATED",
+			"missing service key: send it as authorization: Bearer KEY metadata")
+	}
+	key, ok := a.currentKeys().Match(presented)
+	if !ok {
+		a.logRejection(ctx, method, "unknown service key", "")
+		return callerError(codes.Unauthenticated, "CALLER_UNAUTHENTICATED", "invalid service key")
+	}
+	if needed == ScopeAdmin && key.Scope != ScopeAdmin {
+		a.logRejection(ctx, method, "service key lacks the admin scope", key.Name)
+		return callerError(codes.PermissionDenied, "CALLER_FORBIDDEN", "service key "+key.Name+" may not call the admin service")
+	}
+	return nil
+}
+
+func (a *Authenticator) logRejection(ctx context.Context, method, reason, keyName string) {
+	address := ""
+	if p, ok := peer.FromContext(ctx); ok {
+		address = p.Addr.String()
+	}
+	a.log.Warn("caller rejected", "method", method, "reason", reason, "key_name", keyName, "peer", address)
+}
+
+// UnaryInterceptor rejects unary calls without a valid service key.
+func (a *Authenticator) UnaryInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := a.authorize(ctx, info.FullMethod); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// StreamInterceptor rejects streams without a valid service key.
+func (a *Authenticator) StreamInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, stream grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if err := a.authorize(stream.Context(), info.FullMethod); err != nil {
+			return err
+		}
+		return handler(srv, stream)
+	}
+}
+
+func bearerToken(ctx context.Context) (string, bool) {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return "", false
+	}
+	values := md.Get("authorization")
+	if len(values) != 1 {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(values[0], " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
+		return "", false
+	}
+	return token, true
+}
+
+func callerError(code codes.Code, reason, message string) error {
+	st := status.New(code, message)
+	detailed, err := st.WithDetails(&errdetails.ErrorInfo{Domain: "sockauth", Reason: reason})
+	if err != nil {
+		return st.Err()
+	}
+	return detailed.Err()
+}

@@ -1,0 +1,221 @@
+package serve_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+	"github.com/sockauth/sockauth/internal/authclient"
+	"github.com/sockauth/sockauth/internal/serve"
+)
+
+const (
+	tokenKey = "token-key-0123456789abcdef"
+	adminKey = "admin-key-0123456789abcdef"
+)
+
+func writeFile(t testing.TB, dir, name, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func dialWith(t testing.TB, o authclient.Options) (sockauthv1.AuthorityServiceClient, sockauthv1.AdminServiceClient, healthpb.HealthClient) {
+	t.Helper()
+	conn, err := authclient.Dial(o)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return sockauthv1.NewAuthorityServiceClient(conn), sockauthv1.NewAdminServiceClient(conn), healthpb.NewHealthClient(conn)
+}
+
+func TestServiceKeys(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := writeFile(t, dir, "service-keys", "token:chat:"+tokenKey+"\nadmin:ops:"+adminKey+"\n")
+	a := startAuthority(t, t.TempDir(), serve.Config{ServiceKeyFile: keyFile})
+	ctx := context.Background()
+
+	noKey, noKeyAdmin, health := dialWith(t, authclient.Options{Address: a.Addr()})
+	token, tokenAdmin, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "token", tokenKey+"\n")})
+	admin, adminAdmin, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "admin", adminKey)})
+	wrong, _, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "wrong", "wrong-key-0123456789abcdef")})
+
+	_, err := noKey.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
+	_, err = wrong.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
+	_, err = noKeyAdmin.ListSessions(ctx, &sockauthv1.ListSessionsRequest{Subject: "alice"})
+	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
+	_, err = tokenAdmin.ListSessions(ctx, &sockauthv1.ListSessionsRequest{Subject: "alice"})
+	requireStatus(t, err, codes.PermissionDenied, "CALLER_FORBIDDEN")
+
+	if _, err := token.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err != nil {
+		t.Errorf("IssueCode with the token key: %v", err)
+	}
+	if _, err := admin.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err != nil {
+		t.Errorf("IssueCode with the admin key: %v", err)
+	}
+	if _, err := adminAdmin.ListSessions(ctx, &sockauthv1.ListSessionsRequest{Subject: "alice"}); err != nil {
+		t.Errorf("ListSessions with the admin key: %v", err)
+	}
+	if _, err := health.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("health Check without a key: %v", err)
+	}
+}
+
+func TestServiceKeysReload(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := writeFile(t, dir, "service-keys", "token:old:"+tokenKey+"\n")
+	a := startAuthority(t, t.TempDir(), serve.Config{ServiceKeyFile: keyFile})
+	ctx := context.Background()
+	oldClient, _, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "old", tokenKey)})
+	newKey := "rotated-key-0123456789abcdef"
+	newClient, _, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "new", newKey)})
+
+	if _, err := oldClient.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err != nil {
+		t.Fatalf("IssueCode with the old key: %v", err)
+	}
+
+	// Replace the key file; the check runs at most once a second.
+	writeFile(t, dir, "service-keys", "token:new:"+newKey+"\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := newClient.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new key still rejected 5 s after the key file changed: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	_, err := oldClient.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
+
+	// A broken key file keeps the keys in force.
+	writeFile(t, dir, "service-keys", "garbage\n")
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := newClient.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err != nil {
+		t.Fatalf("IssueCode after the key file broke: %v; expected the previous keys to stay in force", err)
+	}
+}
+
+func TestStartRejectsNonLoopbackWithoutProtection(t *testing.T) {
+	_, err := serve.Start(context.Background(), serve.Config{Listen: "0.0.0.0:0", DataDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "--insecure") {
+		t.Fatalf("Start on 0.0.0.0 without protection = %v, expected an error naming --insecure", err)
+	}
+}
+
+func TestDialRejectsPlaintextKeyToRemote(t *testing.T) {
+	dir := t.TempDir()
+	_, err := authclient.Dial(authclient.Options{Address: "authority.example:7070", ServiceKeyFile: writeFile(t, dir, "key", tokenKey)})
+	if err == nil || !strings.Contains(err.Error(), "plain text") {
+		t.Fatalf("Dial = %v, expected a rejection of a plain-text key to a remote host", err)
+	}
+}
+
+// testPKI is a CA with a server certificate for 127.0.0.1 and a client
+// certificate, written as PEM files.
+type testPKI struct {
+	caFile, serverCert, serverKey, clientCert, clientKey string
+}
+
+func newTestPKI(t testing.TB) testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTemplate := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "sockauth test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	issue := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		template := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: name},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+			IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, template, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyDER, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certFile := writeFile(t, dir, name+".crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+		keyFile := writeFile(t, dir, name+".key", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})))
+		return certFile, keyFile
+	}
+
+	pki := testPKI{caFile: writeFile(t, dir, "ca.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})))}
+	pki.serverCert, pki.serverKey = issue("server", 2, x509.ExtKeyUsageServerAuth)
+	pki.clientCert, pki.clientKey = issue("client", 3, x509.ExtKeyUsageClientAuth)
+	return pki
+}
+
+func TestMutualTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	a := startAuthority(t, t.TempDir(), serve.Config{TLSCert: pki.serverCert, TLSKey: pki.serverKey, TLSClientCA: pki.caFile})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	withCert, _, _ := dialWith(t, authclient.Options{Address: a.Addr(), TLSCA: pki.caFile, TLSCert: pki.clientCert, TLSKey: pki.clientKey})
+	if _, err := withCert.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err != nil {
+		t.Fatalf("IssueCode over mutual TLS: %v", err)
+	}
+
+	withoutCert, _, _ := dialWith(t, authclient.Options{Address: a.Addr(), TLSCA: pki.caFile})
+	if _, err := withoutCert.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err == nil {
+		t.Fatal("IssueCode without a client certificate succeeded")
+	}
+
+	plaintext, _, _ := dialWith(t, authclient.Options{Address: a.Addr()})
+	if _, err := plaintext.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err == nil {
+		t.Fatal("IssueCode in plain text against a TLS server succeeded")
+	}
+}

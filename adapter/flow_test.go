@@ -623,8 +623,12 @@ func TestSessionCheck(t *testing.T) {
 					t.Errorf("socket %s unauthorized code = %q, expected %q", s.id, got, tt.want)
 				}
 			}
-			if got := authority.callsTo("Verify"); len(got) == 0 || got[0] != "session-1" {
-				t.Errorf("Verify calls = %q, expected session-1 first", got)
+			// Both sockets belong to sid-1, so one Verify of either token
+			// covers them, and the rejected sockets leave nothing to check.
+			time.Sleep(60 * time.Millisecond)
+			got := authority.callsTo("Verify")
+			if len(got) != 1 || (got[0] != "session-1" && got[0] != "session-2") {
+				t.Errorf("Verify calls = %q, expected one call with session-1 or session-2", got)
 			}
 		})
 	}

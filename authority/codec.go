@@ -5,7 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/o1egl/paseto"
@@ -69,6 +72,11 @@ func NewPasetoV2(keys map[string][]byte, signingID string) (*PasetoV2, error) {
 	}
 
 	return &PasetoV2{keys: copied, signingID: signingID, footer: footer, protocol: paseto.NewV2()}, nil
+}
+
+// KeyIDs returns the ids of the keys that can decrypt, sorted.
+func (p *PasetoV2) KeyIDs() []string {
+	return slices.Sorted(maps.Keys(p.keys))
 }
 
 // tokenFooter is the JSON footer of every token.
@@ -219,3 +227,30 @@ func parseTime(claim, value string) (time.Time, error) {
 	}
 	return t, nil
 }
+
+// ReloadableCodec is a Codec whose underlying codec can be replaced while in
+// use, so that a new signing key takes effect without a restart. It is safe
+// for concurrent use.
+type ReloadableCodec struct {
+	current atomic.Pointer[codecHolder]
+}
+
+type codecHolder struct{ codec Codec }
+
+var _ Codec = (*ReloadableCodec)(nil)
+
+// NewReloadableCodec returns a ReloadableCodec that starts with codec.
+func NewReloadableCodec(codec Codec) *ReloadableCodec {
+	r := &ReloadableCodec{}
+	r.Replace(codec)
+	return r
+}
+
+// Replace makes codec serve every later call.
+func (r *ReloadableCodec) Replace(codec Codec) { r.current.Store(&codecHolder{codec: codec}) }
+
+// Encode implements Codec.
+func (r *ReloadableCodec) Encode(c Claims) (string, error) { return r.current.Load().codec.Encode(c) }
+
+// Decode implements Codec.
+func (r *ReloadableCodec) Decode(token string) (Claims, error) { return r.current.Load().codec.Decode(token) }

@@ -27,6 +27,24 @@ type KeyRecord struct {
 	ID        string    `json:"id"`
 	Secret    []byte    `json:"secret"`
 	CreatedAt time.Time `json:"created_at"`
+	// SigningEndedAt is when another key took over signing; zero while the key
+	// signs or has never been replaced.
+	SigningEndedAt time.Time `json:"signing_ended_at,omitzero"`
+}
+
+// keyRetirementMargin is added to the token lifetime before a replaced key
+// stops verifying, to cover clock skew and replicas that reload the key file
+// up to a second late.
+const keyRetirementMargin = time.Minute
+
+// RetiresAt returns when a replaced key stops verifying: once every token it
+// signed has expired. It returns the zero time for a key that was never
+// replaced.
+func (r *KeyRecord) RetiresAt(tokenTTL time.Duration) time.Time {
+	if r.SigningEndedAt.IsZero() {
+		return time.Time{}
+	}
+	return r.SigningEndedAt.Add(tokenTTL + keyRetirementMargin)
 }
 
 // Map returns the keys by id, as NewPasetoV2 takes them.
@@ -36,6 +54,64 @@ func (k *KeySet) Map() map[string][]byte {
 		keys[record.ID] = record.Secret
 	}
 	return keys
+}
+
+// Codec returns a codec with the signing key and every key that has not yet
+// retired at now, given the longest token lifetime in use.
+func (k *KeySet) Codec(now time.Time, tokenTTL time.Duration) (*PasetoV2, error) {
+	keys := make(map[string][]byte, len(k.Keys))
+	for _, record := range k.Keys {
+		retires := record.RetiresAt(tokenTTL)
+		if record.ID == k.SigningKeyID || retires.IsZero() || now.Before(retires) {
+			keys[record.ID] = record.Secret
+		}
+	}
+	return NewPasetoV2(keys, k.SigningKeyID)
+}
+
+// Rotate adds a fresh key that signs from now on, marks the previous signing
+// key as replaced at now, and drops keys that retired before now. It returns
+// the new key's id.
+func (k *KeySet) Rotate(now time.Time, tokenTTL time.Duration) (string, error) {
+	record, err := newKeyRecord(now)
+	if err != nil {
+		return "", err
+	}
+
+	kept := k.Keys[:0]
+	for _, old := range k.Keys {
+		if old.ID == k.SigningKeyID {
+			old.SigningEndedAt = now
+		}
+		if retires := old.RetiresAt(tokenTTL); !retires.IsZero() && !now.Before(retires) {
+			continue
+		}
+		kept = append(kept, old)
+	}
+	k.Keys = append(kept, record)
+	k.SigningKeyID = record.ID
+	return record.ID, nil
+}
+
+// LoadKeySet reads the key file in dir.
+func LoadKeySet(dir string) (*KeySet, error) {
+	return readKeySet(filepath.Join(dir, KeyFileName))
+}
+
+// SaveKeySet replaces the key file in dir atomically: a reader sees the old
+// file or the new one, never a mix, and the new one survives a crash once
+// SaveKeySet returns.
+func SaveKeySet(dir string, keys *KeySet) error {
+	path := filepath.Join(dir, KeyFileName)
+	tmp, err := writeTempKeyFile(path, keys)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("replace key file %q: %w", path, err)
+	}
+	return syncDir(dir)
 }
 
 // LoadOrCreateKeySet reads the key file in dir, or creates it with one fresh key
@@ -87,42 +163,61 @@ func readKeySet(path string) (*KeySet, error) {
 }
 
 func newKeySet() (*KeySet, error) {
-	secret := make([]byte, KeySize)
-	if _, err := rand.Read(secret); err != nil {
-		return nil, fmt.Errorf("generate key: %w", err)
+	record, err := newKeyRecord(time.Now())
+	if err != nil {
+		return nil, err
 	}
-	id := make([]byte, 6)
-	if _, err := rand.Read(id); err != nil {
-		return nil, fmt.Errorf("generate key id: %w", err)
-	}
-
-	record := KeyRecord{ID: hex.EncodeToString(id), Secret: secret, CreatedAt: time.Now().UTC().Truncate(time.Second)}
 	return &KeySet{SigningKeyID: record.ID, Keys: []KeyRecord{record}}, nil
 }
 
-// writeNewKeyFile creates path exclusively with mode 0600 and syncs it, so a
-// crash never leaves a half-written key that tokens were already made with.
-func writeNewKeyFile(path string, keys *KeySet) error {
+func newKeyRecord(now time.Time) (KeyRecord, error) {
+	secret := make([]byte, KeySize)
+	if _, err := rand.Read(secret); err != nil {
+		return KeyRecord{}, fmt.Errorf("generate key: %w", err)
+	}
+	id := make([]byte, 6)
+	if _, err := rand.Read(id); err != nil {
+		return KeyRecord{}, fmt.Errorf("generate key id: %w", err)
+	}
+	return KeyRecord{ID: hex.EncodeToString(id), Secret: secret, CreatedAt: now.UTC().Truncate(time.Second)}, nil
+}
+
+// writeTempKeyFile writes keys beside path with mode 0600, syncs the file and
+// returns its name.
+func writeTempKeyFile(path string, keys *KeySet) (string, error) {
 	data, err := json.MarshalIndent(keys, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode key file: %w", err)
+		return "", fmt.Errorf("encode key file: %w", err)
 	}
 
 	tmp := path + ".tmp"
 	file, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("create key file: %w", err)
+		return "", fmt.Errorf("create key file: %w", err)
 	}
 	if _, err := file.Write(append(data, '\n')); err != nil {
 		file.Close()
-		return fmt.Errorf("write key file %q: %w", tmp, err)
+		os.Remove(tmp)
+		return "", fmt.Errorf("write key file %q: %w", tmp, err)
 	}
 	if err := file.Sync(); err != nil {
 		file.Close()
-		return fmt.Errorf("sync key file %q: %w", tmp, err)
+		os.Remove(tmp)
+		return "", fmt.Errorf("sync key file %q: %w", tmp, err)
 	}
 	if err := file.Close(); err != nil {
-		return fmt.Errorf("close key file %q: %w", tmp, err)
+		os.Remove(tmp)
+		return "", fmt.Errorf("close key file %q: %w", tmp, err)
+	}
+	return tmp, nil
+}
+
+// writeNewKeyFile creates path exclusively with mode 0600 and syncs it, so a
+// crash never leaves a half-written key that tokens were already made with.
+func writeNewKeyFile(path string, keys *KeySet) error {
+	tmp, err := writeTempKeyFile(path, keys)
+	if err != nil {
+		return err
 	}
 
 	// A link fails when another process created the key file meanwhile, so

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/o1egl/paseto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -133,4 +135,82 @@ func TestAdminCommandDeadAuthority(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("sessions list against a dead authority = %v, expected an error naming it", err)
 	}
+}
+
+func TestKeysRotate(t *testing.T) {
+	dir := t.TempDir()
+	a, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: dir,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer a.Close()
+	conn, err := grpc.NewClient(a.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := sockauthv1.NewAuthorityServiceClient(conn)
+	ctx := context.Background()
+
+	before, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSession, err := client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: before.GetCode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKeyID := footerKeyID(t, oldSession.GetToken())
+
+	output, err := runCLI(t, "keys", "rotate", "--data", dir)
+	if err != nil {
+		t.Fatalf("keys rotate: %v", err)
+	}
+	if !strings.Contains(output, oldKeyID) {
+		t.Errorf("keys rotate output does not name the replaced key %s:\n%s", oldKeyID, output)
+	}
+
+	// The authority re-reads the key file within a second.
+	var newKeyID string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bob"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		newKeyID = footerKeyID(t, code.GetCode())
+		if newKeyID != oldKeyID || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if newKeyID == oldKeyID {
+		t.Fatalf("tokens still signed with key %s 5 s after the rotation", oldKeyID)
+	}
+	if _, err := client.Verify(ctx, &sockauthv1.VerifyRequest{Token: oldSession.GetToken()}); err != nil {
+		t.Fatalf("token of the replaced key no longer verifies: %v", err)
+	}
+
+	output, err = runCLI(t, "keys", "list", "--data", dir)
+	if err != nil {
+		t.Fatalf("keys list: %v", err)
+	}
+	if !strings.Contains(output, newKeyID+"  ") || !strings.Contains(output, "signing") || !strings.Contains(output, "verifying until") {
+		t.Errorf("keys list output lacks the signing and the verifying key:\n%s", output)
+	}
+	if strings.Contains(output, "secret") {
+		t.Errorf("keys list output mentions secrets:\n%s", output)
+	}
+}
+
+func footerKeyID(t *testing.T, token string) string {
+	t.Helper()
+	var footer struct {
+		KeyID string `json:"kid"`
+	}
+	if err := paseto.ParseFooter(token, &footer); err != nil {
+		t.Fatalf("ParseFooter: %v", err)
+	}
+	return footer.KeyID
 }

@@ -89,6 +89,8 @@ type Authority struct {
 	log      *slog.Logger
 	served   chan error
 	once     sync.Once
+	// stopReload ends the key file reloader.
+	stopReload context.CancelFunc
 }
 
 // Start opens the data folder and starts serving gRPC in the background. The
@@ -119,10 +121,21 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	if err != nil {
 		return nil, err
 	}
-	codec, err := authority.NewPasetoV2(keys.Map(), keys.SigningKeyID)
-	if err != nil {
-		return nil, err
+	tokenTTL := cfg.TokenTTL
+	if tokenTTL == 0 {
+		tokenTTL = authority.DefaultConfig().TokenTTL
 	}
+	reloader := &keyReloader{dir: cfg.DataDir, tokenTTL: tokenTTL, log: log, keys: keys, active: -1}
+	initial, err := keys.Codec(time.Now(), tokenTTL)
+	if err != nil {
+		return nil, fmt.Errorf("key file in %q: %w", cfg.DataDir, err)
+	}
+	reloader.codec = authority.NewReloadableCodec(initial)
+	if info, err := os.Stat(filepath.Join(cfg.DataDir, authority.KeyFileName)); err == nil {
+		reloader.modTime = info.ModTime()
+		reloader.active = len(initial.KeyIDs())
+	}
+	codec := reloader.codec
 
 	store, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -163,6 +176,9 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	a.health.SetServingStatus(sockauthv1.AuthorityService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(a.server)
 
+	reloadCtx, stopReload := context.WithCancel(context.Background())
+	a.stopReload = stopReload
+	go reloader.run(reloadCtx)
 	go func() { a.served <- a.server.Serve(listener) }()
 	log.Info("authority listening", "address", a.Addr(), "data", cfg.DataDir, "store", storeName(cfg),
 		"signing_key_id", keys.SigningKeyID)
@@ -197,6 +213,7 @@ func (a *Authority) Close() error {
 			<-stopped
 		}
 
+		a.stopReload()
 		a.service.Close()
 		err = a.store.Close()
 		a.log.Info("authority stopped", "address", a.Addr())

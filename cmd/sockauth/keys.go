@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sockauth/sockauth/authority"
+	"github.com/sockauth/sockauth/internal/serve"
+)
+
+func newKeysCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Manage the token keys in the data folder",
+		Long: `Manage the token keys in the data folder.
+
+A running authority re-reads the key file within a second of a change, so a
+rotation needs no restart. With several replicas, give each the new key file.`,
+	}
+
+	var (
+		dataDir  string
+		tokenTTL time.Duration
+	)
+	addFlags := func(c *cobra.Command) {
+		c.Flags().StringVar(&dataDir, "data", "./sockauth-data", "data folder holding keys.json")
+		c.Flags().DurationVar(&tokenTTL, "token-ttl", authority.DefaultConfig().TokenTTL,
+			"token lifetime of the authority, which sets when a replaced key retires")
+	}
+
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Add a key that signs from now on; older keys keep verifying until their tokens expire",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			keys, err := authority.LoadKeySet(dataDir)
+			if err != nil {
+				return err
+			}
+			previous := keys.SigningKeyID
+			id, err := keys.Rotate(time.Now(), tokenTTL)
+			if err != nil {
+				return err
+			}
+			if err := authority.SaveKeySet(dataDir, keys); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "key %s signs from now on; key %s verifies until %s\n",
+				id, previous, formatRetirement(keys, previous, tokenTTL))
+			return nil
+		},
+	}
+	addFlags(rotate)
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List key ids, creation and retirement; secrets are never printed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			keys, err := authority.LoadKeySet(dataDir)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tCREATED\tSTATE")
+			for _, record := range keys.Keys {
+				state := "verifying until " + formatRetirement(keys, record.ID, tokenTTL)
+				switch {
+				case record.ID == keys.SigningKeyID:
+					state = "signing"
+				case !now.Before(record.RetiresAt(tokenTTL)):
+					state = "retired at " + record.RetiresAt(tokenTTL).UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\n", record.ID, record.CreatedAt.UTC().Format(time.RFC3339), state)
+			}
+			return w.Flush()
+		},
+	}
+	addFlags(list)
+
+	cmd.AddCommand(rotate, list)
+	return cmd
+}
+
+func formatRetirement(keys *authority.KeySet, id string, tokenTTL time.Duration) string {
+	for _, record := range keys.Keys {
+		if record.ID == id {
+			return record.RetiresAt(tokenTTL).UTC().Format(time.RFC3339)
+		}
+	}
+	return "-"
+}

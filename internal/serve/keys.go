@@ -1,0 +1,72 @@
+package serve
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sockauth/sockauth/authority"
+)
+
+// keyReloadInterval is how often the key file is checked for a rotation and
+// replaced keys for retirement.
+const keyReloadInterval = time.Second
+
+// keyReloader keeps a ReloadableCodec in step with the key file: a rotated
+// signing key takes effect within a second, and a replaced key stops verifying
+// once it retires.
+type keyReloader struct {
+	dir      string
+	tokenTTL time.Duration
+	codec    *authority.ReloadableCodec
+	log      *slog.Logger
+
+	keys    *authority.KeySet
+	modTime time.Time
+	active  int // number of keys in the codec
+}
+
+func (r *keyReloader) run(ctx context.Context) {
+	ticker := time.NewTicker(keyReloadInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			r.check(time.Now())
+		}
+	}
+}
+
+// check reloads the key file when it changed and rebuilds the codec when the
+// set of usable keys changed. A key file that fails to load keeps the
+// previous keys in force.
+func (r *keyReloader) check(now time.Time) {
+	info, err := os.Stat(filepath.Join(r.dir, authority.KeyFileName))
+	if err != nil {
+		r.log.Error("key file unreadable; keeping the previous keys", "error", err)
+		return
+	}
+	if !info.ModTime().Equal(r.modTime) {
+		keys, err := authority.LoadKeySet(r.dir)
+		if err != nil {
+			r.log.Error("key file invalid; keeping the previous keys", "error", err)
+			return
+		}
+		r.keys, r.modTime, r.active = keys, info.ModTime(), -1
+	}
+
+	codec, err := r.keys.Codec(now, r.tokenTTL)
+	if err != nil {
+		r.log.Error("key file unusable; keeping the previous keys", "error", err)
+		return
+	}
+	if active := len(codec.KeyIDs()); active != r.active {
+		r.codec.Replace(codec)
+		r.active = active
+		r.log.Info("signing keys loaded", "signing_key_id", r.keys.SigningKeyID, "verifying_key_ids", codec.KeyIDs())
+	}
+}

@@ -253,4 +253,6 @@ func (r *ReloadableCodec) Replace(codec Codec) { r.current.Store(&codecHolder{co
 func (r *ReloadableCodec) Encode(c Claims) (string, error) { return r.current.Load().codec.Encode(c) }
 
 // Decode implements Codec.
-func (r *ReloadableCodec) Decode(token string) (Claims, error) { return r.current.Load().codec.Decode(token) }
+func (r *ReloadableCodec) Decode(token string) (Claims, error) {
+	return r.current.Load().codec.Decode(token)
+}

@@ -268,15 +268,22 @@ func waitReady(t *testing.T, p *process, ready func(ctx context.Context) error) 
 // its address. extraArgs are added to the command line.
 func startAuthority(t *testing.T, extraArgs ...string) string {
 	t.Helper()
+	addr, _ := startAuthorityIn(t, t.TempDir(), extraArgs...)
+	return addr
+}
 
-	dataDir := t.TempDir()
+// startAuthorityIn runs `sockauth serve` on dataDir like startAuthority and
+// also returns the process.
+func startAuthorityIn(t *testing.T, dataDir string, extraArgs ...string) (string, *process) {
+	t.Helper()
+
 	for attempt := 1; ; attempt++ {
 		addr := freeLoopbackAddr(t)
 		args := append([]string{"serve", "--listen", addr, "--data", dataDir}, extraArgs...)
 		p := startProcess(t, "sockauth", sockauthBin, args...)
 
 		if waitReady(t, p, func(ctx context.Context) error { return checkHealth(ctx, addr) }) {
-			return addr
+			return addr, p
 		}
 		if attempt == startAttempts {
 			t.Fatalf("sockauth serve exited before serving: %v\noutput:\n%s", p.waitErr, p.output)

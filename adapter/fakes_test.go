@@ -270,3 +270,7 @@ func unauthorizedCode(tb testing.TB, e emitted) Code {
 }
 
 var errFakeTransport = errors.New("fake transport failure")
+
+func (a *fakeAuthority) WatchRevocations(context.Context, *sockauthv1.WatchRevocationsRequest, ...grpc.CallOption) (grpc.ServerStreamingClient[sockauthv1.WatchRevocationsResponse], error) {
+	return nil, errors.New("fake authority: WatchRevocations is not faked")
+}

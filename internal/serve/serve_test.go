@@ -391,3 +391,104 @@ func TestStartRejectsUnknownStore(t *testing.T) {
 		t.Fatalf("Start with store etcd = %v, expected an error naming it", err)
 	}
 }
+
+// watchOne opens a revocation stream and waits until the server confirms it.
+func watchOne(t *testing.T, client sockauthv1.AuthorityServiceClient) grpc.ServerStreamingClient[sockauthv1.WatchRevocationsResponse] {
+	t.Helper()
+	// The deadline ends a Recv that would otherwise wait forever.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	stream, err := client.WatchRevocations(ctx, &sockauthv1.WatchRevocationsRequest{})
+	if err != nil {
+		t.Fatalf("WatchRevocations: %v", err)
+	}
+	if _, err := stream.Header(); err != nil {
+		t.Fatalf("WatchRevocations headers: %v", err)
+	}
+	return stream
+}
+
+func TestWatchRevocationsOverGRPC(t *testing.T) {
+	a := startAuthority(t, t.TempDir(), serve.Config{})
+	conn := dial(t, a.Addr())
+	client := sockauthv1.NewAuthorityServiceClient(conn)
+	admin := sockauthv1.NewAdminServiceClient(conn)
+	stream := watchOne(t, client)
+	ctx := context.Background()
+
+	code, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session, err := client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: code.GetCode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Logout(ctx, &sockauthv1.LogoutRequest{Token: session.GetToken()}); err != nil {
+		t.Fatal(err)
+	}
+	second, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.RevokeSubject(ctx, &sockauthv1.RevokeSubjectRequest{Subject: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+
+	want := []struct {
+		sessionID string
+		reason    sockauthv1.RevocationReason
+	}{
+		{code.GetInfo().GetSessionId(), sockauthv1.RevocationReason_REVOCATION_REASON_LOGOUT},
+		{second.GetInfo().GetSessionId(), sockauthv1.RevocationReason_REVOCATION_REASON_ADMIN},
+	}
+	for _, w := range want {
+		event, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("Recv: %v", err)
+		}
+		if event.GetSessionId() != w.sessionID || event.GetReason() != w.reason {
+			t.Fatalf("event %v, expected session %s with reason %s", event, w.sessionID, w.reason)
+		}
+	}
+}
+
+// TestWatchRevocationsAcrossReplicas revokes on one replica and watches on
+// another that shares Redis.
+func TestWatchRevocationsAcrossReplicas(t *testing.T) {
+	dir := t.TempDir()
+	cfg := serve.Config{Store: "redis", RedisURL: "redis://127.0.0.1:6379/0"}
+	first := startAuthority(t, dir, cfg)
+	second := startAuthority(t, dir, cfg)
+	clientA := sockauthv1.NewAuthorityServiceClient(dial(t, first.Addr()))
+	stream := watchOne(t, sockauthv1.NewAuthorityServiceClient(dial(t, second.Addr())))
+	ctx := context.Background()
+
+	code, err := clientA.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session, err := clientA.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: code.GetCode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clientA.Logout(ctx, &sockauthv1.LogoutRequest{Token: session.GetToken()}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Other tests share this Redis, so skip their events.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		event, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("Recv: %v", err)
+		}
+		if event.GetSessionId() == code.GetInfo().GetSessionId() {
+			if event.GetReason() != sockauthv1.RevocationReason_REVOCATION_REASON_LOGOUT {
+				t.Fatalf("reason %s, expected logout", event.GetReason())
+			}
+			return
+		}
+	}
+	t.Fatal("the logout on replica A never reached the watcher on replica B")
+}

@@ -77,6 +77,66 @@ func (TokenType) EnumDescriptor() ([]byte, []int) {
 	return file_sockauth_v1_authority_proto_rawDescGZIP(), []int{0}
 }
 
+// RevocationReason says why a session died.
+type RevocationReason int32
+
+const (
+	RevocationReason_REVOCATION_REASON_UNSPECIFIED RevocationReason = 0
+	// The holder logged out.
+	RevocationReason_REVOCATION_REASON_LOGOUT RevocationReason = 1
+	// An operator revoked the session or its subject.
+	RevocationReason_REVOCATION_REASON_ADMIN RevocationReason = 2
+	// A replaced token was presented again, so the session was revoked.
+	RevocationReason_REVOCATION_REASON_REUSED RevocationReason = 3
+	// The session passed its maximum age.
+	RevocationReason_REVOCATION_REASON_EXPIRED RevocationReason = 4
+)
+
+// Enum value maps for RevocationReason.
+var (
+	RevocationReason_name = map[int32]string{
+		0: "REVOCATION_REASON_UNSPECIFIED",
+		1: "REVOCATION_REASON_LOGOUT",
+		2: "REVOCATION_REASON_ADMIN",
+		3: "REVOCATION_REASON_REUSED",
+		4: "REVOCATION_REASON_EXPIRED",
+	}
+	RevocationReason_value = map[string]int32{
+		"REVOCATION_REASON_UNSPECIFIED": 0,
+		"REVOCATION_REASON_LOGOUT":      1,
+		"REVOCATION_REASON_ADMIN":       2,
+		"REVOCATION_REASON_REUSED":      3,
+		"REVOCATION_REASON_EXPIRED":     4,
+	}
+)
+
+func (x RevocationReason) Enum() *RevocationReason {
+	p := new(RevocationReason)
+	*p = x
+	return p
+}
+
+func (x RevocationReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RevocationReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_sockauth_v1_authority_proto_enumTypes[1].Descriptor()
+}
+
+func (RevocationReason) Type() protoreflect.EnumType {
+	return &file_sockauth_v1_authority_proto_enumTypes[1]
+}
+
+func (x RevocationReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RevocationReason.Descriptor instead.
+func (RevocationReason) EnumDescriptor() ([]byte, []int) {
+	return file_sockauth_v1_authority_proto_rawDescGZIP(), []int{1}
+}
+
 // TokenInfo describes a verified token and its session.
 type TokenInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -197,9 +257,8 @@ type IssueCodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The authenticated user; required, at most 256 bytes of UTF-8.
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	// The application's own claims, copied into every token of the session.
-	// Names must not collide with the registered claims (sub, sid, jti, iat, exp,
-	// nbf, typ, gen, ...).
+	// The application's own claims, copied into every token of the session: at
+	// most 16, names of 1 to 64 bytes, values of at most 256 bytes, all UTF-8.
 	Claims        map[string]string `protobuf:"bytes,2,rep,name=claims,proto3" json:"claims,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -691,6 +750,112 @@ func (x *LogoutResponse) GetSubject() string {
 	return ""
 }
 
+// WatchRevocationsRequest starts a revocation stream.
+type WatchRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRevocationsRequest) Reset() {
+	*x = WatchRevocationsRequest{}
+	mi := &file_sockauth_v1_authority_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRevocationsRequest) ProtoMessage() {}
+
+func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sockauth_v1_authority_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_sockauth_v1_authority_proto_rawDescGZIP(), []int{11}
+}
+
+// WatchRevocationsResponse carries one revocation.
+type WatchRevocationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Subject       string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Reason        RevocationReason       `protobuf:"varint,3,opt,name=reason,proto3,enum=sockauth.v1.RevocationReason" json:"reason,omitempty"`
+	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRevocationsResponse) Reset() {
+	*x = WatchRevocationsResponse{}
+	mi := &file_sockauth_v1_authority_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRevocationsResponse) ProtoMessage() {}
+
+func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sockauth_v1_authority_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRevocationsResponse.ProtoReflect.Descriptor instead.
+func (*WatchRevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_sockauth_v1_authority_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchRevocationsResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *WatchRevocationsResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *WatchRevocationsResponse) GetReason() RevocationReason {
+	if x != nil {
+		return x.Reason
+	}
+	return RevocationReason_REVOCATION_REASON_UNSPECIFIED
+}
+
+func (x *WatchRevocationsResponse) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
 var File_sockauth_v1_authority_proto protoreflect.FileDescriptor
 
 const file_sockauth_v1_authority_proto_rawDesc = "" +
@@ -741,17 +906,32 @@ const file_sockauth_v1_authority_proto_rawDesc = "" +
 	"\x0eLogoutResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x18\n" +
-	"\asubject\x18\x02 \x01(\tR\asubject*T\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\"\x19\n" +
+	"\x17WatchRevocationsRequest\"\xc5\x01\n" +
+	"\x18WatchRevocationsResponse\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x125\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\x1d.sockauth.v1.RevocationReasonR\x06reason\x129\n" +
+	"\n" +
+	"revoked_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt*T\n" +
 	"\tTokenType\x12\x1a\n" +
 	"\x16TOKEN_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTOKEN_TYPE_CODE\x10\x01\x12\x16\n" +
-	"\x12TOKEN_TYPE_SESSION\x10\x022\x97\x03\n" +
+	"\x12TOKEN_TYPE_SESSION\x10\x02*\xad\x01\n" +
+	"\x10RevocationReason\x12!\n" +
+	"\x1dREVOCATION_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18REVOCATION_REASON_LOGOUT\x10\x01\x12\x1b\n" +
+	"\x17REVOCATION_REASON_ADMIN\x10\x02\x12\x1c\n" +
+	"\x18REVOCATION_REASON_REUSED\x10\x03\x12\x1d\n" +
+	"\x19REVOCATION_REASON_EXPIRED\x10\x042\xfa\x03\n" +
 	"\x10AuthorityService\x12J\n" +
 	"\tIssueCode\x12\x1d.sockauth.v1.IssueCodeRequest\x1a\x1e.sockauth.v1.IssueCodeResponse\x12S\n" +
 	"\fAuthenticate\x12 .sockauth.v1.AuthenticateRequest\x1a!.sockauth.v1.AuthenticateResponse\x12\\\n" +
 	"\x0fConfirmRotation\x12#.sockauth.v1.ConfirmRotationRequest\x1a$.sockauth.v1.ConfirmRotationResponse\x12A\n" +
 	"\x06Verify\x12\x1a.sockauth.v1.VerifyRequest\x1a\x1b.sockauth.v1.VerifyResponse\x12A\n" +
-	"\x06Logout\x12\x1a.sockauth.v1.LogoutRequest\x1a\x1b.sockauth.v1.LogoutResponseB9Z7github.com/sockauth/sockauth/gen/sockauth/v1;sockauthv1b\x06proto3"
+	"\x06Logout\x12\x1a.sockauth.v1.LogoutRequest\x1a\x1b.sockauth.v1.LogoutResponse\x12a\n" +
+	"\x10WatchRevocations\x12$.sockauth.v1.WatchRevocationsRequest\x1a%.sockauth.v1.WatchRevocationsResponse0\x01B9Z7github.com/sockauth/sockauth/gen/sockauth/v1;sockauthv1b\x06proto3"
 
 var (
 	file_sockauth_v1_authority_proto_rawDescOnce sync.Once
@@ -765,50 +945,57 @@ func file_sockauth_v1_authority_proto_rawDescGZIP() []byte {
 	return file_sockauth_v1_authority_proto_rawDescData
 }
 
-var file_sockauth_v1_authority_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sockauth_v1_authority_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_sockauth_v1_authority_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_sockauth_v1_authority_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_sockauth_v1_authority_proto_goTypes = []any{
-	(TokenType)(0),                  // 0: sockauth.v1.TokenType
-	(*TokenInfo)(nil),               // 1: sockauth.v1.TokenInfo
-	(*IssueCodeRequest)(nil),        // 2: sockauth.v1.IssueCodeRequest
-	(*IssueCodeResponse)(nil),       // 3: sockauth.v1.IssueCodeResponse
-	(*AuthenticateRequest)(nil),     // 4: sockauth.v1.AuthenticateRequest
-	(*AuthenticateResponse)(nil),    // 5: sockauth.v1.AuthenticateResponse
-	(*ConfirmRotationRequest)(nil),  // 6: sockauth.v1.ConfirmRotationRequest
-	(*ConfirmRotationResponse)(nil), // 7: sockauth.v1.ConfirmRotationResponse
-	(*VerifyRequest)(nil),           // 8: sockauth.v1.VerifyRequest
-	(*VerifyResponse)(nil),          // 9: sockauth.v1.VerifyResponse
-	(*LogoutRequest)(nil),           // 10: sockauth.v1.LogoutRequest
-	(*LogoutResponse)(nil),          // 11: sockauth.v1.LogoutResponse
-	nil,                             // 12: sockauth.v1.TokenInfo.ClaimsEntry
-	nil,                             // 13: sockauth.v1.IssueCodeRequest.ClaimsEntry
-	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
+	(TokenType)(0),                   // 0: sockauth.v1.TokenType
+	(RevocationReason)(0),            // 1: sockauth.v1.RevocationReason
+	(*TokenInfo)(nil),                // 2: sockauth.v1.TokenInfo
+	(*IssueCodeRequest)(nil),         // 3: sockauth.v1.IssueCodeRequest
+	(*IssueCodeResponse)(nil),        // 4: sockauth.v1.IssueCodeResponse
+	(*AuthenticateRequest)(nil),      // 5: sockauth.v1.AuthenticateRequest
+	(*AuthenticateResponse)(nil),     // 6: sockauth.v1.AuthenticateResponse
+	(*ConfirmRotationRequest)(nil),   // 7: sockauth.v1.ConfirmRotationRequest
+	(*ConfirmRotationResponse)(nil),  // 8: sockauth.v1.ConfirmRotationResponse
+	(*VerifyRequest)(nil),            // 9: sockauth.v1.VerifyRequest
+	(*VerifyResponse)(nil),           // 10: sockauth.v1.VerifyResponse
+	(*LogoutRequest)(nil),            // 11: sockauth.v1.LogoutRequest
+	(*LogoutResponse)(nil),           // 12: sockauth.v1.LogoutResponse
+	(*WatchRevocationsRequest)(nil),  // 13: sockauth.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil), // 14: sockauth.v1.WatchRevocationsResponse
+	nil,                              // 15: sockauth.v1.TokenInfo.ClaimsEntry
+	nil,                              // 16: sockauth.v1.IssueCodeRequest.ClaimsEntry
+	(*timestamppb.Timestamp)(nil),    // 17: google.protobuf.Timestamp
 }
 var file_sockauth_v1_authority_proto_depIdxs = []int32{
 	0,  // 0: sockauth.v1.TokenInfo.type:type_name -> sockauth.v1.TokenType
-	14, // 1: sockauth.v1.TokenInfo.issued_at:type_name -> google.protobuf.Timestamp
-	14, // 2: sockauth.v1.TokenInfo.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 3: sockauth.v1.TokenInfo.session_expires_at:type_name -> google.protobuf.Timestamp
-	12, // 4: sockauth.v1.TokenInfo.claims:type_name -> sockauth.v1.TokenInfo.ClaimsEntry
-	13, // 5: sockauth.v1.IssueCodeRequest.claims:type_name -> sockauth.v1.IssueCodeRequest.ClaimsEntry
-	1,  // 6: sockauth.v1.IssueCodeResponse.info:type_name -> sockauth.v1.TokenInfo
-	1,  // 7: sockauth.v1.AuthenticateResponse.info:type_name -> sockauth.v1.TokenInfo
-	1,  // 8: sockauth.v1.VerifyResponse.info:type_name -> sockauth.v1.TokenInfo
-	2,  // 9: sockauth.v1.AuthorityService.IssueCode:input_type -> sockauth.v1.IssueCodeRequest
-	4,  // 10: sockauth.v1.AuthorityService.Authenticate:input_type -> sockauth.v1.AuthenticateRequest
-	6,  // 11: sockauth.v1.AuthorityService.ConfirmRotation:input_type -> sockauth.v1.ConfirmRotationRequest
-	8,  // 12: sockauth.v1.AuthorityService.Verify:input_type -> sockauth.v1.VerifyRequest
-	10, // 13: sockauth.v1.AuthorityService.Logout:input_type -> sockauth.v1.LogoutRequest
-	3,  // 14: sockauth.v1.AuthorityService.IssueCode:output_type -> sockauth.v1.IssueCodeResponse
-	5,  // 15: sockauth.v1.AuthorityService.Authenticate:output_type -> sockauth.v1.AuthenticateResponse
-	7,  // 16: sockauth.v1.AuthorityService.ConfirmRotation:output_type -> sockauth.v1.ConfirmRotationResponse
-	9,  // 17: sockauth.v1.AuthorityService.Verify:output_type -> sockauth.v1.VerifyResponse
-	11, // 18: sockauth.v1.AuthorityService.Logout:output_type -> sockauth.v1.LogoutResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	17, // 1: sockauth.v1.TokenInfo.issued_at:type_name -> google.protobuf.Timestamp
+	17, // 2: sockauth.v1.TokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 3: sockauth.v1.TokenInfo.session_expires_at:type_name -> google.protobuf.Timestamp
+	15, // 4: sockauth.v1.TokenInfo.claims:type_name -> sockauth.v1.TokenInfo.ClaimsEntry
+	16, // 5: sockauth.v1.IssueCodeRequest.claims:type_name -> sockauth.v1.IssueCodeRequest.ClaimsEntry
+	2,  // 6: sockauth.v1.IssueCodeResponse.info:type_name -> sockauth.v1.TokenInfo
+	2,  // 7: sockauth.v1.AuthenticateResponse.info:type_name -> sockauth.v1.TokenInfo
+	2,  // 8: sockauth.v1.VerifyResponse.info:type_name -> sockauth.v1.TokenInfo
+	1,  // 9: sockauth.v1.WatchRevocationsResponse.reason:type_name -> sockauth.v1.RevocationReason
+	17, // 10: sockauth.v1.WatchRevocationsResponse.revoked_at:type_name -> google.protobuf.Timestamp
+	3,  // 11: sockauth.v1.AuthorityService.IssueCode:input_type -> sockauth.v1.IssueCodeRequest
+	5,  // 12: sockauth.v1.AuthorityService.Authenticate:input_type -> sockauth.v1.AuthenticateRequest
+	7,  // 13: sockauth.v1.AuthorityService.ConfirmRotation:input_type -> sockauth.v1.ConfirmRotationRequest
+	9,  // 14: sockauth.v1.AuthorityService.Verify:input_type -> sockauth.v1.VerifyRequest
+	11, // 15: sockauth.v1.AuthorityService.Logout:input_type -> sockauth.v1.LogoutRequest
+	13, // 16: sockauth.v1.AuthorityService.WatchRevocations:input_type -> sockauth.v1.WatchRevocationsRequest
+	4,  // 17: sockauth.v1.AuthorityService.IssueCode:output_type -> sockauth.v1.IssueCodeResponse
+	6,  // 18: sockauth.v1.AuthorityService.Authenticate:output_type -> sockauth.v1.AuthenticateResponse
+	8,  // 19: sockauth.v1.AuthorityService.ConfirmRotation:output_type -> sockauth.v1.ConfirmRotationResponse
+	10, // 20: sockauth.v1.AuthorityService.Verify:output_type -> sockauth.v1.VerifyResponse
+	12, // 21: sockauth.v1.AuthorityService.Logout:output_type -> sockauth.v1.LogoutResponse
+	14, // 22: sockauth.v1.AuthorityService.WatchRevocations:output_type -> sockauth.v1.WatchRevocationsResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_sockauth_v1_authority_proto_init() }
@@ -821,8 +1008,8 @@ func file_sockauth_v1_authority_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sockauth_v1_authority_proto_rawDesc), len(file_sockauth_v1_authority_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   13,
+			NumEnums:      2,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

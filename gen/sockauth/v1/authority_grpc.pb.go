@@ -22,11 +22,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuthorityService_IssueCode_FullMethodName       = "/sockauth.v1.AuthorityService/IssueCode"
-	AuthorityService_Authenticate_FullMethodName    = "/sockauth.v1.AuthorityService/Authenticate"
-	AuthorityService_ConfirmRotation_FullMethodName = "/sockauth.v1.AuthorityService/ConfirmRotation"
-	AuthorityService_Verify_FullMethodName          = "/sockauth.v1.AuthorityService/Verify"
-	AuthorityService_Logout_FullMethodName          = "/sockauth.v1.AuthorityService/Logout"
+	AuthorityService_IssueCode_FullMethodName        = "/sockauth.v1.AuthorityService/IssueCode"
+	AuthorityService_Authenticate_FullMethodName     = "/sockauth.v1.AuthorityService/Authenticate"
+	AuthorityService_ConfirmRotation_FullMethodName  = "/sockauth.v1.AuthorityService/ConfirmRotation"
+	AuthorityService_Verify_FullMethodName           = "/sockauth.v1.AuthorityService/Verify"
+	AuthorityService_Logout_FullMethodName           = "/sockauth.v1.AuthorityService/Logout"
+	AuthorityService_WatchRevocations_FullMethodName = "/sockauth.v1.AuthorityService/WatchRevocations"
 )
 
 // AuthorityServiceClient is the client API for AuthorityService service.
@@ -58,6 +59,14 @@ type AuthorityServiceClient interface {
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
 	// Logout revokes the session of a session token.
 	Logout(ctx context.Context, in *LogoutRequest, opts ...grpc.CallOption) (*LogoutResponse, error)
+	// WatchRevocations streams every revocation from the moment of the call:
+	// logouts, administrative revocations, detected reuse and sessions found
+	// expired, from every authority replica that shares the store. The server
+	// sends the response headers as soon as the subscription is in place. A
+	// watcher that falls too far behind, or whose replica lost its connection to
+	// the store, sees the stream end with UNAVAILABLE; it should reconnect and
+	// then re-verify the sessions it holds, because events may have been missed.
+	WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRevocationsResponse], error)
 }
 
 type authorityServiceClient struct {
@@ -118,6 +127,25 @@ func (c *authorityServiceClient) Logout(ctx context.Context, in *LogoutRequest, 
 	return out, nil
 }
 
+func (c *authorityServiceClient) WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRevocationsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AuthorityService_ServiceDesc.Streams[0], AuthorityService_WatchRevocations_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRevocationsRequest, WatchRevocationsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuthorityService_WatchRevocationsClient = grpc.ServerStreamingClient[WatchRevocationsResponse]
+
 // AuthorityServiceServer is the server API for AuthorityService service.
 // All implementations must embed UnimplementedAuthorityServiceServer
 // for forward compatibility.
@@ -147,6 +175,14 @@ type AuthorityServiceServer interface {
 	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
 	// Logout revokes the session of a session token.
 	Logout(context.Context, *LogoutRequest) (*LogoutResponse, error)
+	// WatchRevocations streams every revocation from the moment of the call:
+	// logouts, administrative revocations, detected reuse and sessions found
+	// expired, from every authority replica that shares the store. The server
+	// sends the response headers as soon as the subscription is in place. A
+	// watcher that falls too far behind, or whose replica lost its connection to
+	// the store, sees the stream end with UNAVAILABLE; it should reconnect and
+	// then re-verify the sessions it holds, because events may have been missed.
+	WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error
 	mustEmbedUnimplementedAuthorityServiceServer()
 }
 
@@ -171,6 +207,9 @@ func (UnimplementedAuthorityServiceServer) Verify(context.Context, *VerifyReques
 }
 func (UnimplementedAuthorityServiceServer) Logout(context.Context, *LogoutRequest) (*LogoutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Logout not implemented")
+}
+func (UnimplementedAuthorityServiceServer) WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchRevocations not implemented")
 }
 func (UnimplementedAuthorityServiceServer) mustEmbedUnimplementedAuthorityServiceServer() {}
 func (UnimplementedAuthorityServiceServer) testEmbeddedByValue()                          {}
@@ -283,6 +322,17 @@ func _AuthorityService_Logout_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthorityService_WatchRevocations_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRevocationsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AuthorityServiceServer).WatchRevocations(m, &grpc.GenericServerStream[WatchRevocationsRequest, WatchRevocationsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuthorityService_WatchRevocationsServer = grpc.ServerStreamingServer[WatchRevocationsResponse]
+
 // AuthorityService_ServiceDesc is the grpc.ServiceDesc for AuthorityService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -311,6 +361,12 @@ var AuthorityService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AuthorityService_Logout_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchRevocations",
+			Handler:       _AuthorityService_WatchRevocations_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "sockauth/v1/authority.proto",
 }

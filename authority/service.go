@@ -40,8 +40,12 @@ type Config struct {
 	RotationLeeway time.Duration
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
-	// Logger receives rejected authentications and revocations; default slog.Default().
+	// Logger receives one line per token call outcome and the revocations;
+	// default slog.Default().
 	Logger *slog.Logger
+	// Metrics counts issued, rotated and rejected tokens and revocations; nil
+	// records nothing.
+	Metrics *Metrics
 }
 
 // DefaultConfig returns the default lifetimes.
@@ -100,6 +104,8 @@ type Service struct {
 	store Store
 	cfg   Config
 	log   *slog.Logger
+	// metrics may be nil.
+	metrics *Metrics
 
 	hub *revocationHub
 	// publisher carries revocation events between replicas, or is nil when
@@ -132,7 +138,7 @@ func NewService(codec Codec, store Store, cfg Config) (*Service, error) {
 		return nil, err
 	}
 
-	s := &Service{codec: codec, store: store, cfg: cfg, log: cfg.Logger, hub: newRevocationHub(), cancel: func() {}}
+	s := &Service{codec: codec, store: store, cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, hub: newRevocationHub(), cancel: func() {}}
 	if publisher, ok := store.(RevocationPublisher); ok {
 		ctx, cancel := context.WithCancel(context.Background())
 		if err := publisher.SubscribeRevocations(ctx, s.hub.deliver, s.hub.closeAll); err != nil {
@@ -174,6 +180,7 @@ func (s *Service) IssueCode(ctx context.Context, subject string, claims map[stri
 	if err := s.store.Create(ctx, session); err != nil {
 		return Issued{}, fmt.Errorf("store session %s: %w", session.ID, err)
 	}
+	s.metrics.codeIssued()
 	return s.encode(code, session)
 }
 
@@ -184,8 +191,15 @@ func (s *Service) IssueCode(ctx context.Context, subject string, claims map[stri
 // returned again with the same jti. Any other token of the session revokes it
 // and returns ErrTokenReused. Concurrent calls with one token produce exactly
 // one successor.
-func (s *Service) Authenticate(ctx context.Context, token string) (Issued, error) {
+func (s *Service) Authenticate(ctx context.Context, token string) (issued Issued, err error) {
+	outcome := &tokenOutcome{op: opAuthenticate, start: time.Now()}
+	defer func() {
+		outcome.successor = issued.Claims
+		s.record(ctx, outcome, err)
+	}()
+
 	presented, err := s.decode(token)
+	outcome.presented = presented
 	if err != nil {
 		return Issued{}, err
 	}
@@ -212,17 +226,13 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Issued, error
 				}
 				return Issued{}, fmt.Errorf("store rotation of session %s: %w", session.ID, err)
 			}
-			s.log.Debug("token rotated", "sid", session.ID, "sub", session.Subject,
-				"jti", presented.TokenID, "successor_jti", successor.TokenID, "gen", successor.Generation)
 			return s.encode(successor, &next)
 
 		// The holder may have lost the successor in transit: hand it out again.
 		case presented.TokenID == session.PreviousTokenID && !session.Confirmed &&
 			now.Sub(session.RotatedAt) < s.cfg.RotationLeeway:
-			current := s.currentClaims(session)
-			s.log.Info("predecessor presented inside rotation leeway", "sid", session.ID,
-				"sub", session.Subject, "jti", presented.TokenID, "successor_jti", current.TokenID)
-			return s.encode(current, session)
+			outcome.redelivered = true
+			return s.encode(s.currentClaims(session), session)
 
 		// Two holders of one token means one of them stole it: revoke the session.
 		default:
@@ -238,8 +248,8 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Issued, error
 			s.log.Warn("token reuse detected, session revoked", "sid", session.ID,
 				"sub", session.Subject, "jti", presented.TokenID, "gen", presented.Generation,
 				"current_gen", session.Generation)
-			return Issued{}, s.reject(presented, fmt.Errorf("token %s of session %s was replaced: %w",
-				presented.TokenID, session.ID, ErrTokenReused))
+			return Issued{}, fmt.Errorf("token %s of session %s was replaced: %w",
+				presented.TokenID, session.ID, ErrTokenReused)
 		}
 	}
 	return Issued{}, fmt.Errorf("session %s changed %d times during one rotation: %w",
@@ -249,8 +259,12 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Issued, error
 // ConfirmRotation kills the predecessor of token when token is its session's
 // current, unconfirmed token, and reports whether it did. Confirming any other
 // token of a live session changes nothing and returns false.
-func (s *Service) ConfirmRotation(ctx context.Context, token string) (bool, error) {
+func (s *Service) ConfirmRotation(ctx context.Context, token string) (confirmed bool, err error) {
+	outcome := &tokenOutcome{op: opConfirmRotation, start: time.Now()}
+	defer func() { s.record(ctx, outcome, err) }()
+
 	presented, err := s.decode(token)
+	outcome.presented = presented
 	if err != nil {
 		return false, err
 	}
@@ -274,6 +288,7 @@ func (s *Service) ConfirmRotation(ctx context.Context, token string) (bool, erro
 		if err != nil {
 			return false, fmt.Errorf("store confirmation of session %s: %w", session.ID, err)
 		}
+		s.metrics.rotationConfirmed()
 		return true, nil
 	}
 	return false, fmt.Errorf("session %s changed %d times during one confirmation: %w",
@@ -283,13 +298,17 @@ func (s *Service) ConfirmRotation(ctx context.Context, token string) (bool, erro
 // Verify checks that token is an unexpired session token of a live session. The
 // token need not be the current one: a connected socket stays authorized while
 // its session lives, even after another connection rotated the token.
-func (s *Service) Verify(ctx context.Context, token string) (Verified, error) {
+func (s *Service) Verify(ctx context.Context, token string) (verified Verified, err error) {
+	outcome := &tokenOutcome{op: opVerify, start: time.Now()}
+	defer func() { s.record(ctx, outcome, err) }()
+
 	presented, err := s.decode(token)
+	outcome.presented = presented
 	if err != nil {
 		return Verified{}, err
 	}
 	if presented.Type != TypeSession {
-		return Verified{}, s.reject(presented, fmt.Errorf("verify needs a session token, got a %s: %w", presented.Type, ErrInvalidToken))
+		return Verified{}, fmt.Errorf("verify needs a session token, got a %s: %w", presented.Type, ErrInvalidToken)
 	}
 
 	session, err := s.liveSession(ctx, presented)
@@ -305,13 +324,17 @@ func (s *Service) Verify(ctx context.Context, token string) (Verified, error) {
 
 // Logout revokes the session of a session token and returns the revoked
 // session. Any unexpired token of a live session may log it out.
-func (s *Service) Logout(ctx context.Context, token string) (*Session, error) {
+func (s *Service) Logout(ctx context.Context, token string) (revoked *Session, err error) {
+	outcome := &tokenOutcome{op: opLogout, start: time.Now()}
+	defer func() { s.record(ctx, outcome, err) }()
+
 	presented, err := s.decode(token)
+	outcome.presented = presented
 	if err != nil {
 		return nil, err
 	}
 	if presented.Type != TypeSession {
-		return nil, s.reject(presented, fmt.Errorf("logout needs a session token, got a %s: %w", presented.Type, ErrInvalidToken))
+		return nil, fmt.Errorf("logout needs a session token, got a %s: %w", presented.Type, ErrInvalidToken)
 	}
 
 	for range maxCASAttempts {
@@ -339,16 +362,17 @@ func (s *Service) Logout(ctx context.Context, token string) (*Session, error) {
 		presented.SessionID, maxCASAttempts, ErrConflict)
 }
 
-// decode authenticates a token and checks its expiry.
+// decode authenticates a token and checks its expiry. It returns the claims of
+// an expired token along with ErrTokenExpired, so that the rejection can be
+// logged with the token's ids.
 func (s *Service) decode(token string) (Claims, error) {
 	claims, err := s.codec.Decode(token)
 	if err != nil {
-		s.log.Info("authentication rejected", "reason", "invalid_token", "error", err)
 		return Claims{}, err
 	}
 	if !s.now().Before(claims.ExpiresAt) {
-		return Claims{}, s.reject(claims, fmt.Errorf("token %s expired at %s: %w",
-			claims.TokenID, claims.ExpiresAt.Format(time.RFC3339), ErrTokenExpired))
+		return claims, fmt.Errorf("token %s expired at %s: %w",
+			claims.TokenID, claims.ExpiresAt.Format(time.RFC3339), ErrTokenExpired)
 	}
 	return claims, nil
 }
@@ -358,28 +382,29 @@ func (s *Service) decode(token string) (Claims, error) {
 func (s *Service) liveSession(ctx context.Context, presented Claims) (*Session, error) {
 	session, err := s.store.Get(ctx, presented.SessionID)
 	if errors.Is(err, ErrNotFound) {
-		return nil, s.reject(presented, fmt.Errorf("session %s is unknown: %w", presented.SessionID, ErrSessionRevoked))
+		return nil, fmt.Errorf("session %s is unknown: %w", presented.SessionID, ErrSessionRevoked)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load session %s: %w", presented.SessionID, err)
 	}
 	if session.Subject != presented.Subject {
-		return nil, s.reject(presented, fmt.Errorf("token subject does not match session %s: %w", session.ID, ErrInvalidToken))
+		return nil, fmt.Errorf("token subject does not match session %s: %w", session.ID, ErrInvalidToken)
 	}
 	if session.Revoked() {
-		return nil, s.reject(presented, fmt.Errorf("session %s was revoked (%s): %w",
-			session.ID, session.RevokedReason, ErrSessionRevoked))
+		return nil, fmt.Errorf("session %s was revoked (%s): %w",
+			session.ID, session.RevokedReason, ErrSessionRevoked)
 	}
 	if !s.now().Before(session.ExpiresAt) {
 		s.publish(ctx, RevocationEvent{SessionID: session.ID, Subject: session.Subject, Reason: RevokedExpired, At: s.now()})
-		return nil, s.reject(presented, fmt.Errorf("session %s expired at %s: %w",
-			session.ID, session.ExpiresAt.Format(time.RFC3339), ErrSessionExpired))
+		return nil, fmt.Errorf("session %s expired at %s: %w",
+			session.ID, session.ExpiresAt.Format(time.RFC3339), ErrSessionExpired)
 	}
 	return session, nil
 }
 
 // announce publishes the revocation of a session that was just stored.
 func (s *Service) announce(ctx context.Context, session *Session) {
+	s.metrics.sessionRevoked(session.RevokedReason)
 	s.publish(ctx, RevocationEvent{
 		SessionID: session.ID,
 		Subject:   session.Subject,
@@ -400,28 +425,6 @@ func (s *Service) publish(ctx context.Context, event RevocationEvent) {
 		s.log.Error("revocation event not published; watchers of other replicas miss it",
 			"sid", event.SessionID, "sub", event.Subject, "reason", event.Reason, "error", err)
 		s.hub.deliver(event)
-	}
-}
-
-// reject logs a rejected token by its ids and returns err unchanged.
-func (s *Service) reject(c Claims, err error) error {
-	s.log.Info("authentication rejected", "reason", rejectReason(err),
-		"jti", c.TokenID, "sid", c.SessionID, "sub", c.Subject, "typ", string(c.Type), "error", err)
-	return err
-}
-
-func rejectReason(err error) string {
-	switch {
-	case errors.Is(err, ErrTokenExpired):
-		return "token_expired"
-	case errors.Is(err, ErrTokenReused):
-		return "token_reused"
-	case errors.Is(err, ErrSessionRevoked):
-		return "session_revoked"
-	case errors.Is(err, ErrSessionExpired):
-		return "session_expired"
-	default:
-		return "invalid_token"
 	}
 }
 

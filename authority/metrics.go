@@ -1,0 +1,283 @@
+package authority
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Operation names, used as the method label of metrics and the op attribute
+// of logs. They match the RPC names of AuthorityService.
+const (
+	opIssueCode       = "IssueCode"
+	opAuthenticate    = "Authenticate"
+	opConfirmRotation = "ConfirmRotation"
+	opVerify          = "Verify"
+	opLogout          = "Logout"
+)
+
+// Rejection reasons of the reason label and the reason log attribute. They are
+// the lower-case ErrorInfo reasons of the gRPC API.
+const (
+	reasonTokenInvalid   = "token_invalid"
+	reasonTokenExpired   = "token_expired"
+	reasonTokenReused    = "token_reused"
+	reasonSessionRevoked = "session_revoked"
+	reasonSessionExpired = "session_expired"
+	reasonInternal       = "internal"
+)
+
+// Metrics are the Prometheus collectors of a Service. One Metrics may serve
+// several Services, and every method is safe for concurrent use. A nil
+// *Metrics records nothing.
+type Metrics struct {
+	codesIssued        prometheus.Counter
+	tokensRotated      *prometheus.CounterVec
+	tokensRedelivered  prometheus.Counter
+	rotationsConfirmed prometheus.Counter
+	tokensRejected     *prometheus.CounterVec
+	reuseDetected      prometheus.Counter
+	sessionsRevoked    *prometheus.CounterVec
+}
+
+// NewMetrics creates the collectors of a Service and registers them with reg.
+// It returns an error when a collector of the same name is already registered.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		codesIssued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockauth_codes_issued_total",
+			Help: "Login codes issued by IssueCode; each starts a session.",
+		}),
+		tokensRotated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sockauth_tokens_rotated_total",
+			Help: "Session tokens minted by Authenticate, by the type of the presented token: code (a login) or session (a reconnect or refresh).",
+		}, []string{"presented"}),
+		tokensRedelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockauth_tokens_redelivered_total",
+			Help: "Authenticate calls that presented an unconfirmed predecessor inside the rotation leeway and got the current token again.",
+		}),
+		rotationsConfirmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockauth_rotations_confirmed_total",
+			Help: "ConfirmRotation calls that killed a predecessor token.",
+		}),
+		tokensRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sockauth_tokens_rejected_total",
+			Help: "Tokens rejected, by RPC and reason: token_invalid, token_expired, token_reused, session_revoked or session_expired.",
+		}, []string{"method", "reason"}),
+		reuseDetected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sockauth_token_reuse_detected_total",
+			Help: "Replaced tokens presented again; each revoked its session. Equal to the token_reused rejections, kept as its own series for alerts.",
+		}),
+		sessionsRevoked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sockauth_sessions_revoked_total",
+			Help: "Sessions revoked by this process, by reason: logout, admin or reused.",
+		}, []string{"reason"}),
+	}
+
+	collectors := []prometheus.Collector{
+		m.codesIssued, m.tokensRotated, m.tokensRedelivered, m.rotationsConfirmed,
+		m.tokensRejected, m.reuseDetected, m.sessionsRevoked,
+	}
+	for _, c := range collectors {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+
+	// Create the series of every known label value, so that rate() and alerts
+	// see a zero before the first event.
+	for _, presented := range []TokenType{TypeCode, TypeSession} {
+		m.tokensRotated.WithLabelValues(string(presented))
+	}
+	for _, method := range []string{opAuthenticate, opConfirmRotation, opVerify, opLogout} {
+		for _, reason := range []string{reasonTokenInvalid, reasonTokenExpired, reasonTokenReused, reasonSessionRevoked, reasonSessionExpired} {
+			m.tokensRejected.WithLabelValues(method, reason)
+		}
+	}
+	for _, reason := range []string{RevokedLogout, RevokedAdmin, RevokedReused} {
+		m.sessionsRevoked.WithLabelValues(reason)
+	}
+	return m, nil
+}
+
+func (m *Metrics) codeIssued() {
+	if m != nil {
+		m.codesIssued.Inc()
+	}
+}
+
+func (m *Metrics) tokenRotated(presented TokenType) {
+	if m != nil {
+		m.tokensRotated.WithLabelValues(string(presented)).Inc()
+	}
+}
+
+func (m *Metrics) tokenRedelivered() {
+	if m != nil {
+		m.tokensRedelivered.Inc()
+	}
+}
+
+func (m *Metrics) rotationConfirmed() {
+	if m != nil {
+		m.rotationsConfirmed.Inc()
+	}
+}
+
+func (m *Metrics) tokenRejected(method, reason string) {
+	if m == nil {
+		return
+	}
+	m.tokensRejected.WithLabelValues(method, reason).Inc()
+	if reason == reasonTokenReused {
+		m.reuseDetected.Inc()
+	}
+}
+
+func (m *Metrics) sessionRevoked(reason string) {
+	if m != nil {
+		m.sessionsRevoked.WithLabelValues(reason).Inc()
+	}
+}
+
+// rejectionReason returns the reason label of an error returned by a Service
+// method, or reasonInternal for a failure that is not the token's fault, such
+// as a storage error.
+func rejectionReason(err error) string {
+	switch {
+	case errors.Is(err, ErrTokenExpired):
+		return reasonTokenExpired
+	case errors.Is(err, ErrTokenReused):
+		return reasonTokenReused
+	case errors.Is(err, ErrSessionRevoked):
+		return reasonSessionRevoked
+	case errors.Is(err, ErrSessionExpired):
+		return reasonSessionExpired
+	case errors.Is(err, ErrInvalidToken):
+		return reasonTokenInvalid
+	default:
+		return reasonInternal
+	}
+}
+
+// tokenOutcome is the result of one token call, for its log line and metrics.
+type tokenOutcome struct {
+	op    string
+	start time.Time
+	// presented holds the claims of the presented token once it decoded; an
+	// expired token still has its claims.
+	presented Claims
+	// successor is the token returned by Authenticate.
+	successor Claims
+	// redelivered marks an Authenticate that handed out the current token
+	// again inside the rotation leeway.
+	redelivered bool
+}
+
+// record logs the outcome of a token call on one line and counts it. Every
+// Authenticate outcome is logged at info; successes of the other calls at
+// debug, because adapters call Verify and ConfirmRotation for every socket.
+// Failures that are not the token's fault are logged where they are mapped
+// to an RPC status, so they are only counted here.
+func (s *Service) record(ctx context.Context, o *tokenOutcome, err error) {
+	attrs := []slog.Attr{
+		slog.String("op", o.op),
+		slog.String("sub", o.presented.Subject),
+		slog.String("sid", o.presented.SessionID),
+		slog.String("jti", o.presented.TokenID),
+		slog.String("typ", string(o.presented.Type)),
+		slog.Duration("latency", time.Since(o.start)),
+	}
+
+	if err != nil {
+		reason := rejectionReason(err)
+		if reason == reasonInternal {
+			return
+		}
+		s.metrics.tokenRejected(o.op, reason)
+		attrs = append(attrs, slog.String("outcome", "rejected"), slog.String("reason", reason), slog.String("error", err.Error()))
+		s.log.LogAttrs(ctx, slog.LevelInfo, "token rejected", attrs...)
+		return
+	}
+
+	level := slog.LevelDebug
+	switch {
+	case o.op == opAuthenticate && o.redelivered:
+		s.metrics.tokenRedelivered()
+		level = slog.LevelInfo
+		attrs = append(attrs, slog.String("outcome", "redelivered"))
+	case o.op == opAuthenticate:
+		s.metrics.tokenRotated(o.presented.Type)
+		level = slog.LevelInfo
+		attrs = append(attrs, slog.String("outcome", "rotated"))
+	default:
+		attrs = append(attrs, slog.String("outcome", "accepted"))
+	}
+	if o.successor.TokenID != "" {
+		attrs = append(attrs, slog.String("successor_jti", o.successor.TokenID), slog.Uint64("gen", o.successor.Generation))
+	}
+	s.log.LogAttrs(ctx, level, "token accepted", attrs...)
+}
+
+// SessionCounter is a Store that can count its session records cheaply. The
+// Badger store implements it; the Redis store does not, because counting
+// there means a scan of the whole keyspace.
+type SessionCounter interface {
+	// CountSessions returns the number of stored session records, revoked
+	// ones included.
+	CountSessions(ctx context.Context) (int, error)
+}
+
+// storeCountTimeout bounds one count of the store at scrape time.
+const storeCountTimeout = 5 * time.Second
+
+// RegisterStoreMetrics registers the gauge sockauth_sessions_stored with reg
+// when store implements SessionCounter, and reports whether it did. The gauge
+// counts the store at every scrape; a failed count is logged and leaves the
+// gauge out of that scrape.
+func RegisterStoreMetrics(reg prometheus.Registerer, store Store, logger *slog.Logger) (bool, error) {
+	counter, ok := store.(SessionCounter)
+	if !ok {
+		return false, nil
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	collector := &storeCollector{
+		counter: counter,
+		log:     logger,
+		desc: prometheus.NewDesc("sockauth_sessions_stored",
+			"Session records in the store at scrape time: sessions whose newest token expired less than a minute ago, revoked ones included.",
+			nil, nil),
+	}
+	if err := reg.Register(collector); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// storeCollector is a prometheus.Collector that counts the store's sessions.
+type storeCollector struct {
+	counter SessionCounter
+	log     *slog.Logger
+	desc    *prometheus.Desc
+}
+
+// Describe implements prometheus.Collector.
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeCountTimeout)
+	defer cancel()
+
+	count, err := c.counter.CountSessions(ctx)
+	if err != nil {
+		c.log.Warn("counting stored sessions for metrics failed", "error", err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(count))
+}

@@ -33,8 +33,9 @@ func newRootCommand() *cobra.Command {
 
 func newServeCommand() *cobra.Command {
 	var (
-		cfg      serve.Config
-		logLevel slog.Level
+		cfg       serve.Config
+		logLevel  slog.Level
+		logFormat string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -49,7 +50,10 @@ SOCKAUTH_TOKEN_TTL=2h. A flag given on the command line wins.`,
 			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+			logger, err := serve.NewLogger(os.Stderr, logFormat, logLevel)
+			if err != nil {
+				return err
+			}
 			cfg.Logger = logger
 			return run(cmd.Context(), cfg, logger)
 		},
@@ -66,8 +70,12 @@ SOCKAUTH_TOKEN_TTL=2h. A flag given on the command line wins.`,
 	flags.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate of the gRPC server; turns TLS on")
 	flags.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	flags.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA of client certificates; requires mutual TLS")
-	flags.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback --listen address without TLS or service keys")
+	flags.BoolVar(&cfg.Insecure, "insecure", false,
+		"allow a non-loopback --listen address without TLS or service keys, and a non-loopback --metrics-listen address")
+	flags.StringVar(&cfg.MetricsListen, "metrics-listen", "",
+		"HTTP address of the Prometheus metrics at /metrics, such as 127.0.0.1:9090; empty serves none")
 	flags.TextVar(&logLevel, "log-level", slog.LevelInfo, "minimum log level: debug, info, warn or error")
+	flags.StringVar(&logFormat, "log-format", serve.LogFormatText, "log format on standard error: text or json")
 	return cmd
 }
 

@@ -58,8 +58,12 @@ type Config struct {
 	// TLSClientCA is a PEM file of the CA that signs client certificates;
 	// setting it requires mutual TLS.
 	TLSClientCA string
-	// Insecure allows a non-loopback Listen address without TLS or service keys.
+	// Insecure allows a non-loopback Listen address without TLS or service
+	// keys, and a non-loopback MetricsListen address.
 	Insecure bool
+	// MetricsListen is the HTTP address of the Prometheus metrics at
+	// MetricsPath, such as 127.0.0.1:9090; empty serves no metrics.
+	MetricsListen string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -91,6 +95,8 @@ type Authority struct {
 	once     sync.Once
 	// stopReload ends the key file reloader.
 	stopReload context.CancelFunc
+	// metrics is nil when Config.MetricsListen is empty.
+	metrics *metricsServer
 }
 
 // Start opens the data folder and starts serving gRPC in the background. The
@@ -109,10 +115,23 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 		return nil, fmt.Errorf("will not listen on %s without caller authentication: only loopback addresses are safe "+
 			"without TLS or service keys; set a service key file or a TLS certificate, or pass --insecure", cfg.Listen)
 	}
+	if err := checkMetricsListen(cfg); err != nil {
+		return nil, err
+	}
+	var metrics *metricsServer
+	var metricsOptions []grpc.ServerOption
+	if cfg.MetricsListen != "" {
+		m, err := newMetricsServer(log)
+		if err != nil {
+			return nil, err
+		}
+		metrics, metricsOptions = m, m.serverOptions()
+	}
 	serverOptions, err := grpcServerOptions(cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	serverOptions = append(metricsOptions, serverOptions...)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
@@ -148,6 +167,7 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 		SessionMaxAge:  cfg.SessionMaxAge,
 		RotationLeeway: cfg.RotationLeeway,
 		Logger:         log,
+		Metrics:        metrics.serviceMetrics(),
 	})
 	if err != nil {
 		store.Close()
@@ -169,12 +189,21 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 		service:  service,
 		log:      log,
 		served:   make(chan error, 1),
+		metrics:  metrics,
 	}
 	sockauthv1.RegisterAuthorityServiceServer(a.server, grpcserver.New(service, log))
 	sockauthv1.RegisterAdminServiceServer(a.server, grpcserver.NewAdmin(service, log))
 	healthpb.RegisterHealthServer(a.server, a.health)
 	a.health.SetServingStatus(sockauthv1.AuthorityService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(a.server)
+	if metrics != nil {
+		if err := metrics.start(ctx, cfg.MetricsListen, a.server, store); err != nil {
+			listener.Close()
+			service.Close()
+			store.Close()
+			return nil, err
+		}
+	}
 
 	reloadCtx, stopReload := context.WithCancel(context.Background())
 	a.stopReload = stopReload
@@ -187,6 +216,15 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 
 // Addr returns the address the gRPC server listens on.
 func (a *Authority) Addr() string { return a.listener.Addr().String() }
+
+// MetricsAddr returns the address of the metrics server, or "" when metrics
+// are off.
+func (a *Authority) MetricsAddr() string {
+	if a.metrics == nil {
+		return ""
+	}
+	return a.metrics.listener.Addr().String()
+}
 
 // Done returns a channel that receives the error that stopped the gRPC server,
 // or nil after Close.
@@ -213,6 +251,7 @@ func (a *Authority) Close() error {
 			<-stopped
 		}
 
+		a.metrics.close()
 		a.stopReload()
 		a.service.Close()
 		err = a.store.Close()

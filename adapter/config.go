@@ -14,6 +14,13 @@ const (
 	DefaultAuthTimeout   = 5 * time.Second
 	DefaultCallTimeout   = 3 * time.Second
 	DefaultMaxTokenBytes = 4096
+
+	// DefaultRevocationRetryDelay is the first delay before a broken
+	// revocation stream is reconnected.
+	DefaultRevocationRetryDelay = 250 * time.Millisecond
+	// MaxRevocationRetryDelay caps the doubling of Config.RevocationRetryDelay
+	// between failed attempts, unless that field is larger.
+	MaxRevocationRetryDelay = 10 * time.Second
 )
 
 // Config configures a [Flow]. Only Authority is required; every other zero
@@ -42,6 +49,23 @@ type Config struct {
 	// the sockets of this one. Zero disables the check.
 	SessionCheckInterval time.Duration
 
+	// DisableRevocationWatch turns off the revocation stream. By default the
+	// Flow keeps a WatchRevocations stream open to the authority and
+	// disconnects its sockets of every revoked session as soon as any
+	// replica reports the revocation. After the stream breaks, or before it
+	// first connects, the Flow verifies the sessions of its sockets again.
+	// Turn the stream off only for an authority that does not serve it, and
+	// set SessionCheckInterval instead.
+	DisableRevocationWatch bool
+
+	// RevocationRetryDelay is the delay before the Flow reconnects a broken
+	// revocation stream, or verifies again sessions whose check after a
+	// break failed. It doubles after every failed attempt, up to
+	// MaxRevocationRetryDelay or RevocationRetryDelay, whichever is larger,
+	// and each wait varies by up to 20% so that many socket servers do not
+	// reconnect in step. Zero means DefaultRevocationRetryDelay.
+	RevocationRetryDelay time.Duration
+
 	// Logger receives the flow's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -53,7 +77,9 @@ func DefaultConfig() Config {
 		AuthTimeout:   DefaultAuthTimeout,
 		CallTimeout:   DefaultCallTimeout,
 		MaxTokenBytes: DefaultMaxTokenBytes,
-		Logger:        slog.Default(),
+
+		RevocationRetryDelay: DefaultRevocationRetryDelay,
+		Logger:               slog.Default(),
 	}
 }
 
@@ -87,6 +113,13 @@ func (c Config) withDefaults() (Config, error) {
 
 	if c.SessionCheckInterval < 0 {
 		return Config{}, fmt.Errorf("adapter: invalid Config.SessionCheckInterval %v: must not be negative", c.SessionCheckInterval)
+	}
+
+	if c.RevocationRetryDelay < 0 {
+		return Config{}, fmt.Errorf("adapter: invalid Config.RevocationRetryDelay %v: must not be negative", c.RevocationRetryDelay)
+	}
+	if c.RevocationRetryDelay == 0 {
+		c.RevocationRetryDelay = DefaultRevocationRetryDelay
 	}
 
 	if c.Logger == nil {

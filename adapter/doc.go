@@ -6,6 +6,15 @@
 // authentication, authenticated, closed) and enforces the authentication
 // timeout and the token expiry. On logout it disconnects every socket of the
 // session.
+//
+// A Flow keeps no auth state that other socket servers need. It keeps a
+// WatchRevocations stream open to the authority and disconnects its sockets
+// of every session revoked anywhere: with logged_out after a logout, with
+// unauthorized (session_expired) for a session past its maximum age, and with
+// unauthorized (revoked_token) otherwise. When the stream breaks, or before
+// it first opens, revocations can be missed, so the Flow reconnects with
+// backoff and calls Verify for the sessions of its sockets once a stream is
+// open again. Config.DisableRevocationWatch turns the stream off.
 // A binding for one socket.io server library (such as package
 // adapter/gosocketio) implements [Socket] and forwards the library's connect,
 // event, ack and disconnect callbacks to the Flow.

@@ -30,6 +30,10 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 		return
 	}
 
+	// A change of the epoch during the call means that the revocation stream
+	// opened or broke, so the revocation of this socket's session may have
+	// been missed.
+	epoch := f.watchEpoch.Load()
 	callCtx, cancel := f.callContext(ctx)
 	resp, err := f.cfg.Authority.Authenticate(callCtx, &sockauthv1.AuthenticateRequest{Token: token})
 	cancel()
@@ -58,6 +62,14 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 		f.log.Info("socket closed during authenticate; new token not delivered", socketAttrs(socketID, id)...)
 		return
 	}
+	if reason, revoked := f.recent.lookup(id.SessionID, time.Now()); revoked {
+		f.closeLocked(st)
+		f.mu.Unlock()
+		f.log.Info("session revoked during authenticate; new token not delivered",
+			append(socketAttrs(socketID, id), "reason", reasonName(reason))...)
+		f.disconnectAll([]*socketState{st}, endingOf(reason), id.SessionID)
+		return
+	}
 	previousSession := st.identity.SessionID
 	f.unindexLocked(st)
 	st.phase = phaseAuthenticated
@@ -67,6 +79,10 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 	deadline, code := id.deadline()
 	f.armTimerLocked(st, time.Until(deadline), code)
 	f.mu.Unlock()
+
+	if f.watchEpoch.Load() != epoch {
+		f.requestVerify()
+	}
 
 	info := map[string]any{
 		"expires_at": id.ExpiresAt.UTC().Format(time.RFC3339),
@@ -160,26 +176,15 @@ func (f *Flow) endSession(caller *socketState, sid, subject string) {
 	f.mu.Lock()
 	var targets []*socketState
 	if caller.phase != phaseClosed {
+		f.closeLocked(caller)
 		targets = append(targets, caller)
 	}
-	for _, st := range f.sessions[sid] {
-		if st != caller && st.phase != phaseClosed {
-			targets = append(targets, st)
-		}
-	}
-	for _, st := range targets {
-		f.closeLocked(st)
-	}
+	targets = append(targets, f.takeSessionLocked(sid)...)
+	f.recent.add(sid, sockauthv1.RevocationReason_REVOCATION_REASON_LOGOUT, time.Now())
 	f.mu.Unlock()
 
 	f.log.Info("session logged out", "sid", sid, "subject", subject, "socket", caller.socket.ID(), "sockets", len(targets))
-
-	payload := map[string]any{"reason": LogoutReason}
-	for _, st := range targets {
-		if err := st.socket.Disconnect(EventLoggedOut, payload); err != nil {
-			f.log.Warn("disconnecting logged out socket failed", "socket", st.socket.ID(), "sid", sid, "error", err)
-		}
-	}
+	f.disconnectAll(targets, loggedOut(), sid)
 }
 
 // rejectCallError logs a failed authority call and rejects the socket with

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -31,6 +32,9 @@ type fakeAuthority struct {
 	confirm      func(ctx context.Context, token string) (*sockauthv1.ConfirmRotationResponse, error)
 	verify       func(ctx context.Context, token string) (*sockauthv1.VerifyResponse, error)
 	logout       func(ctx context.Context, token string) (*sockauthv1.LogoutResponse, error)
+	// watch serves WatchRevocations. When it is nil, newTestFlow turns the
+	// revocation watch off.
+	watch *watchServer
 
 	issued int
 }
@@ -224,6 +228,9 @@ func (testWriter) Write(p []byte) (int, error) {
 func newTestFlow(tb testing.TB, authority *fakeAuthority, cfg Config, hooks Hooks) *Flow {
 	tb.Helper()
 	cfg.Authority = authority
+	if authority.watch == nil {
+		cfg.DisableRevocationWatch = true
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger()
 	}
@@ -271,6 +278,129 @@ func unauthorizedCode(tb testing.TB, e emitted) Code {
 
 var errFakeTransport = errors.New("fake transport failure")
 
-func (a *fakeAuthority) WatchRevocations(context.Context, *sockauthv1.WatchRevocationsRequest, ...grpc.CallOption) (grpc.ServerStreamingClient[sockauthv1.WatchRevocationsResponse], error) {
-	return nil, errors.New("fake authority: WatchRevocations is not faked")
+func (a *fakeAuthority) WatchRevocations(ctx context.Context, _ *sockauthv1.WatchRevocationsRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[sockauthv1.WatchRevocationsResponse], error) {
+	a.record("WatchRevocations", "")
+	if a.watch == nil {
+		return nil, errors.New("fake authority: WatchRevocations is not faked")
+	}
+	return a.watch.open(ctx)
 }
+
+// watchServer is the fake authority's side of WatchRevocations. Each call
+// opens a fakeWatchStream and passes it on opened.
+type watchServer struct {
+	opened chan *fakeWatchStream
+
+	mu sync.Mutex // guards failures and hold
+	// failures is the number of calls to fail with Unavailable before the
+	// next stream opens.
+	failures int
+	// hold, when set, keeps the next stream from sending its headers until
+	// hold is closed.
+	hold chan struct{}
+}
+
+func newWatchServer() *watchServer {
+	return &watchServer{opened: make(chan *fakeWatchStream, 100)}
+}
+
+// failNext makes the next n calls fail with Unavailable.
+func (w *watchServer) failNext(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failures = n
+}
+
+// holdHeaders keeps the headers of the streams opened from now on until the
+// returned function is called.
+func (w *watchServer) holdHeaders() (release func()) {
+	hold := make(chan struct{})
+	w.mu.Lock()
+	w.hold = hold
+	w.mu.Unlock()
+	return sync.OnceFunc(func() { close(hold) })
+}
+
+func (w *watchServer) open(ctx context.Context) (grpc.ServerStreamingClient[sockauthv1.WatchRevocationsResponse], error) {
+	w.mu.Lock()
+	if w.failures > 0 {
+		w.failures--
+		w.mu.Unlock()
+		return nil, status.Error(codes.Unavailable, "fake authority: connection refused")
+	}
+	hold := w.hold
+	w.mu.Unlock()
+
+	stream := &fakeWatchStream{
+		ctx:    ctx,
+		hold:   hold,
+		events: make(chan *sockauthv1.WatchRevocationsResponse, 100),
+		end:    make(chan error, 1),
+	}
+	w.opened <- stream
+	return stream, nil
+}
+
+// next returns the next stream that the flow opened, or fails the test.
+func (w *watchServer) next(tb testing.TB) *fakeWatchStream {
+	tb.Helper()
+	select {
+	case stream := <-w.opened:
+		return stream
+	case <-time.After(wait):
+		tb.Fatalf("the flow opened no revocation stream within %v", wait)
+		return nil
+	}
+}
+
+// fakeWatchStream is a client stream of revocation events that a test
+// feeds.
+type fakeWatchStream struct {
+	grpc.ClientStream // nil: only the methods below are used
+
+	ctx    context.Context
+	hold   chan struct{}
+	events chan *sockauthv1.WatchRevocationsResponse
+	end    chan error
+}
+
+var _ grpc.ServerStreamingClient[sockauthv1.WatchRevocationsResponse] = (*fakeWatchStream)(nil)
+
+// send delivers a revocation event of session sid.
+func (s *fakeWatchStream) send(sid string, reason sockauthv1.RevocationReason) {
+	s.events <- &sockauthv1.WatchRevocationsResponse{SessionId: sid, Subject: "alice", Reason: reason, RevokedAt: timestamppb.Now()}
+}
+
+// breakWith ends the stream with err after the events already sent.
+func (s *fakeWatchStream) breakWith(err error) {
+	s.end <- err
+}
+
+func (s *fakeWatchStream) Header() (metadata.MD, error) {
+	if s.hold != nil {
+		select {
+		case <-s.hold:
+		case <-s.ctx.Done():
+			return nil, status.FromContextError(s.ctx.Err()).Err()
+		}
+	}
+	return metadata.MD{}, nil
+}
+
+func (s *fakeWatchStream) Recv() (*sockauthv1.WatchRevocationsResponse, error) {
+	select {
+	case event := <-s.events:
+		return event, nil
+	default:
+	}
+	select {
+	case event := <-s.events:
+		return event, nil
+	case err := <-s.end:
+		return nil, err
+	case <-s.ctx.Done():
+		return nil, status.FromContextError(s.ctx.Err()).Err()
+	}
+}
+
+func (s *fakeWatchStream) Context() context.Context { return s.ctx }

@@ -85,34 +85,61 @@ type Flow struct {
 	sessions map[string]map[string]*socketState // by session id, then socket id
 	closed   bool
 
+	// recent holds the sessions revoked in the last 2×CallTimeout, guarded
+	// by mu. See revocations.go.
+	recent recentRevocations
+
 	dropped atomic.Uint64
 
-	// background counts timer callbacks in progress and the session checker,
-	// so that Close can wait for them.
+	// watchEpoch counts the openings and closings of the revocation stream,
+	// so it is odd while a stream is open.
+	watchEpoch atomic.Uint64
+
+	// verifyRequests wakes the session checker for a pass outside its
+	// interval. Its buffer of one merges the requests made during a pass
+	// into one more pass.
+	verifyRequests chan struct{}
+
+	// background counts timer callbacks in progress, the session checker and
+	// the revocation watcher, so that Close can wait for them.
 	background sync.WaitGroup
-	stop       chan struct{}
+	// stop is closed and ctx canceled by Close.
+	stop   chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
-// NewFlow checks cfg, fills in its defaults and returns a Flow. It starts a
-// background goroutine when cfg.SessionCheckInterval is positive.
+// NewFlow checks cfg, fills in its defaults and returns a Flow. Unless
+// cfg.DisableRevocationWatch is set, it starts a goroutine that watches
+// revocations and one that verifies sessions after a gap in the watch. The
+// second one also runs when cfg.SessionCheckInterval is positive.
 func NewFlow(cfg Config, hooks Hooks) (*Flow, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 
+	ctx, cancel := context.WithCancel(context.Background())
 	f := &Flow{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		hooks:    hooks,
-		sockets:  make(map[string]*socketState),
-		sessions: make(map[string]map[string]*socketState),
-		stop:     make(chan struct{}),
+		cfg:            cfg,
+		log:            cfg.Logger,
+		hooks:          hooks,
+		sockets:        make(map[string]*socketState),
+		sessions:       make(map[string]map[string]*socketState),
+		recent:         newRecentRevocations(2 * cfg.CallTimeout),
+		verifyRequests: make(chan struct{}, 1),
+		stop:           make(chan struct{}),
+		ctx:            ctx,
+		cancel:         cancel,
 	}
 
-	if cfg.SessionCheckInterval > 0 {
+	if cfg.SessionCheckInterval > 0 || !cfg.DisableRevocationWatch {
 		f.background.Add(1)
 		go f.checkSessions()
+	}
+	if !cfg.DisableRevocationWatch {
+		f.background.Add(1)
+		go f.watchRevocations()
 	}
 	return f, nil
 }
@@ -206,9 +233,10 @@ func (f *Flow) Dropped() uint64 {
 	return f.dropped.Load()
 }
 
-// Close stops every timer and the session checker, and waits for the
-// callbacks in progress. It disconnects no socket: sockets still connected
-// are no longer timed out. Connect fails after Close. Close is idempotent.
+// Close stops every timer, the session checker and the revocation watch,
+// and waits for the callbacks in progress. It disconnects no socket: sockets
+// still connected are no longer timed out. Connect fails after Close. Close
+// is idempotent.
 func (f *Flow) Close() {
 	f.mu.Lock()
 	if f.closed {
@@ -221,6 +249,7 @@ func (f *Flow) Close() {
 	}
 	f.mu.Unlock()
 
+	f.cancel()
 	close(f.stop)
 	f.background.Wait()
 }
@@ -264,6 +293,33 @@ func (f *Flow) closeLocked(st *socketState) {
 	st.phase = phaseClosed
 	f.stopTimerLocked(st)
 	f.unindexLocked(st)
+}
+
+// takeSessionLocked closes every open socket of session sid and returns
+// them, so that the caller can send their last events after it unlocks
+// f.mu. The caller holds f.mu.
+func (f *Flow) takeSessionLocked(sid string) []*socketState {
+	var targets []*socketState
+	for _, st := range f.sessions[sid] {
+		if st.phase != phaseClosed {
+			targets = append(targets, st)
+		}
+	}
+	for _, st := range targets {
+		f.closeLocked(st)
+	}
+	return targets
+}
+
+// disconnectAll sends end to each of targets as its last event and
+// disconnects it. The targets must be closed already. sid is logged on
+// failure.
+func (f *Flow) disconnectAll(targets []*socketState, end ending, sid string) {
+	for _, st := range targets {
+		if err := st.socket.Disconnect(end.event, end.payload); err != nil {
+			f.log.Warn("disconnecting socket failed", "socket", st.socket.ID(), "sid", sid, "event", end.event, "error", err)
+		}
+	}
 }
 
 // indexLocked files st under the session of its identity. The caller holds

@@ -170,6 +170,30 @@ func TestLogoutDisconnectsSession(t *testing.T) {
 	}
 }
 
+func TestLogoutReachesOtherServer(t *testing.T) {
+	authority := newFakeAuthority()
+	serverA := newTestServerOn(t, authority, "/", adapter.Config{})
+	serverB := newTestServerOn(t, authority, "/", adapter.Config{})
+	waitUntil(t, func() bool { return authority.watchingFlows() == 2 }, "both servers watching revocations")
+	onA := dial(t, serverA.url, "/")
+	onB := dial(t, serverB.url, "/")
+	bobOnB := dial(t, serverB.url, "/")
+	token := onA.authenticate("code-alice")
+	onB.authenticate("code-alice")
+	bobOnB.authenticate("code-bob")
+
+	onA.emit(adapter.EventLogout, `{"token":"`+token+`"}`)
+
+	for _, c := range []*client{onA, onB} {
+		p := c.expectEvent(adapter.EventLoggedOut)
+		if len(p.args) != 1 || string(p.args[0]) != `{"reason":"logout"}` {
+			t.Errorf("logged_out packet %q, expected {\"reason\":\"logout\"}", p.raw)
+		}
+		c.expectServerDisconnect()
+	}
+	bobOnB.expectNoPacket(200 * time.Millisecond)
+}
+
 func TestLogoutWithoutTokenUsesCurrentOne(t *testing.T) {
 	ts := newTestServer(t, "/", adapter.Config{})
 	c := dial(t, ts.url, "/")

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -38,12 +39,17 @@ type fakeAuthority struct {
 	confirmed []string
 	loggedOut []string
 	n         int
+	// watchers receive a revocation event for every logout.
+	watchers map[chan *sockauthv1.WatchRevocationsResponse]struct{}
 }
 
 var _ sockauthv1.AuthorityServiceClient = (*fakeAuthority)(nil)
 
 func newFakeAuthority() *fakeAuthority {
-	return &fakeAuthority{issued: make(map[string]string)}
+	return &fakeAuthority{
+		issued:   make(map[string]string),
+		watchers: make(map[chan *sockauthv1.WatchRevocationsResponse]struct{}),
+	}
 }
 
 func (a *fakeAuthority) IssueCode(context.Context, *sockauthv1.IssueCodeRequest, ...grpc.CallOption) (*sockauthv1.IssueCodeResponse, error) {
@@ -104,7 +110,59 @@ func (a *fakeAuthority) Logout(_ context.Context, req *sockauthv1.LogoutRequest,
 		return nil, invalidToken()
 	}
 	a.loggedOut = append(a.loggedOut, sid)
+	for events := range a.watchers {
+		events <- &sockauthv1.WatchRevocationsResponse{
+			SessionId: sid,
+			Subject:   strings.TrimPrefix(sid, "sid-"),
+			Reason:    sockauthv1.RevocationReason_REVOCATION_REASON_LOGOUT,
+			RevokedAt: timestamppb.Now(),
+		}
+	}
 	return &sockauthv1.LogoutResponse{SessionId: sid, Subject: strings.TrimPrefix(sid, "sid-")}, nil
+}
+
+// WatchRevocations opens a stream that receives an event for every later
+// logout, until ctx ends.
+func (a *fakeAuthority) WatchRevocations(ctx context.Context, _ *sockauthv1.WatchRevocationsRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[sockauthv1.WatchRevocationsResponse], error) {
+	events := make(chan *sockauthv1.WatchRevocationsResponse, 100)
+	a.mu.Lock()
+	a.watchers[events] = struct{}{}
+	a.mu.Unlock()
+
+	context.AfterFunc(ctx, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		delete(a.watchers, events)
+	})
+	return &watchStream{ctx: ctx, events: events}, nil
+}
+
+// watchingFlows returns the number of open revocation streams.
+func (a *fakeAuthority) watchingFlows() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.watchers)
+}
+
+// watchStream is a revocation stream of the fake authority.
+type watchStream struct {
+	grpc.ClientStream // nil: only the methods below are used
+
+	ctx    context.Context
+	events chan *sockauthv1.WatchRevocationsResponse
+}
+
+func (s *watchStream) Header() (metadata.MD, error) { return metadata.MD{}, nil }
+
+func (s *watchStream) Context() context.Context { return s.ctx }
+
+func (s *watchStream) Recv() (*sockauthv1.WatchRevocationsResponse, error) {
+	select {
+	case event := <-s.events:
+		return event, nil
+	case <-s.ctx.Done():
+		return nil, status.FromContextError(s.ctx.Err()).Err()
+	}
 }
 
 func (a *fakeAuthority) confirmedTokens() []string {
@@ -133,8 +191,14 @@ type testServer struct {
 // everything when the test ends. cfg.Authority is replaced by a fake.
 func newTestServer(tb testing.TB, namespace string, cfg adapter.Config) *testServer {
 	tb.Helper()
+	return newTestServerOn(tb, newFakeAuthority(), namespace, cfg)
+}
 
-	authority := newFakeAuthority()
+// newTestServerOn is newTestServer with the given authority, which several
+// servers may share.
+func newTestServerOn(tb testing.TB, authority *fakeAuthority, namespace string, cfg adapter.Config) *testServer {
+	tb.Helper()
+
 	cfg.Authority = authority
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger()

@@ -5,7 +5,6 @@ package badgerstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,11 +40,16 @@ func DefaultOptions() Options {
 // Store is an authority.Store on Badger. It is safe for concurrent use within
 // one process; Badger locks the folder against other processes.
 type Store struct {
-	db     *badger.DB
-	log    *slog.Logger
-	stop   chan struct{}
-	closed sync.Once
-	wg     sync.WaitGroup
+	db  *badger.DB
+	log *slog.Logger
+	// ops queues writes for the committer goroutine.
+	ops chan *writeOp
+	// closeMu guards closing; writers hold it for reading while they queue.
+	closeMu sync.RWMutex
+	closing bool
+	stop    chan struct{}
+	closed  sync.Once
+	wg      sync.WaitGroup
 }
 
 var _ authority.Store = (*Store)(nil)
@@ -85,7 +89,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open badger database in %q: %w", dir, err)
 	}
 
-	s := &Store{db: db, log: opts.Logger, stop: make(chan struct{})}
+	s := &Store{db: db, log: opts.Logger, ops: make(chan *writeOp, 4*maxBatchOps), stop: make(chan struct{})}
+	s.wg.Add(1)
+	go s.commitLoop()
 	if !opts.InMemory {
 		s.wg.Add(1)
 		go s.collectGarbage(opts.GCInterval)
@@ -95,22 +101,11 @@ func Open(dir string, opts Options) (*Store, error) {
 
 // Create stores a new session, or returns authority.ErrExists.
 func (s *Store) Create(ctx context.Context, session *authority.Session) error {
-	value, err := json.Marshal(session)
+	value, err := authority.MarshalSession(session)
 	if err != nil {
-		return fmt.Errorf("encode session %s: %w", session.ID, err)
+		return err
 	}
-
-	err = s.db.Update(func(txn *badger.Txn) error {
-		_, err := txn.Get(sessionKey(session.ID))
-		if err == nil {
-			return authority.ErrExists
-		}
-		if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
-		}
-		return setSession(txn, session, value)
-	})
-	if err != nil {
+	if err := s.write(ctx, &writeOp{create: true, session: session, value: value}); err != nil {
 		return fmt.Errorf("create session %s: %w", session.ID, err)
 	}
 	return nil
@@ -131,28 +126,13 @@ func (s *Store) Get(ctx context.Context, id string) (*authority.Session, error) 
 }
 
 // CompareAndSwap replaces the session when its stored version is
-// expectedVersion. Badger's optimistic transactions turn a concurrent write
-// into authority.ErrConflict as well.
+// expectedVersion.
 func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next *authority.Session) error {
-	value, err := json.Marshal(next)
+	value, err := authority.MarshalSession(next)
 	if err != nil {
-		return fmt.Errorf("encode session %s: %w", next.ID, err)
+		return err
 	}
-
-	err = s.db.Update(func(txn *badger.Txn) error {
-		stored, err := load(txn, next.ID)
-		if err != nil {
-			return err
-		}
-		if stored.Version != expectedVersion {
-			return authority.ErrConflict
-		}
-		return setSession(txn, next, value)
-	})
-	if errors.Is(err, badger.ErrConflict) {
-		return authority.ErrConflict
-	}
-	return err
+	return s.write(ctx, &writeOp{session: next, value: value, expectedVersion: expectedVersion})
 }
 
 // ListBySubject returns the stored sessions of subject from its index keys.
@@ -187,6 +167,9 @@ func (s *Store) ListBySubject(ctx context.Context, subject string) ([]*authority
 func (s *Store) Close() error {
 	var err error
 	s.closed.Do(func() {
+		s.closeMu.Lock()
+		s.closing = true
+		s.closeMu.Unlock()
 		close(s.stop)
 		s.wg.Wait()
 		err = s.db.Close()
@@ -228,24 +211,37 @@ func load(txn *badger.Txn, id string) (*authority.Session, error) {
 		return nil, fmt.Errorf("read session %s: %w", id, err)
 	}
 
-	var session authority.Session
+	var session *authority.Session
 	err = item.Value(func(value []byte) error {
-		return json.Unmarshal(value, &session)
+		session, err = authority.UnmarshalSession(value)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("decode session %s: %w", id, err)
+		return nil, fmt.Errorf("session %s: %w", id, err)
 	}
-	return &session, nil
+	return session, nil
 }
 
-// setSession writes the record and its subject index key with one TTL.
-func setSession(txn *badger.Txn, session *authority.Session, value []byte) error {
-	ttl := time.Until(session.RetainUntil) + retainGrace
-	if ttl < retainGrace {
-		ttl = retainGrace
-	}
-	if err := txn.SetEntry(badger.NewEntry(sessionKey(session.ID), value).WithTTL(ttl)); err != nil {
+// recordTTL returns how long Badger keeps a record: until its RetainUntil,
+// plus a grace period.
+func recordTTL(session *authority.Session) time.Duration {
+	return max(time.Until(session.RetainUntil)+retainGrace, retainGrace)
+}
+
+// setSession writes the record. The subject index key is written with the
+// record when withIndex is set: at creation, with the code's lifetime, and at
+// the code's exchange, with the session's maximum age, which no later
+// rotation exceeds. Rotations in between skip the second write.
+func setSession(txn *badger.Txn, session *authority.Session, value []byte, withIndex bool) error {
+	if err := txn.SetEntry(badger.NewEntry(sessionKey(session.ID), value).WithTTL(recordTTL(session))); err != nil {
 		return err
+	}
+	if !withIndex {
+		return nil
+	}
+	ttl := recordTTL(session)
+	if session.Generation > 0 {
+		ttl = max(time.Until(session.ExpiresAt)+retainGrace, ttl)
 	}
 	indexKey := append(subjectPrefix(session.Subject), session.ID...)
 	return txn.SetEntry(badger.NewEntry(indexKey, nil).WithTTL(ttl))

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sockauth/sockauth/authority"
 	"github.com/sockauth/sockauth/authority/badgerstore"
@@ -120,4 +122,68 @@ func TestCloseTwice(t *testing.T) {
 	if err := store.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("second Close: %v", err)
 	}
+}
+
+func TestWriteAfterClose(t *testing.T) {
+	store, err := badgerstore.Open(t.TempDir(), quietOptions())
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	store.Close()
+	if err := store.Create(context.Background(), storetest.NewSession()); err == nil {
+		t.Fatal("Create after Close succeeded")
+	}
+}
+
+// TestCloseDuringWrites closes the store while 50 writers create sessions:
+// every write must return, and every acknowledged one must be stored.
+func TestCloseDuringWrites(t *testing.T) {
+	dir := t.TempDir()
+	store, err := badgerstore.Open(dir, quietOptions())
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex // guards written
+		written []string
+	)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				session := storetest.NewSession()
+				if err := store.Create(context.Background(), session); err != nil {
+					return
+				}
+				mu.Lock()
+				written = append(written, session.ID)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	store.Close()
+
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(10 * time.Second):
+		t.Fatal("writers still blocked 10 s after Close")
+	}
+
+	reopened, err := badgerstore.Open(dir, quietOptions())
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer reopened.Close()
+	for _, id := range written {
+		if _, err := reopened.Get(context.Background(), id); err != nil {
+			t.Fatalf("acknowledged session %s missing after Close: %v", id, err)
+		}
+	}
+	t.Logf("%d acknowledged writes checked", len(written))
 }

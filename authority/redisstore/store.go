@@ -9,7 +9,6 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,9 +100,9 @@ return 1
 
 // Create stores a new session, or returns authority.ErrExists.
 func (s *Store) Create(ctx context.Context, session *authority.Session) error {
-	value, err := json.Marshal(session)
+	value, err := authority.MarshalSession(session)
 	if err != nil {
-		return fmt.Errorf("encode session %s: %w", session.ID, err)
+		return err
 	}
 
 	// The index entry comes first: an entry without a session is skipped when
@@ -132,19 +131,19 @@ func (s *Store) Get(ctx context.Context, id string) (*authority.Session, error) 
 		return nil, fmt.Errorf("read session %s from Redis: %w", id, err)
 	}
 
-	var session authority.Session
-	if err := json.Unmarshal(value, &session); err != nil {
-		return nil, fmt.Errorf("decode session %s: %w", id, err)
+	session, err := authority.UnmarshalSession(value)
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", id, err)
 	}
-	return &session, nil
+	return session, nil
 }
 
 // CompareAndSwap replaces the session when its stored version is
 // expectedVersion.
 func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next *authority.Session) error {
-	value, err := json.Marshal(next)
+	value, err := authority.MarshalSession(next)
 	if err != nil {
-		return fmt.Errorf("encode session %s: %w", next.ID, err)
+		return err
 	}
 
 	if err := s.index(ctx, next); err != nil {

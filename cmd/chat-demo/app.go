@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+	"github.com/sockauth/sockauth/internal/authclient"
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
@@ -38,17 +39,26 @@ type app struct {
 	httpServer *http.Server
 }
 
-// newApp creates the client of the authority at authorityAddr, which connects
-// on its first call, and builds the HTTP handlers. It does not listen yet.
+// authorityKeepalive makes the client ping an authority connection that was
+// quiet for Time and close it when no reply comes within Timeout. Without
+// it, the revocation stream to an authority host that vanished without
+// closing its connections would look open, and revocations would be missed.
+// The authority accepts pings every 10 s or slower.
+var authorityKeepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+
+// newApp creates the client of the authority at authorityAddr, with the
+// service key and TLS settings of cfg.AuthorityClient, which connects on its
+// first call, and builds the HTTP handlers. It does not listen yet.
 func newApp(ctx context.Context, cfg config, users *userStore, authorityAddr string, logger *slog.Logger) (*app, error) {
-	// TODO: the authority connection has no TLS, which is safe only on loopback
-	// or a private network.
-	if !serve.IsLoopback(authorityAddr) {
-		logger.Warn("the connection to the authority is not encrypted", "authority", authorityAddr)
+	clientOptions := cfg.AuthorityClient
+	clientOptions.Address = authorityAddr
+	encrypted := clientOptions.TLS || clientOptions.TLSCA != "" || clientOptions.TLSCert != ""
+	if !encrypted && !serve.IsLoopback(authorityAddr) {
+		logger.Warn("the connection to the authority is not encrypted: set --authority-tls or --authority-tls-ca", "authority", authorityAddr)
 	}
-	conn, err := grpc.NewClient(authorityAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := authclient.Dial(clientOptions, grpc.WithKeepaliveParams(authorityKeepalive))
 	if err != nil {
-		return nil, fmt.Errorf("invalid authority address %q: %w", authorityAddr, err)
+		return nil, fmt.Errorf("connect to the authority: %w", err)
 	}
 	client := sockauthv1.NewAuthorityServiceClient(conn)
 

@@ -10,12 +10,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sockauth/sockauth/adapter"
+	"github.com/sockauth/sockauth/internal/authclient"
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
@@ -28,8 +31,11 @@ type config struct {
 	Listen string
 	// Authority is the gRPC address of an external authority. Empty runs one
 	// in-process with the settings of Serve.
-	Authority   string
-	AuthTimeout time.Duration
+	Authority string
+	// AuthorityClient holds the service key and TLS settings of the
+	// connection to an external authority. Its Address is not used.
+	AuthorityClient authclient.Options
+	AuthTimeout     time.Duration
 	// Users are NAME:PASSWORD pairs.
 	Users    []string
 	LogLevel slog.Level
@@ -77,6 +83,7 @@ Without --authority, the demo runs an authority in-process with its data in
 	flags := cmd.Flags()
 	flags.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "HTTP listen address of the chat page, /login and /socket.io/")
 	flags.StringVar(&cfg.Authority, "authority", "", "gRPC address of an external sockauth authority, such as 127.0.0.1:7070; empty runs one in-process")
+	authclient.AddFlags(flags, authorityClientPrefix, &cfg.AuthorityClient)
 	flags.DurationVar(&cfg.AuthTimeout, "auth-timeout", adapter.DefaultAuthTimeout, "how long a new socket may stay unauthenticated before it is disconnected")
 	flags.StringArrayVar(&cfg.Users, "user", nil, "demo user as NAME:PASSWORD; repeat for more users (default alice:alice-password and bob:bob-password)")
 	flags.StringVar(&cfg.Serve.DataDir, "data", "./chat-demo-data", "data folder of the in-process authority")
@@ -89,13 +96,23 @@ Without --authority, the demo runs an authority in-process with its data in
 // inProcessFlags are the flags that configure only the in-process authority.
 var inProcessFlags = []string{"data", "code-ttl", "token-ttl", "session-max-age", "rotation-leeway"}
 
+// authorityClientPrefix starts the names of the flags of the connection to
+// an external authority, such as --authority-tls-ca.
+const authorityClientPrefix = "authority-"
+
 // checkFlags rejects flag combinations that would be silently ignored.
 func checkFlags(cmd *cobra.Command, cfg config) error {
 	if cfg.AuthTimeout <= 0 {
 		return fmt.Errorf("invalid --auth-timeout %v: must be positive", cfg.AuthTimeout)
 	}
 	if cfg.Authority == "" {
-		return nil
+		var err error
+		cmd.Flags().Visit(func(flag *pflag.Flag) {
+			if err == nil && strings.HasPrefix(flag.Name, authorityClientPrefix) {
+				err = fmt.Errorf("--%s configures the connection to an external authority and needs --authority", flag.Name)
+			}
+		})
+		return err
 	}
 	for _, name := range inProcessFlags {
 		if cmd.Flags().Changed(name) {

@@ -18,6 +18,9 @@ func TestRootCommandRejectsFlags(t *testing.T) {
 		{name: "negative auth timeout", args: []string{"--auth-timeout", "-1s"}, wantErr: "--auth-timeout"},
 		{name: "user without password", args: []string{"--authority", "127.0.0.1:7070", "--user", "alice"}, wantErr: "NAME:PASSWORD"},
 		{name: "positional argument", args: []string{"extra"}, wantErr: "unknown command"},
+		{name: "service key without authority", args: []string{"--authority-key-file", "key"}, wantErr: "--authority-key-file"},
+		{name: "TLS CA without authority", args: []string{"--authority-tls-ca", "ca.pem"}, wantErr: "--authority-tls-ca"},
+		{name: "TLS without authority", args: []string{"--authority-tls"}, wantErr: "--authority-tls"},
 	}
 
 	for _, tt := range tests {

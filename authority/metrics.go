@@ -189,7 +189,7 @@ func (s *Service) record(ctx context.Context, o *tokenOutcome, err error) {
 		slog.String("sid", o.presented.SessionID),
 		slog.String("jti", o.presented.TokenID),
 		slog.String("typ", string(o.presented.Type)),
-		slog.Duration("latency", time.Since(o.start)),
+		slog.Float64("latency_ms", float64(time.Since(o.start).Microseconds())/1000),
 	}
 
 	if err != nil {

@@ -253,8 +253,8 @@ func TestLogOneLinePerAuthenticateOutcome(t *testing.T) {
 		if record["op"] != "Authenticate" {
 			continue
 		}
-		if _, ok := record["latency"]; !ok {
-			t.Errorf("log line has no latency: %v", record)
+		if _, ok := record["latency_ms"].(float64); !ok {
+			t.Errorf("log line has no numeric latency_ms: %v", record)
 		}
 		if record["sub"] == nil || record["sid"] == nil {
 			t.Errorf("log line lacks sub or sid: %v", record)

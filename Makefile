@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 GO_TEST_FLAGS ?= -race -timeout 15m
 
-.PHONY: all build generate check-generated lint npm services test e2e clean
+.PHONY: all build generate check-generated lint npm services test e2e fuzz clean
 
 all: build
 
@@ -66,6 +66,13 @@ test: check-generated lint npm services
 ## e2e: only the end-to-end tests.
 e2e: npm
 	$(GO) test $(GO_TEST_FLAGS) ./e2e/...
+
+## fuzz: run each fuzz target for FUZZTIME (the seeds alone run in make test).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzPasetoV2Decode$$' -fuzztime $(FUZZTIME) ./authority
+	$(GO) test -run '^$$' -fuzz '^FuzzTokenFromPayload$$' -fuzztime $(FUZZTIME) ./adapter
+	$(GO) test -run '^$$' -fuzz '^FuzzLoginHandler$$' -fuzztime $(FUZZTIME) ./cmd/chat-demo
 
 clean:
 	rm -rf $(BIN)

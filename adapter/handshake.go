@@ -1,0 +1,158 @@
+package adapter
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+)
+
+// HandshakeError is the error of [Flow.AuthenticateHandshake] for a token
+// that the flow or the authority rejected. The binding then rejects the
+// connection instead of admitting the socket, with the same message and data
+// that an unauthorized event would carry.
+type HandshakeError struct {
+	// Code is the code that an unauthorized event would carry.
+	Code Code
+}
+
+func (e *HandshakeError) Error() string {
+	return "adapter: handshake token rejected: " + string(e.Code)
+}
+
+// Message returns the human-readable text of the code, the message member
+// of an unauthorized event.
+func (e *HandshakeError) Message() string {
+	return e.Code.message()
+}
+
+// Data returns a new copy of the data member of an unauthorized event:
+// {message, code, type: "UnauthorizedError"}.
+func (e *HandshakeError) Data() map[string]any {
+	return unauthorizedPayload(e.Code)["data"].(map[string]any)
+}
+
+// Admission is a handshake token that [Flow.AuthenticateHandshake] exchanged
+// for the next session token, kept until the socket.io server admits the
+// socket and the binding calls [Flow.ConnectAuthenticated]. When the socket
+// never connects, the new token is never delivered and the rotation stays
+// unconfirmed, so the client may present the same token again within the
+// authority's rotation leeway.
+type Admission struct {
+	// token is the next session token. It is never logged.
+	token    string
+	identity Identity
+}
+
+// Identity returns the identity that the socket will have once connected.
+func (a *Admission) Identity() Identity {
+	return a.identity.clone()
+}
+
+// AuthenticateHandshake exchanges the token that a client sent with its
+// connection handshake for the next session token, before the socket.io
+// server admits the socket. socketID is used only in logs.
+//
+// It returns the Admission to pass to ConnectAuthenticated, or a
+// *HandshakeError when the token is malformed, rejected by the authority or
+// the authority is unavailable, or ErrClosed after Close. It blocks for at
+// most Config.CallTimeout. ctx may carry an earlier deadline or
+// cancellation.
+func (f *Flow) AuthenticateHandshake(ctx context.Context, socketID, token string) (*Admission, error) {
+	f.mu.Lock()
+	closed := f.closed
+	f.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+
+	if _, err := TokenFromPayload(token, f.cfg.MaxTokenBytes); err != nil {
+		f.log.Info("handshake token rejected", "socket", socketID, "reason", string(CodeInvalidToken), "error", err)
+		return nil, &HandshakeError{Code: CodeInvalidToken}
+	}
+
+	callCtx, cancel := f.callContext(ctx)
+	resp, err := f.cfg.Authority.Authenticate(callCtx, &sockauthv1.AuthenticateRequest{Token: token})
+	cancel()
+	if err != nil {
+		code := CodeOf(err)
+		if code == CodeAuthorityUnavailable {
+			f.log.Warn("authority call failed", "socket", socketID, "rpc", "Authenticate", "reason", string(code), "error", err)
+		} else {
+			f.log.Info("handshake token rejected", "socket", socketID, "reason", string(code))
+		}
+		return nil, &HandshakeError{Code: code}
+	}
+
+	next := resp.GetToken()
+	id, err := identityOf(resp.GetInfo())
+	if err == nil && next == "" {
+		err = errors.New("missing token in authority response")
+	}
+	if err != nil {
+		f.log.Error("authority returned an invalid Authenticate response", "socket", socketID, "error", err)
+		return nil, &HandshakeError{Code: CodeAuthorityUnavailable}
+	}
+
+	f.log.Debug("handshake token accepted", socketAttrs(socketID, id)...)
+	return &Admission{token: next, identity: id}, nil
+}
+
+// ConnectAuthenticated registers a socket that the socket.io server admitted
+// after AuthenticateHandshake, as authenticated with admission. It starts
+// the expiry timer and emits authenticated with the new session token and an
+// ack that confirms the rotation, as Authenticate does, and calls the
+// Authenticated hook. The binding must call it where emitting is safe. It
+// returns ErrClosed after Close.
+func (f *Flow) ConnectAuthenticated(s Socket, admission *Admission) error {
+	if admission == nil {
+		return errors.New("adapter: missing admission in ConnectAuthenticated")
+	}
+	if err := f.Connect(s); err != nil {
+		return err
+	}
+
+	st, ok := f.lookup(s.ID())
+	if !ok {
+		return nil
+	}
+	f.deliverAdmission(st, admission.token, admission.identity)
+	return nil
+}
+
+// deliverAdmission makes st authenticated with id and emits authenticated
+// with next.
+func (f *Flow) deliverAdmission(st *socketState, next string, id Identity) {
+	socketID := st.socket.ID()
+
+	f.mu.Lock()
+	if st.phase == phaseClosed || f.sockets[socketID] != st {
+		f.mu.Unlock()
+		f.log.Info("socket closed during handshake; new token not delivered", socketAttrs(socketID, id)...)
+		return
+	}
+	st.phase = phaseAuthenticated
+	st.identity = id
+	st.token = next
+	f.indexLocked(st)
+	deadline, code := id.deadline()
+	f.armTimerLocked(st, time.Until(deadline), code)
+	f.mu.Unlock()
+
+	info := map[string]any{
+		"expires_at": id.ExpiresAt.UTC().Format(time.RFC3339),
+		"session_id": id.SessionID,
+		"subject":    id.Subject,
+	}
+	ack := func() { f.confirm(st, next, id) }
+	if err := st.socket.EmitWithAck(EventAuthenticated, ack, next, info); err != nil {
+		f.log.Warn("emitting authenticated failed", append(socketAttrs(socketID, id), "error", err)...)
+		return
+	}
+	f.log.Info("socket authenticated in handshake", append(socketAttrs(socketID, id), "generation", id.Generation)...)
+
+	if f.hooks.Authenticated != nil {
+		f.hooks.Authenticated(st.socket, id.clone())
+	}
+}

@@ -27,7 +27,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newServeCommand(), newSessionsCommand(), newRevokeCommand(), newKeysCommand(), newTokenCommand())
+	root.AddCommand(newServeCommand(), newSessionsCommand(), newRevokeCommand(), newKeysCommand(), newTokenCommand(), newBenchCommand())
 	return root
 }
 

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+	"github.com/sockauth/sockauth/internal/authclient"
+	"github.com/sockauth/sockauth/internal/serve"
+)
+
+// benchOptions configure `sockauth bench authority`.
+type benchOptions struct {
+	client      authclient.Options
+	callers     int
+	connections int
+	count       int
+	timeout     time.Duration
+}
+
+func newBenchCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure the authority under load",
+	}
+
+	var opts benchOptions
+	authorityCmd := &cobra.Command{
+		Use:   "authority",
+		Short: "Run concurrent gRPC callers through every token RPC and report rates and latencies",
+		Long: `Run concurrent gRPC callers through every token RPC and report rates and latencies.
+
+Each phase runs --callers goroutines, each making --count calls of one RPC,
+over --connections shared gRPC connections. The first phase calls the gRPC
+health check, which does no work, so its rate is the transport's ceiling on
+this machine; compare the other rates with it. Without --authority the command
+starts an authority in-process with a temporary data folder (synced Badger
+writes, as in production) and removes it afterwards.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return runAuthorityBench(cmd.Context(), cmd.OutOrStdout(), opts)
+		},
+	}
+	flags := authorityCmd.Flags()
+	flags.StringVar(&opts.client.Address, "authority", "", "gRPC address of a running authority; empty starts one in-process")
+	authclient.AddFlags(flags, "", &opts.client)
+	flags.IntVar(&opts.callers, "callers", 64, "concurrent callers")
+	flags.IntVar(&opts.connections, "connections", 4, "gRPC connections shared by the callers")
+	flags.IntVar(&opts.count, "count", 200, "calls per caller in each phase")
+	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "deadline of each call")
+	cmd.AddCommand(authorityCmd)
+	return cmd
+}
+
+// benchPhase is one measured RPC.
+type benchPhase struct {
+	name      string
+	latencies []time.Duration
+	elapsed   time.Duration
+	errors    int
+}
+
+func (p *benchPhase) rate() float64 {
+	return float64(len(p.latencies)) / p.elapsed.Seconds()
+}
+
+func (p *benchPhase) percentile(q float64) time.Duration {
+	if len(p.latencies) == 0 {
+		return 0
+	}
+	return p.latencies[int(q*float64(len(p.latencies)-1))]
+}
+
+// benchCaller is the state of one caller across phases.
+type benchCaller struct {
+	authority sockauthv1.AuthorityServiceClient
+	health    healthpb.HealthClient
+	// token is the caller's current session token.
+	token string
+}
+
+func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) error {
+	if opts.callers < 1 || opts.connections < 1 || opts.count < 1 {
+		return fmt.Errorf("--callers, --connections and --count must be at least 1")
+	}
+
+	if opts.client.Address == "" {
+		dir, err := os.MkdirTemp("", "sockauth-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		a, err := serve.Start(ctx, serve.Config{Listen: "127.0.0.1:0", DataDir: dir,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		opts.client.Address = a.Addr()
+		fmt.Fprintf(out, "in-process authority on %s, data in %s\n", a.Addr(), dir)
+	}
+
+	conns := make([]*grpc.ClientConn, opts.connections)
+	for i := range conns {
+		conn, err := authclient.Dial(opts.client)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conns[i] = conn
+	}
+	callers := make([]*benchCaller, opts.callers)
+	for i := range callers {
+		conn := conns[i%len(conns)]
+		callers[i] = &benchCaller{authority: sockauthv1.NewAuthorityServiceClient(conn), health: healthpb.NewHealthClient(conn)}
+	}
+
+	// Each caller needs a session token before the token phases.
+	for _, c := range callers {
+		code, err := c.authority.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bench"})
+		if err != nil {
+			return fmt.Errorf("prepare a session: %w", err)
+		}
+		reply, err := c.authority.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: code.GetCode()})
+		if err != nil {
+			return fmt.Errorf("prepare a session: %w", err)
+		}
+		c.token = reply.GetToken()
+	}
+
+	noop := func(ctx context.Context, c *benchCaller) error {
+		_, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	// The no-op phase runs first and last; the faster of the two is the
+	// ceiling, so that a warm-up or a busy moment does not flatter the others.
+	phases := []struct {
+		name string
+		call func(ctx context.Context, c *benchCaller) error
+	}{
+		{"health.Check (no-op)", noop},
+		{"IssueCode", func(ctx context.Context, c *benchCaller) error {
+			_, err := c.authority.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bench"})
+			return err
+		}},
+		{"Authenticate (rotation)", func(ctx context.Context, c *benchCaller) error {
+			reply, err := c.authority.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: c.token})
+			if err == nil {
+				c.token = reply.GetToken()
+			}
+			return err
+		}},
+		{"ConfirmRotation", func(ctx context.Context, c *benchCaller) error {
+			_, err := c.authority.ConfirmRotation(ctx, &sockauthv1.ConfirmRotationRequest{Token: c.token})
+			return err
+		}},
+		{"Verify", func(ctx context.Context, c *benchCaller) error {
+			_, err := c.authority.Verify(ctx, &sockauthv1.VerifyRequest{Token: c.token})
+			return err
+		}},
+		{"health.Check (no-op, again)", noop},
+	}
+
+	results := make([]*benchPhase, 0, len(phases))
+	for _, phase := range phases {
+		results = append(results, runBenchPhase(ctx, phase.name, callers, opts, phase.call))
+	}
+
+	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase\n", opts.callers, opts.connections, opts.count)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "RPC\tcalls/s\tp50\tp99\terrors\tof no-op rate\t")
+	ceiling := max(results[0].rate(), results[len(results)-1].rate())
+	for _, p := range results {
+		fmt.Fprintf(w, "%s\t%.0f\t%v\t%v\t%d\t%.0f%%\t\n", p.name, p.rate(),
+			p.percentile(0.50).Round(time.Microsecond), p.percentile(0.99).Round(time.Microsecond),
+			p.errors, 100*p.rate()/ceiling)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, p := range results {
+		if p.errors > 0 {
+			return fmt.Errorf("%d %s calls failed", p.errors, p.name)
+		}
+	}
+	return nil
+}
+
+// runBenchPhase runs count calls per caller concurrently and collects their
+// latencies, sorted.
+func runBenchPhase(ctx context.Context, name string, callers []*benchCaller, opts benchOptions,
+	call func(ctx context.Context, c *benchCaller) error) *benchPhase {
+	phase := &benchPhase{name: name}
+	var (
+		mu    sync.Mutex // guards phase
+		wg    sync.WaitGroup
+		start = time.Now()
+	)
+	for _, c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			latencies := make([]time.Duration, 0, opts.count)
+			failures := 0
+			for range opts.count {
+				callCtx, cancel := context.WithTimeout(ctx, opts.timeout)
+				began := time.Now()
+				err := call(callCtx, c)
+				cancel()
+				if err != nil {
+					failures++
+					continue
+				}
+				latencies = append(latencies, time.Since(began))
+			}
+			mu.Lock()
+			phase.latencies = append(phase.latencies, latencies...)
+			phase.errors += failures
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	phase.elapsed = time.Since(start)
+	slices.Sort(phase.latencies)
+	return phase
+}

@@ -64,7 +64,7 @@ test: check-generated lint npm services
 	$(GO) test $(GO_TEST_FLAGS) ./...
 
 ## e2e: only the end-to-end tests.
-e2e: npm
+e2e: npm services
 	$(GO) test $(GO_TEST_FLAGS) ./e2e/...
 
 ## fuzz: run each fuzz target for FUZZTIME (the seeds alone run in make test).

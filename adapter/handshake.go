@@ -43,6 +43,12 @@ type Admission struct {
 	// token is the next session token. It is never logged.
 	token    string
 	identity Identity
+
+	// started and epoch are the time and the watch epoch when the
+	// Authenticate call began, to find revocations that the Flow may have
+	// missed since.
+	started time.Time
+	epoch   uint64
 }
 
 // Identity returns the identity that the socket will have once connected.
@@ -72,6 +78,7 @@ func (f *Flow) AuthenticateHandshake(ctx context.Context, socketID, token string
 		return nil, &HandshakeError{Code: CodeInvalidToken}
 	}
 
+	started, epoch := time.Now(), f.watchEpoch.Load()
 	callCtx, cancel := f.callContext(ctx)
 	resp, err := f.cfg.Authority.Authenticate(callCtx, &sockauthv1.AuthenticateRequest{Token: token})
 	cancel()
@@ -96,7 +103,7 @@ func (f *Flow) AuthenticateHandshake(ctx context.Context, socketID, token string
 	}
 
 	f.log.Debug("handshake token accepted", socketAttrs(socketID, id)...)
-	return &Admission{token: next, identity: id}, nil
+	return &Admission{token: next, identity: id, started: started, epoch: epoch}, nil
 }
 
 // ConnectAuthenticated registers a socket that the socket.io server admitted
@@ -117,19 +124,29 @@ func (f *Flow) ConnectAuthenticated(s Socket, admission *Admission) error {
 	if !ok {
 		return nil
 	}
-	f.deliverAdmission(st, admission.token, admission.identity)
+	f.deliverAdmission(st, admission)
 	return nil
 }
 
-// deliverAdmission makes st authenticated with id and emits authenticated
-// with next.
-func (f *Flow) deliverAdmission(st *socketState, next string, id Identity) {
+// deliverAdmission makes st authenticated with the admission's identity and
+// emits authenticated with its token, unless the session was revoked since
+// the handshake's Authenticate call began.
+func (f *Flow) deliverAdmission(st *socketState, admission *Admission) {
 	socketID := st.socket.ID()
+	next, id := admission.token, admission.identity
 
 	f.mu.Lock()
 	if st.phase == phaseClosed || f.sockets[socketID] != st {
 		f.mu.Unlock()
 		f.log.Info("socket closed during handshake; new token not delivered", socketAttrs(socketID, id)...)
+		return
+	}
+	if reason, revoked := f.recent.lookup(id.SessionID, time.Now()); revoked {
+		f.closeLocked(st)
+		f.mu.Unlock()
+		f.log.Info("session revoked during handshake; new token not delivered",
+			append(socketAttrs(socketID, id), "reason", reasonName(reason))...)
+		f.disconnectAll([]*socketState{st}, endingOf(reason), id.SessionID)
 		return
 	}
 	st.phase = phaseAuthenticated
@@ -139,6 +156,12 @@ func (f *Flow) deliverAdmission(st *socketState, next string, id Identity) {
 	deadline, code := id.deadline()
 	f.armTimerLocked(st, time.Until(deadline), code)
 	f.mu.Unlock()
+
+	// The recent revocations cover only 2×CallTimeout, and a change of the
+	// epoch means that the stream opened or broke since the call began.
+	if f.watchEpoch.Load() != admission.epoch || time.Since(admission.started) > f.recent.retention {
+		f.requestVerify()
+	}
 
 	info := map[string]any{
 		"expires_at": id.ExpiresAt.UTC().Format(time.RFC3339),

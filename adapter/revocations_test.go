@@ -424,3 +424,39 @@ func TestRecentRevocationsExpire(t *testing.T) {
 		t.Errorf("after every entry expired: %d ordered and %d indexed entries, expected none", len(recent.order), len(recent.bySession))
 	}
 }
+
+func TestWatchEventBeforeHandshakeConnect(t *testing.T) {
+	authority, _ := multiSessionAuthority(t)
+	f, stream := newWatchingFlow(t, authority, Config{})
+	admission, err := f.AuthenticateHandshake(context.Background(), "s1", "code-sid-1")
+	if err != nil {
+		t.Fatalf("AuthenticateHandshake: %v", err)
+	}
+
+	// The session is revoked before the socket.io server admits the socket.
+	stream.send("sid-1", sockauthv1.RevocationReason_REVOCATION_REASON_ADMIN)
+	deadline := time.Now().Add(wait)
+	for {
+		f.mu.Lock()
+		_, seen := f.recent.lookup("sid-1", time.Now())
+		f.mu.Unlock()
+		if seen {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the flow did not record the revocation event")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s := newFakeSocket("s1")
+	if err := f.ConnectAuthenticated(s, admission); err != nil {
+		t.Fatalf("ConnectAuthenticated: %v", err)
+	}
+
+	if got := unauthorizedCode(t, s.waitFor(t, 1, wait)); got != CodeRevokedToken {
+		t.Errorf("socket code = %q, expected %q", got, CodeRevokedToken)
+	}
+	if _, ok := f.Identity("s1"); ok {
+		t.Error("socket has an identity although its session was revoked before it connected")
+	}
+}

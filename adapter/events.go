@@ -80,10 +80,6 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 	f.armTimerLocked(st, time.Until(deadline), code)
 	f.mu.Unlock()
 
-	if f.watchEpoch.Load() != epoch {
-		f.requestVerify()
-	}
-
 	info := map[string]any{
 		"expires_at": id.ExpiresAt.UTC().Format(time.RFC3339),
 		"session_id": id.SessionID,
@@ -93,6 +89,12 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 	if err := st.socket.EmitWithAck(EventAuthenticated, ack, next, info); err != nil {
 		f.log.Warn("emitting authenticated failed", append(socketAttrs(socketID, id), "error", err)...)
 		return
+	}
+
+	// Requested after the emit, so that a rejection by the session check
+	// reaches the client after authenticated.
+	if f.watchEpoch.Load() != epoch {
+		f.requestVerify()
 	}
 
 	if previousSession == "" {

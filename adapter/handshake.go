@@ -157,12 +157,6 @@ func (f *Flow) deliverAdmission(st *socketState, admission *Admission) {
 	f.armTimerLocked(st, time.Until(deadline), code)
 	f.mu.Unlock()
 
-	// The recent revocations cover only 2×CallTimeout, and a change of the
-	// epoch means that the stream opened or broke since the call began.
-	if f.watchEpoch.Load() != admission.epoch || time.Since(admission.started) > f.recent.retention {
-		f.requestVerify()
-	}
-
 	info := map[string]any{
 		"expires_at": id.ExpiresAt.UTC().Format(time.RFC3339),
 		"session_id": id.SessionID,
@@ -172,6 +166,12 @@ func (f *Flow) deliverAdmission(st *socketState, admission *Admission) {
 	if err := st.socket.EmitWithAck(EventAuthenticated, ack, next, info); err != nil {
 		f.log.Warn("emitting authenticated failed", append(socketAttrs(socketID, id), "error", err)...)
 		return
+	}
+
+	// The recent revocations cover only 2×CallTimeout, and a change of the
+	// epoch means that the stream opened or broke since the call began.
+	if f.watchEpoch.Load() != admission.epoch || time.Since(admission.started) > f.recent.retention {
+		f.requestVerify()
 	}
 	f.log.Info("socket authenticated in handshake", append(socketAttrs(socketID, id), "generation", id.Generation)...)
 

@@ -22,6 +22,10 @@ const (
 	MaxClaimValueBytes = 256
 )
 
+// maxClockSkew is how far in the future a token's iat may lie, for replicas
+// whose clocks differ a little; a token issued later is not yet valid.
+const maxClockSkew = time.Minute
+
 // maxCASAttempts bounds the retries of one rotation that keeps losing the race
 // for its session record.
 const maxCASAttempts = 16
@@ -370,9 +374,14 @@ func (s *Service) decode(token string) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
-	if !s.now().Before(claims.ExpiresAt) {
+	now := s.now()
+	if !now.Before(claims.ExpiresAt) {
 		return claims, fmt.Errorf("token %s expired at %s: %w",
 			claims.TokenID, claims.ExpiresAt.Format(time.RFC3339), ErrTokenExpired)
+	}
+	if claims.IssuedAt.After(now.Add(maxClockSkew)) {
+		return claims, fmt.Errorf("token %s is not valid before %s: %w",
+			claims.TokenID, claims.IssuedAt.Format(time.RFC3339), ErrInvalidToken)
 	}
 	return claims, nil
 }

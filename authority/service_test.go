@@ -525,3 +525,21 @@ func TestNewServiceRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestTokenNotYetValid(t *testing.T) {
+	f := newFixture(t)
+	code := f.issue(t)
+
+	// Move the clock back, as if the token came from a replica whose clock
+	// runs two minutes ahead.
+	f.clock.Advance(-2 * time.Minute)
+	if _, err := f.service.Authenticate(context.Background(), code.Token); !errors.Is(err, authority.ErrInvalidToken) {
+		t.Fatalf("Authenticate of a token issued in the future = %v, expected ErrInvalidToken", err)
+	}
+
+	// Within the allowed skew the token works.
+	f.clock.Advance(90 * time.Second)
+	if _, err := f.service.Authenticate(context.Background(), code.Token); err != nil {
+		t.Fatalf("Authenticate 30 s before iat: %v", err)
+	}
+}

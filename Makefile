@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 GO_TEST_FLAGS ?= -race -timeout 15m
 
-.PHONY: all build generate check-generated lint npm services test e2e fuzz clean
+.PHONY: all build generate check-generated lint npm clients services test e2e fuzz clean
 
 all: build
 
@@ -45,8 +45,13 @@ check-generated: $(TOOLS)
 		echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1; \
 	fi
 
+# BUF_BREAKING_AGAINST is the API that proto/ must stay compatible with: the
+# committed main branch, so an uncommitted change that breaks callers fails.
+BUF_BREAKING_AGAINST ?= .git\#branch=main
+
 lint: $(TOOLS)
 	buf lint
+	buf breaking --against '$(BUF_BREAKING_AGAINST)'
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt-formatted: $$unformatted" >&2; exit 1; fi
@@ -55,17 +60,24 @@ lint: $(TOOLS)
 npm:
 	npm ci --prefix e2e/node --no-audit --no-fund
 
+## clients: install what the cross-language client tests use: the npm
+## packages of clients/node and Debian's protoc, grpc_python_plugin and
+## Python gRPC runtime.
+clients:
+	npm ci --prefix clients/node --no-audit --no-fund
+	./scripts/ensure-client-tools.sh
+
 ## services: start the Redis server that the Redis store tests use.
 services:
 	./scripts/ensure-redis.sh
 
 ## test: every check and every test, with the race detector.
-test: check-generated lint npm services
-	$(GO) test $(GO_TEST_FLAGS) ./...
+test: check-generated lint npm clients services
+	SOCKAUTH_REQUIRE_CLIENTS=1 $(GO) test $(GO_TEST_FLAGS) ./...
 
 ## e2e: only the end-to-end tests.
-e2e: npm services
-	$(GO) test $(GO_TEST_FLAGS) ./e2e/...
+e2e: npm clients services
+	SOCKAUTH_REQUIRE_CLIENTS=1 $(GO) test $(GO_TEST_FLAGS) ./e2e/...
 
 ## fuzz: run each fuzz target for FUZZTIME (the seeds alone run in make test).
 FUZZTIME ?= 30s

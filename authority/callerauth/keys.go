@@ -3,8 +3,9 @@
 // authority checks it, in constant time, against a key file that it re-reads
 // when the file changes, so keys rotate without a restart.
 //
-// A key has a scope: "token" keys may call AuthorityService, "admin" keys may
-// call AdminService and AuthorityService. Health and reflection need no key.
+// A key has a scope: "socket" keys may call the AuthorityService RPCs that a
+// socket server needs (all but IssueCode), "token" keys every AuthorityService
+// RPC, and "admin" keys AdminService as well. Health and reflection need no key.
 package callerauth
 
 import (
@@ -18,11 +19,15 @@ import (
 	"strings"
 )
 
-// Scopes of a service key.
+// Scopes of a service key, each allowing more than the one before.
 const (
-	ScopeToken = "token"
-	ScopeAdmin = "admin"
+	ScopeSocket = "socket"
+	ScopeToken  = "token"
+	ScopeAdmin  = "admin"
 )
+
+// scopeRank orders the scopes by what they allow.
+var scopeRank = map[string]int{ScopeSocket: 1, ScopeToken: 2, ScopeAdmin: 3}
 
 // MinKeyBytes is the shortest service key accepted: 16 bytes is 128 bits when
 // the key is random, such as `openssl rand -hex 32` makes.
@@ -44,7 +49,8 @@ type KeySet struct {
 }
 
 // ParseKeyFile parses a key file: one key per line as SCOPE:NAME:SECRET, where
-// SCOPE is token or admin; blank lines and lines starting with # are ignored.
+// SCOPE is socket, token or admin; blank lines and lines starting with # are
+// ignored.
 func ParseKeyFile(data []byte) (*KeySet, error) {
 	set := &KeySet{}
 	names := map[string]bool{}
@@ -60,8 +66,8 @@ func ParseKeyFile(data []byte) (*KeySet, error) {
 		switch {
 		case !ok1 || !ok2:
 			return nil, fmt.Errorf("line %d: expected SCOPE:NAME:SECRET", number)
-		case scope != ScopeToken && scope != ScopeAdmin:
-			return nil, fmt.Errorf("line %d: unknown scope %q, expected token or admin", number, scope)
+		case scopeRank[scope] == 0:
+			return nil, fmt.Errorf("line %d: unknown scope %q, expected socket, token or admin", number, scope)
 		case name == "":
 			return nil, fmt.Errorf("line %d: the key name is empty", number)
 		case names[name]:

@@ -35,6 +35,7 @@ func TestParseKeyFileErrors(t *testing.T) {
 		{"empty", "# nothing\n", "no keys"},
 		{"missing secret", "token:chat\n", "SCOPE:NAME:SECRET"},
 		{"unknown scope", "root:chat:0123456789abcdef0123\n", `unknown scope "root"`},
+		{"scope case", "Token:chat:0123456789abcdef0123\n", `unknown scope "Token"`},
 		{"empty name", "token::0123456789abcdef0123\n", "name is empty"},
 		{"short secret", "token:chat:short\n", "shorter than 16"},
 		{"duplicate name", "token:a:0123456789abcdef0123\nadmin:a:0123456789abcdef0124\n", "used twice"},

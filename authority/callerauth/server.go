@@ -23,6 +23,7 @@ const reloadInterval = time.Second
 const (
 	authorityServicePrefix = "/sockauth.v1.AuthorityService/"
 	adminServicePrefix     = "/sockauth.v1.AdminService/"
+	issueCodeMethod        = authorityServicePrefix + "IssueCode"
 )
 
 // Authenticator checks service keys against a key file. It is safe for
@@ -94,8 +95,10 @@ func (a *Authenticator) authorize(ctx context.Context, method string) error {
 	switch {
 	case strings.HasPrefix(method, adminServicePrefix):
 		needed = ScopeAdmin
-	case strings.HasPrefix(method, authorityServicePrefix):
+	case method == issueCodeMethod:
 		needed = ScopeToken
+	case strings.HasPrefix(method, authorityServicePrefix):
+		needed = ScopeSocket
 	default:
 		return nil
 	}
@@ -111,9 +114,10 @@ func (a *Authenticator) authorize(ctx context.Context, method string) error {
 		a.logRejection(ctx, method, "unknown service key", "")
 		return callerError(codes.Unauthenticated, "CALLER_UNAUTHENTICATED", "invalid service key")
 	}
-	if needed == ScopeAdmin && key.Scope != ScopeAdmin {
-		a.logRejection(ctx, method, "service key lacks the admin scope", key.Name)
-		return callerError(codes.PermissionDenied, "CALLER_FORBIDDEN", "service key "+key.Name+" may not call the admin service")
+	if scopeRank[key.Scope] < scopeRank[needed] {
+		a.logRejection(ctx, method, "service key lacks the "+needed+" scope", key.Name)
+		return callerError(codes.PermissionDenied, "CALLER_FORBIDDEN",
+			"service key "+key.Name+" has scope "+key.Scope+", and "+method+" needs scope "+needed)
 	}
 	return nil
 }

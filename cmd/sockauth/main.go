@@ -66,7 +66,7 @@ SOCKAUTH_TOKEN_TTL=2h. A flag given on the command line wins.`,
 	flags.StringVar(&cfg.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL for --store redis")
 	serve.AddLifetimeFlags(flags, &cfg)
 	flags.StringVar(&cfg.ServiceKeyFile, "service-keys", "",
-		"file of service keys (SCOPE:NAME:SECRET lines, scope token or admin) that callers must send; re-read when it changes")
+		"file of service keys (SCOPE:NAME:SECRET lines, scope socket, token or admin) that callers must send; re-read when it changes")
 	flags.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate of the gRPC server; turns TLS on")
 	flags.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	flags.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA of client certificates; requires mutual TLS")

@@ -25,8 +25,9 @@ import (
 )
 
 const (
-	tokenKey = "token-key-0123456789abcdef"
-	adminKey = "admin-key-0123456789abcdef"
+	socketKey = "socket-key-0123456789abcdef"
+	tokenKey  = "token-key-0123456789abcdef"
+	adminKey  = "admin-key-0123456789abcdef"
 )
 
 func writeFile(t testing.TB, dir, name, content string) string {
@@ -50,7 +51,7 @@ func dialWith(t testing.TB, o authclient.Options) (sockauthv1.AuthorityServiceCl
 
 func TestServiceKeys(t *testing.T) {
 	dir := t.TempDir()
-	keyFile := writeFile(t, dir, "service-keys", "token:chat:"+tokenKey+"\nadmin:ops:"+adminKey+"\n")
+	keyFile := writeFile(t, dir, "service-keys", "socket:node-1:"+socketKey+"\ntoken:chat:"+tokenKey+"\nadmin:ops:"+adminKey+"\n")
 	a := startAuthority(t, t.TempDir(), serve.Config{ServiceKeyFile: keyFile})
 	ctx := context.Background()
 
@@ -58,6 +59,7 @@ func TestServiceKeys(t *testing.T) {
 	token, tokenAdmin, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "token", tokenKey+"\n")})
 	admin, adminAdmin, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "admin", adminKey)})
 	wrong, _, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "wrong", "wrong-key-0123456789abcdef")})
+	socket, _, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "socket", socketKey)})
 
 	_, err := noKey.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
 	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
@@ -68,8 +70,15 @@ func TestServiceKeys(t *testing.T) {
 	_, err = tokenAdmin.ListSessions(ctx, &sockauthv1.ListSessionsRequest{Subject: "alice"})
 	requireStatus(t, err, codes.PermissionDenied, "CALLER_FORBIDDEN")
 
-	if _, err := token.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err != nil {
-		t.Errorf("IssueCode with the token key: %v", err)
+	_, err = socket.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	requireStatus(t, err, codes.PermissionDenied, "CALLER_FORBIDDEN")
+
+	code, err := token.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatalf("IssueCode with the token key: %v", err)
+	}
+	if _, err := socket.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: code.GetCode()}); err != nil {
+		t.Errorf("Authenticate with the socket key: %v", err)
 	}
 	if _, err := admin.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err != nil {
 		t.Errorf("IssueCode with the admin key: %v", err)

@@ -29,6 +29,15 @@ const (
 	// to every authenticated socket.
 	eventMessage = "message"
 
+	// eventEcho asks for an ack that carries the event's JSON payload back as
+	// a string. Load generators use it as a request whose cost does not grow
+	// with the number of sockets, unlike a chat message, which goes to every
+	// socket. (The name "ping" is reserved by socket.io 2.x clients.)
+	eventEcho = "echo"
+
+	// maxEchoBytes bounds the payload that an echo returns.
+	maxEchoBytes = 256
+
 	// maxMessageRunes is the maximum length of a chat message after trimming
 	// spaces, in Unicode code points. The page's input enforces the same number
 	// in UTF-16 code units, which is never fewer.
@@ -104,6 +113,7 @@ func newChatServer(authority sockauthv1.AuthorityServiceClient, authTimeout time
 		logger.Info("socket disconnected", "socket", conn.ID(), "subject", id.Subject, "sid", id.SessionID, "reason", reason)
 	})
 	binding.OnEvent(eventMessage, c.handleMessage)
+	binding.OnEvent(eventEcho, handleEcho)
 
 	go func() {
 		// Serve returns when Close closes the engine.io server.
@@ -140,6 +150,15 @@ func (c *chatServer) handleMessage(conn socketio.Conn, id adapter.Identity, payl
 		Text: text,
 		At:   time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"),
 	})
+}
+
+// handleEcho acknowledges an echo of an authenticated socket with its
+// payload, or with an empty string when the payload exceeds maxEchoBytes.
+func handleEcho(_ socketio.Conn, _ adapter.Identity, payload json.RawMessage) string {
+	if len(payload) > maxEchoBytes {
+		return ""
+	}
+	return string(payload)
 }
 
 // Errors of parseMessage.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/sockauth/sockauth/adapter"
 )
 
 func TestParseMessage(t *testing.T) {
@@ -41,5 +43,14 @@ func TestParseMessage(t *testing.T) {
 				t.Errorf("parseMessage text = %q, want %q", text, tt.wantText)
 			}
 		})
+	}
+}
+
+func TestHandleEcho(t *testing.T) {
+	if got := handleEcho(nil, adapter.Identity{}, json.RawMessage(`{"n":1}`)); got != `{"n":1}` {
+		t.Errorf("echo of a small payload = %q, expected the payload", got)
+	}
+	if got := handleEcho(nil, adapter.Identity{}, json.RawMessage(`"`+strings.Repeat("x", maxEchoBytes)+`"`)); got != "" {
+		t.Errorf("echo of an oversized payload = %q, expected an empty string", got)
 	}
 }

@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 GO_TEST_FLAGS ?= -race -timeout 15m
 
-.PHONY: all build generate check-generated lint npm clients services test e2e fuzz clean
+.PHONY: all build generate check-generated lint npm clients services test e2e fuzz bench clean
 
 all: build
 
@@ -85,6 +85,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPasetoV2Decode$$' -fuzztime $(FUZZTIME) ./authority
 	$(GO) test -run '^$$' -fuzz '^FuzzTokenFromPayload$$' -fuzztime $(FUZZTIME) ./adapter
 	$(GO) test -run '^$$' -fuzz '^FuzzLoginHandler$$' -fuzztime $(FUZZTIME) ./cmd/chat-demo
+
+## bench: reproduce the figures of docs/BENCHMARKS.md (takes several minutes).
+bench:
+	./bench/run.sh
 
 clean:
 	rm -rf $(BIN)

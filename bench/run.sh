@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs every benchmark whose figures docs/BENCHMARKS.md records, on this
+# machine, and prints them. Servers bind loopback only. Takes several minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FILL_SESSIONS=${FILL_SESSIONS:-1000000}
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+npm ci --prefix bench/socket --no-audit --no-fund >/dev/null
+go build -o "$work/sockauth" ./cmd/sockauth
+go build -o "$work/chat-demo" ./cmd/chat-demo
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+wait_port() {
+	for _ in $(seq 200); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "nothing listens on 127.0.0.1:$1" >&2
+	return 1
+}
+start_authority() { # start_authority DATA_DIR PORT
+	"$work/sockauth" serve --data "$1" --listen "127.0.0.1:$2" --log-level error &
+	pids+=($!)
+	wait_port "$2"
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(go version | cut -d' ' -f3)"
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+
+echo
+echo "== Go benchmarks: go test -run '^\$' -bench . -benchmem ./authority/"
+go test -run '^$' -bench . -benchmem ./authority/ | grep -E '^Benchmark'
+
+echo
+echo "== gRPC load: sockauth bench authority --callers 64 against sockauth serve (synced Badger writes)"
+port=$(free_port)
+start_authority "$work/load" "$port"
+"$work/sockauth" bench authority --authority "127.0.0.1:$port" --callers 64 --count 300
+
+echo
+echo "== authority memory with $FILL_SESSIONS live sessions"
+port=$(free_port)
+start_authority "$work/fill" "$port"
+fill_pid=${pids[-1]}
+before=$(rss_kib "$fill_pid")
+"$work/sockauth" bench authority --authority "127.0.0.1:$port" --callers 64 --count 1 --fill "$FILL_SESSIONS" | grep created
+sleep 5
+after=$(rss_kib "$fill_pid")
+echo "sockauth serve RSS: ${before} KiB before, ${after} KiB with $FILL_SESSIONS live sessions ($(du -sh "$work/fill/badger" | cut -f1) on disk)"
+kill "$fill_pid"
+
+echo
+echo "== socket load: go run ./bench/socketbench"
+go run ./bench/socketbench --bin "$work"

@@ -1,0 +1,326 @@
+// Command socketbench measures sockauth's socket side against a Node
+// socket.io server that uses socketio-jwt, in one run on one machine: socket
+// handshakes per second (login, authenticate, one event with ack) with
+// socket.io-client 2.x and 4.x, and the resident memory per connected,
+// authenticated, idle socket.
+//
+// It starts `sockauth serve`, the chat demo and the Node server itself, all
+// on loopback, and drives them with bench/socket/loadgen.js. Run it from the
+// repository root after `npm ci --prefix bench/socket`:
+//
+//	go run ./bench/socketbench
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// loadResult is the summary line of loadgen.js.
+type loadResult struct {
+	Clients    int     `json:"clients"`
+	Completed  int     `json:"completed"`
+	Errors     int     `json:"errors"`
+	FirstError *string `json:"first_error"`
+	Seconds    float64 `json:"seconds"`
+	Rate       float64 `json:"handshakes_per_second"`
+	P50        float64 `json:"p50_ms"`
+	P99        float64 `json:"p99_ms"`
+	Held       int     `json:"held"`
+}
+
+type options struct {
+	clients     int
+	concurrency int
+	idle        int
+	skipBuild   bool
+	binDir      string
+}
+
+func main() {
+	var opts options
+	flag.IntVar(&opts.clients, "clients", 2000, "clients per handshake run")
+	flag.IntVar(&opts.concurrency, "concurrency", 50, "clients in flight at once")
+	flag.IntVar(&opts.idle, "idle", 10000, "idle authenticated sockets held for the memory measurement; 0 skips it")
+	flag.StringVar(&opts.binDir, "bin", "", "folder with prebuilt sockauth and chat-demo binaries; empty builds them")
+	flag.Parse()
+
+	if err := run(opts); err != nil {
+		fmt.Fprintln(os.Stderr, "socketbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(opts options) error {
+	loadgen, err := filepath.Abs("bench/socket/loadgen.js")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(loadgen), "node_modules", "socketio-jwt")); err != nil {
+		return errors.New("bench/socket/node_modules is missing: run npm ci --prefix bench/socket")
+	}
+
+	work, err := os.MkdirTemp("", "socketbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	binDir := opts.binDir
+	if binDir == "" {
+		binDir = work
+		for _, pkg := range []string{"sockauth", "chat-demo"} {
+			build := exec.Command("go", "build", "-o", filepath.Join(binDir, pkg), "./cmd/"+pkg)
+			build.Stderr = os.Stderr
+			if err := build.Run(); err != nil {
+				return fmt.Errorf("build %s: %w", pkg, err)
+			}
+		}
+	}
+
+	authorityAddr := freeAddr()
+	authority, err := start(filepath.Join(binDir, "sockauth"), "serve", "--listen", authorityAddr,
+		"--data", filepath.Join(work, "authority"), "--log-level", "error")
+	if err != nil {
+		return err
+	}
+	defer stop(authority)
+	if err := waitTCP(authorityAddr); err != nil {
+		return fmt.Errorf("authority: %w", err)
+	}
+
+	demoAddr := freeAddr()
+	demo, err := start(filepath.Join(binDir, "chat-demo"), "--listen", demoAddr, "--authority", authorityAddr, "--log-level", "error")
+	if err != nil {
+		return err
+	}
+	defer stop(demo)
+	demoURL := "http://" + demoAddr
+	if err := waitHTTP(demoURL + "/"); err != nil {
+		return fmt.Errorf("chat demo: %w", err)
+	}
+
+	peerAddr := freeAddr()
+	_, peerPort, _ := net.SplitHostPort(peerAddr)
+	peer, err := start("node", filepath.Join(filepath.Dir(loadgen), "peer-server.js"), peerPort)
+	if err != nil {
+		return err
+	}
+	defer stop(peer)
+	peerURL := "http://" + peerAddr
+	if err := waitTCP(peerAddr); err != nil {
+		return fmt.Errorf("peer server: %w", err)
+	}
+
+	fmt.Printf("socket handshakes: %d clients, %d in flight, login + authenticate + one echo with ack, WebSocket\n\n",
+		opts.clients, opts.concurrency)
+	fmt.Println("| server | client | handshakes/s | p50 ms | p99 ms | errors |")
+	fmt.Println("|---|---|---:|---:|---:|---:|")
+	runs := []struct {
+		server, url string
+		protocol    int
+	}{
+		// A warm-up run of each server first, so that neither pays for its
+		// start in the measured runs.
+		{"", demoURL, 2}, {"", peerURL, 2},
+		{"sockauth chat-demo", demoURL, 2},
+		{"Node socketio-jwt 4.6.2", peerURL, 2},
+		{"sockauth chat-demo", demoURL, 4},
+	}
+	rates := map[string]float64{}
+	for _, r := range runs {
+		clients := opts.clients
+		if r.server == "" {
+			clients = opts.concurrency * 4
+		}
+		result, _, err := runLoad(loadgen, r.url, r.protocol, clients, opts.concurrency, false)
+		if err != nil {
+			return err
+		}
+		if r.server == "" {
+			continue
+		}
+		rates[fmt.Sprintf("%s/%d", r.server, r.protocol)] = result.Rate
+		fmt.Printf("| %s | socket.io-client %d.x | %.0f | %.1f | %.1f | %d |\n", r.server, r.protocol, result.Rate, result.P50, result.P99, result.Errors)
+		if result.Errors > 0 && result.FirstError != nil {
+			fmt.Printf("\nfirst error: %s\n\n", *result.FirstError)
+		}
+	}
+	if peerRate := rates["Node socketio-jwt 4.6.2/2"]; peerRate > 0 {
+		fmt.Printf("\nsockauth / socketio-jwt handshake rate with 2.x clients: %.2f×\n", rates["sockauth chat-demo/2"]/peerRate)
+	}
+
+	if opts.idle == 0 {
+		return nil
+	}
+	fmt.Printf("\nidle memory: %d authenticated sockets held open, RSS of the server process\n\n", opts.idle)
+	fmt.Println("| server | RSS before | RSS with sockets | per socket |")
+	fmt.Println("|---|---:|---:|---:|")
+	for _, target := range []struct {
+		name string
+		url  string
+		pid  int
+	}{
+		{"sockauth chat-demo", demoURL, demo.Process.Pid},
+		{"Node socketio-jwt 4.6.2", peerURL, peer.Process.Pid},
+	} {
+		// Let the server settle after the handshake runs before reading.
+		time.Sleep(2 * time.Second)
+		before, err := rss(target.pid)
+		if err != nil {
+			return err
+		}
+		result, release, err := runLoad(loadgen, target.url, 2, opts.idle, opts.concurrency*2, true)
+		if err != nil {
+			return err
+		}
+		// Let timers and buffers settle before reading the memory.
+		time.Sleep(3 * time.Second)
+		after, err := rss(target.pid)
+		release()
+		if err != nil {
+			return err
+		}
+		if result.Held == 0 {
+			return fmt.Errorf("%s: no socket was held: %+v", target.name, result)
+		}
+		fmt.Printf("| %s | %.1f MiB | %.1f MiB | %.1f KiB (%d sockets) |\n", target.name,
+			float64(before)/1024, float64(after)/1024, float64(after-before)/float64(result.Held), result.Held)
+		// Give the server time to close the released sockets.
+		time.Sleep(3 * time.Second)
+	}
+	return nil
+}
+
+// runLoad runs loadgen.js and returns its summary. With hold set, the sockets
+// stay open until release is called.
+func runLoad(loadgen, url string, protocol, clients, concurrency int, hold bool) (loadResult, func(), error) {
+	cmd := exec.Command("node", loadgen)
+	cmd.Env = append(os.Environ(), "URL="+url, "PROTOCOL="+strconv.Itoa(protocol),
+		"CLIENTS="+strconv.Itoa(clients), "CONCURRENCY="+strconv.Itoa(concurrency))
+	if hold {
+		cmd.Env = append(cmd.Env, "HOLD=1")
+	}
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return loadResult{}, nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return loadResult{}, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return loadResult{}, nil, err
+	}
+	release := func() {
+		stdin.Close()
+		cmd.Wait()
+	}
+
+	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	if err != nil {
+		release()
+		return loadResult{}, nil, fmt.Errorf("loadgen against %s wrote no summary: %w", url, err)
+	}
+	var result loadResult
+	if err := json.Unmarshal(line, &result); err != nil {
+		release()
+		return loadResult{}, nil, fmt.Errorf("loadgen summary %q: %w", line, err)
+	}
+	if !hold {
+		release()
+	}
+	return result, release, nil
+}
+
+func start(name string, args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Stdout = io.Discard
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return cmd, nil
+}
+
+func stop(cmd *exec.Cmd) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+	}
+}
+
+func freeAddr() string {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer listener.Close()
+	return listener.Addr().String()
+}
+
+func waitHTTP(url string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		cancel()
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func waitTCP(addr string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// rss returns the resident set size of a process in KiB, from /proc.
+func rss(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if value, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(value), "kB")), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}

@@ -2,8 +2,8 @@
 
 // Socket load generator. Each client logs in with POST /login, connects over
 // WebSocket, sends authenticate with the code or token, acknowledges
-// authenticated when the server asks for it, and sends one "echo" event with
-// an ack. It prints one JSON summary line: handshakes per second and latency
+// authenticated when the server requests an ack, and sends one "echo" event
+// with an ack. It prints one JSON summary line: handshakes per second and latency
 // percentiles of the whole sequence.
 //
 // Environment: URL (base URL of the server), CLIENTS (total), CONCURRENCY
@@ -39,7 +39,7 @@ async function login(index) {
     body: JSON.stringify({ username: username, password: password })
   });
   if (response.status !== 200) {
-    throw new Error('login answered ' + response.status);
+    throw new Error('login failed with HTTP status ' + response.status);
   }
   return (await response.json()).token;
 }

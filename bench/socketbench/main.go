@@ -1,7 +1,7 @@
-// Command socketbench measures sockauth's socket side against a Node
-// socket.io server that uses socketio-jwt, in one run on one machine: socket
+// Command socketbench compares sockauth's socket side with a Node socket.io
+// server that uses socketio-jwt, in one run on one machine. It measures socket
 // handshakes per second (login, authenticate, one event with ack) with
-// socket.io-client 2.x and 4.x, and the resident memory per connected,
+// socket.io-client 2.x and 4.x, and the resident memory of each connected,
 // authenticated, idle socket.
 //
 // It starts `sockauth serve`, the chat demo and the Node server itself, all

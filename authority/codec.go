@@ -45,7 +45,9 @@ type PasetoV2 struct {
 	keys      map[string][]byte
 	signingID string
 	footer    []byte
-	protocol  *paseto.V2
+	// footerKeyIDs maps the base64url footer of each key to its id.
+	footerKeyIDs map[string]string
+	protocol     *paseto.V2
 }
 
 var _ Codec = (*PasetoV2)(nil)
@@ -71,7 +73,16 @@ func NewPasetoV2(keys map[string][]byte, signingID string) (*PasetoV2, error) {
 		return nil, fmt.Errorf("encode footer: %w", err)
 	}
 
-	return &PasetoV2{keys: copied, signingID: signingID, footer: footer, protocol: paseto.NewV2()}, nil
+	footerKeyIDs := make(map[string]string, len(copied))
+	for id := range copied {
+		encoded, err := json.Marshal(tokenFooter{KeyID: id})
+		if err != nil {
+			return nil, fmt.Errorf("encode footer: %w", err)
+		}
+		footerKeyIDs[base64.RawURLEncoding.EncodeToString(encoded)] = id
+	}
+
+	return &PasetoV2{keys: copied, signingID: signingID, footer: footer, footerKeyIDs: footerKeyIDs, protocol: paseto.NewV2()}, nil
 }
 
 // KeyIDs returns the ids of the keys that can decrypt, sorted.
@@ -190,13 +201,19 @@ func (p *PasetoV2) checkShape(token string) (string, error) {
 		return "", fmt.Errorf("token has %d parts after the header, expected payload and footer: %w", len(parts), ErrInvalidToken)
 	}
 
-	// Strict decoding rejects non-zero trailing bits, which would let several
-	// spellings decode to one token.
-	strict := base64.RawURLEncoding.Strict()
-	if _, err := strict.DecodeString(parts[0]); err != nil {
+	// Non-zero trailing bits would let several spellings decode to one token.
+	// The payload is checked without decoding it, because the library decodes
+	// it again; the footer is decoded strictly, because its key id is needed.
+	if !isCanonicalBase64(parts[0]) {
 		return "", fmt.Errorf("payload is not canonical base64url: %w", ErrInvalidToken)
 	}
-	footerBytes, err := strict.DecodeString(parts[1])
+	// Every token this codec makes carries one of a few exact footers, so a
+	// lookup finds the key id without decoding. Any other footer is invalid;
+	// it is decoded only to say why.
+	if keyID, ok := p.footerKeyIDs[parts[1]]; ok {
+		return keyID, nil
+	}
+	footerBytes, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
 	if err != nil {
 		return "", fmt.Errorf("footer is not canonical base64url: %w", ErrInvalidToken)
 	}
@@ -207,6 +224,9 @@ func (p *PasetoV2) checkShape(token string) (string, error) {
 	if err := decoder.Decode(&footer); err != nil || footer.KeyID == "" {
 		return "", fmt.Errorf("footer has no key id: %w", ErrInvalidToken)
 	}
+	if _, known := p.keys[footer.KeyID]; known {
+		return "", fmt.Errorf("footer for key %q is not spelled as this codec writes it: %w", footer.KeyID, ErrInvalidToken)
+	}
 	return footer.KeyID, nil
 }
 
@@ -215,6 +235,27 @@ func (p *PasetoV2) checkShape(token string) (string, error) {
 // mode, so they are rejected here.
 func isTokenByte(b byte) bool {
 	return b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.'
+}
+
+// isCanonicalBase64 reports whether s, already known to hold only base64url
+// characters, is the one unpadded spelling of the bytes it decodes to: its
+// length leaves no lone character, and the bits of the last character that
+// no byte uses are zero.
+func isCanonicalBase64(s string) bool {
+	var unusedBits byte
+	switch len(s) % 4 {
+	case 0:
+		return true
+	case 1:
+		return false
+	case 2:
+		unusedBits = 0x0f
+	case 3:
+		unusedBits = 0x03
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	value := strings.IndexByte(alphabet, s[len(s)-1])
+	return value >= 0 && byte(value)&unusedBits == 0
 }
 
 func parseTime(claim, value string) (time.Time, error) {

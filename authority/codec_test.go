@@ -180,6 +180,7 @@ func TestPasetoV2RejectsMalformed(t *testing.T) {
 		{"no footer", encryptRaw(t, testKey(1), rawPayload(t, func(map[string]any) {}), []byte{})},
 		{"nil footer", encryptRaw(t, testKey(1), rawPayload(t, func(map[string]any) {}), nil)},
 		{"footer null", encryptRaw(t, testKey(1), rawPayload(t, func(map[string]any) {}), []byte("null"))},
+		{"footer spelled differently", encryptRaw(t, testKey(1), rawPayload(t, func(map[string]any) {}), []byte(`{"kid": "k1"}`))},
 		{"footer without kid", encryptRaw(t, testKey(1), rawPayload(t, func(map[string]any) {}), []byte(`{"x":"k1"}`))},
 		{"missing exp", encryptRaw(t, testKey(1), rawPayload(t, func(m map[string]any) { delete(m, "exp") }), kidFooter)},
 		{"missing jti", encryptRaw(t, testKey(1), rawPayload(t, func(m map[string]any) { delete(m, "jti") }), kidFooter)},
@@ -261,4 +262,29 @@ func FuzzPasetoV2Decode(f *testing.F) {
 			t.Fatalf("Decode accepted incomplete claims %+v", claims)
 		}
 	})
+}
+
+func TestIsCanonicalBase64(t *testing.T) {
+	for n := range 40 {
+		data := bytes.Repeat([]byte{0xa5}, n)
+		encoded := base64.RawURLEncoding.EncodeToString(data)
+		if !isCanonicalBase64(encoded) {
+			t.Errorf("canonical encoding of %d bytes %q rejected", n, encoded)
+		}
+		if len(encoded)%4 == 0 {
+			continue
+		}
+		// Every other last character that decodes leniently to the same bytes
+		// must be rejected, and so must every one that strict decoding rejects.
+		for _, last := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+			variant := encoded[:len(encoded)-1] + string(last)
+			_, strictErr := base64.RawURLEncoding.Strict().DecodeString(variant)
+			if got := isCanonicalBase64(variant); got != (strictErr == nil) {
+				t.Errorf("isCanonicalBase64(%q) = %v, strict decoding error %v", variant, got, strictErr)
+			}
+		}
+	}
+	if isCanonicalBase64("A") || isCanonicalBase64("AAAAA") {
+		t.Error("a length that leaves one lone character was accepted")
+	}
 }

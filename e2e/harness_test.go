@@ -454,6 +454,18 @@ func (r scenarioResult) all(name string) []step {
 func runScenario(t *testing.T, name, baseURL string, env ...string) scenarioResult {
 	t.Helper()
 
+	result, err := execScenario(name, baseURL, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("scenario %s: %d steps", name, len(result.steps))
+	return result
+}
+
+// execScenario runs a scenario like runScenario and returns an error, with
+// the script's output, instead of failing a test, so that it can run on any
+// goroutine.
+func execScenario(name, baseURL string, env ...string) (scenarioResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
 	defer cancel()
 
@@ -474,17 +486,16 @@ func runScenario(t *testing.T, name, baseURL string, env ...string) scenarioResu
 		line := scanner.Text()
 		var s step
 		if err := json.Unmarshal([]byte(line), &s); err != nil {
-			t.Fatalf("scenario %s wrote a line that is not a JSON step: %v\nline: %s\nstderr:\n%s", name, err, line, stderr.String())
+			return result, fmt.Errorf("scenario %s wrote a line that is not a JSON step: %v\nline: %s\nstderr:\n%s", name, err, line, stderr.String())
 		}
 		s.Raw = line
 		result.steps = append(result.steps, s)
 	}
 
 	if runErr != nil || len(result.steps) == 0 || result.steps[len(result.steps)-1].Step != "done" {
-		t.Fatalf("scenario %s failed: %v\nstdout:\n%s\nstderr:\n%s", name, runErr, stdout.String(), stderr.String())
+		return result, fmt.Errorf("scenario %s failed: %v\nstdout:\n%s\nstderr:\n%s", name, runErr, stdout.String(), stderr.String())
 	}
-	t.Logf("scenario %s: %d steps", name, len(result.steps))
-	return result
+	return result, nil
 }
 
 // assertAuthenticated checks that s is an authenticated outcome with a token,

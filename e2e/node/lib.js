@@ -1,11 +1,15 @@
 'use strict';
 
 // Shared helpers of the scenario scripts. Each script drives the chat demo as a
-// socket.io 2.x client and writes one JSON object per line to stdout, which the
+// socket.io client and writes one JSON object per line to stdout, which the
 // Go tests in package e2e read. The last line is {"step":"done"} on success or
 // {"step":"error","message":...} on failure, with exit status 1.
+//
+// SOCKETIO_CLIENT names the npm package of the client: socket.io-client
+// (2.5.0, the default), socket.io-client-v3 (3.1.3) or socket.io-client-v4
+// (4.8.4), as package.json installs them.
 
-const io = require('socket.io-client');
+const io = require(process.env.SOCKETIO_CLIENT || 'socket.io-client');
 
 // Events of the sockauth wire contract and of the chat demo, recorded on every
 // client.
@@ -69,17 +73,21 @@ async function loginCode(baseURL, username, password) {
 // Client wraps one socket.io connection and queues every recorded event in
 // arrival order, so that a scenario can wait for the next event of some names.
 class Client {
-  constructor(baseURL, name) {
+  // options are added to the io() options, such as auth for a handshake
+  // token. options.io, when set, is the io function of another client
+  // package.
+  constructor(baseURL, name, options = {}) {
+    const { io: connect = io, ...ioOptions } = options;
     this.name = name;
     // queue contains {event, args} entries that no waiter has taken yet.
     this.queue = [];
     // waiters contains {events, resolve, timer} entries of pending nextOf calls.
     this.waiters = [];
-    this.socket = io(baseURL, {
+    this.socket = connect(baseURL, Object.assign({
       forceNew: true,
       reconnection: false,
       transports: env('SOCKET_TRANSPORTS', 'websocket').split(',')
-    });
+    }, ioOptions));
     for (const event of RECORDED_EVENTS) {
       this.socket.on(event, (...args) => this.record(event, args));
     }
@@ -141,6 +149,22 @@ class Client {
     if (!this.socket.connected) {
       await this.next('connect');
     }
+  }
+
+  // Return the name of the Engine.IO transport in use: polling or websocket.
+  transportName() {
+    const engine = this.socket.io.engine;
+    return engine && engine.transport ? engine.transport.name : '';
+  }
+
+  // Resolve once the transport is name, or after timeoutMs, with the name of
+  // the transport then in use.
+  async settleTransport(name, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    while (this.transportName() !== name && Date.now() < deadline) {
+      await sleep(50);
+    }
+    return this.transportName();
   }
 
   emit(event, ...args) {

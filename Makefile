@@ -60,11 +60,12 @@ lint: $(TOOLS)
 npm:
 	npm ci --prefix e2e/node --no-audit --no-fund
 
-## clients: install what the cross-language client tests use: the npm
-## packages of clients/node and Debian's protoc, grpc_python_plugin and
-## Python gRPC runtime.
+## clients: install what the cross-language client tests and the Node
+## adapter use: the npm packages of clients/node and adapter/node, and
+## Debian's protoc, grpc_python_plugin and Python gRPC runtime.
 clients:
 	npm ci --prefix clients/node --no-audit --no-fund
+	npm ci --prefix adapter/node --no-audit --no-fund
 	./scripts/ensure-client-tools.sh
 
 ## services: start the Redis server that the Redis store tests use.
@@ -73,6 +74,7 @@ services:
 
 ## test: every check and every test, with the race detector.
 test: check-generated lint npm clients services
+	npm test --prefix adapter/node
 	SOCKAUTH_REQUIRE_CLIENTS=1 $(GO) test $(GO_TEST_FLAGS) ./...
 
 ## e2e: only the end-to-end tests.

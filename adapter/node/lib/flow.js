@@ -1,0 +1,614 @@
+'use strict';
+
+// The authentication flow of one socket.io namespace: a state machine per
+// socket (waiting, authenticated, closed), the auth timeout, token expiry,
+// rotation confirmation, logout, and the handshake flow. It follows the wire
+// contract of the Go adapter (package adapter of this repository).
+
+const { createAuthorityClient, unaryCall } = require('./authority');
+const { Codes, codeOf, errorInfo, handshakeError, unauthorizedPayload } = require('./errors');
+const { DEFAULT_MAX_TOKEN_BYTES, tokenFromHandshake, tokenFromPayload } = require('./payload');
+const { RevocationWatch } = require('./revocations');
+
+// Event names of the wire contract.
+const Events = Object.freeze({
+  AUTHENTICATE: 'authenticate',
+  LOGOUT: 'logout',
+  AUTHENTICATED: 'authenticated',
+  UNAUTHORIZED: 'unauthorized',
+  LOGGED_OUT: 'logged_out'
+});
+
+const DEFAULTS = Object.freeze({
+  authTimeoutMs: 5000,
+  callTimeoutMs: 3000,
+  maxTokenBytes: DEFAULT_MAX_TOKEN_BYTES,
+  watchRevocations: true,
+  revocationRetryMs: 500,
+  revocationMaxRetryMs: 30000
+});
+
+// setTimeout fires at once for delays above 2^31-1 ms (about 24.8 days), so
+// longer deadlines are reached in steps of at most this much.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const PHASE_WAITING = 'waiting';
+const PHASE_AUTHENTICATED = 'authenticated';
+const PHASE_CLOSED = 'closed';
+
+// quietLogger drops debug and info lines and writes warnings and errors to
+// the console.
+const quietLogger = Object.freeze({
+  debug() {},
+  info() {},
+  warn(message, attrs) {
+    console.warn('sockauth: ' + message, attrs || {});
+  },
+  error(message, attrs) {
+    console.error('sockauth: ' + message, attrs || {});
+  }
+});
+
+// identityOf converts the TokenInfo of an authority response, or throws when
+// a required member is missing.
+function identityOf(info) {
+  if (!info || !info.session_id || !info.subject || !info.expires_at) {
+    throw new Error('missing session id, subject or expiry in the authority response');
+  }
+  return {
+    subject: info.subject,
+    sessionId: info.session_id,
+    tokenId: info.token_id,
+    generation: info.generation,
+    claims: Object.assign({}, info.claims),
+    expiresAt: timestampToDate(info.expires_at),
+    sessionExpiresAt: info.session_expires_at ? timestampToDate(info.session_expires_at) : null
+  };
+}
+
+function timestampToDate(timestamp) {
+  return new Date(Number(timestamp.seconds) * 1000 + Math.floor(timestamp.nanos / 1e6));
+}
+
+// rfc3339 formats a date as the Go adapter does: UTC, whole seconds.
+function rfc3339(date) {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+// deadlineOf returns when the socket must be disconnected and the code to
+// send then: the token expiry, or the session expiry when that comes first.
+function deadlineOf(identity) {
+  if (identity.sessionExpiresAt && identity.sessionExpiresAt < identity.expiresAt) {
+    return { at: identity.sessionExpiresAt, code: Codes.SESSION_EXPIRED };
+  }
+  return { at: identity.expiresAt, code: Codes.TOKEN_EXPIRED };
+}
+
+// Sockauth authenticates the sockets of one socket.io 4.x namespace with a
+// sockauth authority. Build it with sockauth(nsp, options).
+class Sockauth {
+  constructor(nsp, options = {}) {
+    this.nsp = nsp;
+    this.options = Object.assign({}, DEFAULTS, options);
+    this.log = this.options.logger || quietLogger;
+    for (const name of ['authTimeoutMs', 'callTimeoutMs', 'maxTokenBytes', 'revocationRetryMs', 'revocationMaxRetryMs']) {
+      const value = this.options[name];
+      if (!Number.isFinite(value) || value <= 0) {
+        throw new Error('sockauth: invalid option ' + name + ' ' + value + ': must be a positive number');
+      }
+    }
+
+    if (this.options.authority) {
+      this.authority = this.options.authority;
+      this.ownsAuthority = false;
+    } else {
+      this.authority = createAuthorityClient(this.options);
+      this.ownsAuthority = true;
+    }
+
+    // states maps socket ids to the state of every connected socket, and
+    // sessions maps session ids to the states of authenticated sockets.
+    this.states = new Map();
+    this.sessions = new Map();
+    // admissions maps sockets to handshake tokens already exchanged, until
+    // the socket's connection handler runs.
+    this.admissions = new WeakMap();
+    // recent maps the sessions revoked in the last 2 × callTimeoutMs to the
+    // reason, so that an Authenticate call that raced a revocation does not
+    // admit a socket.
+    this.recent = new Map();
+    this.dropped = 0;
+    this.closed = false;
+
+    this.watch = null;
+    if (this.options.watchRevocations) {
+      this.watch = new RevocationWatch(this.authority, {
+        retryMs: this.options.revocationRetryMs,
+        maxRetryMs: this.options.revocationMaxRetryMs,
+        log: this.log,
+        onRevocation: (event) => this.revoked(event.session_id, event.reason),
+        onGap: () => this.verifySessions()
+      });
+    }
+
+    nsp.use((socket, next) => {
+      this.handshake(socket).then(() => next(), (error) => {
+        if (error.data && error.data.type === 'UnauthorizedError') {
+          next(error);
+          return;
+        }
+        this.log.error('handshake failed', { socket: socket.id, error: String(error) });
+        next(handshakeError(Codes.AUTHORITY_UNAVAILABLE));
+      });
+    });
+    nsp.on('connection', (socket) => this.connect(socket));
+    if (this.watch) {
+      this.watch.start();
+    }
+  }
+
+  // identity returns the identity of an authenticated socket, or null.
+  identity(socket) {
+    const st = this.states.get(socket.id);
+    if (!st || st.phase !== PHASE_AUTHENTICATED) {
+      return null;
+    }
+    return Object.assign({}, st.identity, { claims: Object.assign({}, st.identity.claims) });
+  }
+
+  // close stops every timer and the revocation watch, and closes the
+  // authority client that this instance created. It disconnects no socket.
+  close() {
+    if (this.closed) {
+      return;
+    }
+    this.closed = true;
+    for (const st of this.states.values()) {
+      clearTimeout(st.timer);
+    }
+    if (this.watch) {
+      this.watch.stop();
+    }
+    if (this.ownsAuthority) {
+      this.authority.close();
+    }
+  }
+
+  call(method, request) {
+    return unaryCall(this.authority, method, request, this.options.callTimeoutMs);
+  }
+
+  // handshake is the namespace middleware. A handshake without a token
+  // admits the socket unauthenticated. A handshake with a token admits it
+  // only when the authority accepts the token. Otherwise the client gets
+  // connect_error with the unauthorized message and data.
+  async handshake(socket) {
+    if (this.closed) {
+      throw new Error('sockauth closed');
+    }
+    let token;
+    try {
+      token = tokenFromHandshake(socket.handshake, this.options.maxTokenBytes);
+    } catch (error) {
+      this.log.info('handshake token rejected', { socket: socket.id, reason: Codes.INVALID_TOKEN, error: error.message });
+      throw handshakeError(Codes.INVALID_TOKEN);
+    }
+    if (token === null) {
+      return;
+    }
+
+    const started = Date.now();
+    const epoch = this.watch ? this.watch.epoch : 0;
+    let response;
+    try {
+      response = await this.call('Authenticate', { token: token });
+    } catch (error) {
+      const code = codeOf(error);
+      this.logCallError('Authenticate', socket.id, code, error);
+      throw handshakeError(code);
+    }
+
+    let identity;
+    try {
+      identity = identityOf(response.info);
+      if (!response.token) {
+        throw new Error('missing token in the authority response');
+      }
+    } catch (error) {
+      this.log.error('authority returned an invalid Authenticate response', { socket: socket.id, error: error.message });
+      throw handshakeError(Codes.AUTHORITY_UNAVAILABLE);
+    }
+    this.admissions.set(socket, { token: response.token, identity: identity, started: started, epoch: epoch });
+  }
+
+  // connect registers a socket that the namespace admitted.
+  connect(socket) {
+    const st = { socket: socket, phase: PHASE_WAITING, identity: null, token: '', timer: null };
+    this.states.set(socket.id, st);
+
+    // Only authenticate and logout reach the application's handlers before
+    // the socket authenticates. Other packets are dropped by not calling
+    // next, which skips the handlers without an error event.
+    socket.use((packet, next) => {
+      const event = packet[0];
+      if (event === Events.AUTHENTICATE || event === Events.LOGOUT || st.phase === PHASE_AUTHENTICATED) {
+        next();
+        return;
+      }
+      this.dropped++;
+      this.log.debug('event from unauthenticated socket dropped', { socket: socket.id, event: String(event) });
+    });
+    socket.on(Events.AUTHENTICATE, (payload) => {
+      this.authenticate(st, payload).catch((error) => this.failed(st, 'authenticate', error));
+    });
+    socket.on(Events.LOGOUT, (payload) => {
+      this.logout(st, payload).catch((error) => this.failed(st, 'logout', error));
+    });
+    socket.on('disconnect', () => this.disconnected(st));
+
+    const admission = this.admissions.get(socket);
+    this.admissions.delete(socket);
+    if (this.closed) {
+      return;
+    }
+    if (!admission) {
+      this.armTimer(st, Date.now() + this.options.authTimeoutMs, Codes.AUTHENTICATION_TIMEOUT);
+      this.log.debug('socket connected', { socket: socket.id });
+      return;
+    }
+
+    if (this.revokedSince(admission.identity.sessionId, admission.started)) {
+      this.log.info('session revoked during handshake; new token not delivered', this.attrs(st, admission.identity));
+      this.reject(st, Codes.REVOKED_TOKEN);
+      return;
+    }
+    this.deliver(st, admission.token, admission.identity, true);
+    if (this.watch && (this.watch.epoch !== admission.epoch || Date.now() - admission.started > this.retentionMs())) {
+      this.verifySessions();
+    }
+  }
+
+  // authenticate handles an authenticate event: it exchanges the token for
+  // the next one, emits authenticated and restarts the expiry timer, or
+  // rejects the socket.
+  async authenticate(st, payload) {
+    if (st.phase === PHASE_CLOSED) {
+      return;
+    }
+    let token;
+    try {
+      token = tokenFromPayload(payload, this.options.maxTokenBytes);
+    } catch (error) {
+      this.log.info('authenticate payload rejected', { socket: st.socket.id, error: error.message });
+      this.reject(st, Codes.INVALID_TOKEN);
+      return;
+    }
+    if (token === null) {
+      this.log.info('authenticate payload rejected', { socket: st.socket.id, error: 'missing token' });
+      this.reject(st, Codes.INVALID_TOKEN);
+      return;
+    }
+
+    const started = Date.now();
+    let response;
+    try {
+      response = await this.call('Authenticate', { token: token });
+    } catch (error) {
+      const code = codeOf(error);
+      this.logCallError('Authenticate', st.socket.id, code, error);
+      this.reject(st, code);
+      return;
+    }
+
+    let identity;
+    try {
+      identity = identityOf(response.info);
+      if (!response.token) {
+        throw new Error('missing token in the authority response');
+      }
+    } catch (error) {
+      this.log.error('authority returned an invalid Authenticate response', { socket: st.socket.id, error: error.message });
+      this.reject(st, Codes.AUTHORITY_UNAVAILABLE);
+      return;
+    }
+
+    // The socket may have closed during the call. The new token is then
+    // never delivered, and the authority's rotation leeway lets the client
+    // present the same token again.
+    if (st.phase === PHASE_CLOSED) {
+      this.log.info('socket closed during authenticate; new token not delivered', this.attrs(st, identity));
+      return;
+    }
+    if (this.revokedSince(identity.sessionId, started)) {
+      this.log.info('session revoked during authenticate; new token not delivered', this.attrs(st, identity));
+      this.reject(st, Codes.REVOKED_TOKEN);
+      return;
+    }
+    const switched = !st.identity || st.identity.sessionId !== identity.sessionId;
+    this.deliver(st, response.token, identity, switched);
+  }
+
+  // deliver makes st authenticated with identity and emits authenticated
+  // with the new token and an ack that confirms the rotation.
+  deliver(st, token, identity, newSession) {
+    const previous = st.identity;
+    this.unindex(st);
+    st.phase = PHASE_AUTHENTICATED;
+    st.identity = identity;
+    st.token = token;
+    this.index(st);
+    const deadline = deadlineOf(identity);
+    this.armTimer(st, deadline.at.getTime(), deadline.code);
+
+    const info = { expires_at: rfc3339(identity.expiresAt), session_id: identity.sessionId, subject: identity.subject };
+    st.socket.emit(Events.AUTHENTICATED, token, info, () => {
+      this.confirm(st, token, identity).catch((error) => this.failed(st, 'confirm', error));
+    });
+    this.log.info(previous ? 'socket refreshed' : 'socket authenticated',
+      Object.assign(this.attrs(st, identity), { generation: identity.generation }));
+
+    if (newSession && typeof this.options.onAuthenticated === 'function') {
+      this.options.onAuthenticated(st.socket, this.identity(st.socket));
+    }
+  }
+
+  // confirm calls ConfirmRotation after the client acknowledged a token. A
+  // rejection other than an unreachable authority means the session is
+  // dead, so the socket is rejected.
+  async confirm(st, token, identity) {
+    try {
+      const response = await this.call('ConfirmRotation', { token: token });
+      this.log.debug('rotation acknowledged', Object.assign(this.attrs(st, identity), { confirmed: response.confirmed }));
+    } catch (error) {
+      const code = codeOf(error);
+      if (code === Codes.AUTHORITY_UNAVAILABLE) {
+        // The rotation stays unconfirmed until the authority's leeway ends.
+        this.log.warn('confirming rotation failed', Object.assign(this.attrs(st, identity), { error: error.message }));
+        return;
+      }
+      this.log.info('rotation confirmation rejected', Object.assign(this.attrs(st, identity), { reason: code }));
+      this.reject(st, code);
+    }
+  }
+
+  // logout handles a logout event: it revokes the session of the token in
+  // the payload, or of the socket's current token, and disconnects every
+  // socket of that session with logged_out.
+  async logout(st, payload) {
+    if (st.phase === PHASE_CLOSED) {
+      return;
+    }
+    let token;
+    try {
+      token = tokenFromPayload(payload, this.options.maxTokenBytes);
+    } catch (error) {
+      this.log.info('logout payload rejected', { socket: st.socket.id, error: error.message });
+      this.reject(st, Codes.INVALID_TOKEN);
+      return;
+    }
+    if (token === null) {
+      token = st.token;
+    }
+    if (!token) {
+      this.log.info('logout payload rejected', { socket: st.socket.id, error: 'logout without a token from an unauthenticated socket' });
+      this.reject(st, Codes.INVALID_TOKEN);
+      return;
+    }
+
+    let response;
+    try {
+      response = await this.call('Logout', { token: token });
+    } catch (error) {
+      const code = codeOf(error);
+      this.logCallError('Logout', st.socket.id, code, error);
+      this.reject(st, code);
+      return;
+    }
+    this.endSession(response.session_id, 'logout', st);
+    this.log.info('session logged out', { sid: response.session_id, subject: response.subject, socket: st.socket.id });
+  }
+
+  // endSession disconnects every open socket of a session, and caller, with
+  // the event that reason calls for: logged_out after a logout, unauthorized
+  // otherwise.
+  endSession(sessionId, reason, caller) {
+    const targets = new Set(this.sessions.get(sessionId) || []);
+    if (caller && caller.phase !== PHASE_CLOSED) {
+      targets.add(caller);
+    }
+    for (const st of targets) {
+      if (reason === 'logout') {
+        this.disconnectWith(st, Events.LOGGED_OUT, { reason: 'logout' });
+      } else {
+        this.reject(st, reason === 'expired' ? Codes.SESSION_EXPIRED : Codes.REVOKED_TOKEN);
+      }
+    }
+    return targets.size;
+  }
+
+  // revoked handles a revocation event of the watch stream. reason is the
+  // RevocationReason enum name.
+  revoked(sessionId, reason) {
+    const name = String(reason).replace('REVOCATION_REASON_', '').toLowerCase();
+    this.remember(sessionId, name);
+    const count = this.endSession(sessionId, name, null);
+    if (count > 0) {
+      this.log.info('session revoked elsewhere', { sid: sessionId, reason: name, sockets: count });
+    }
+  }
+
+  // verifySessions calls Verify for one token of every session that has
+  // authenticated sockets, and rejects the sockets of sessions that the
+  // authority reports dead. Calls that find the authority unreachable
+  // disconnect nothing. Concurrent requests share one pass.
+  verifySessions() {
+    if (this.verifying) {
+      this.verifyAgain = true;
+      return this.verifying;
+    }
+    this.verifying = (async () => {
+      do {
+        this.verifyAgain = false;
+        const tokens = new Map();
+        for (const [sessionId, members] of this.sessions) {
+          for (const st of members) {
+            tokens.set(sessionId, st.token);
+            break;
+          }
+        }
+        for (const [sessionId, token] of tokens) {
+          if (this.closed) {
+            return;
+          }
+          try {
+            await this.call('Verify', { token: token });
+          } catch (error) {
+            const code = codeOf(error);
+            if (code === Codes.AUTHORITY_UNAVAILABLE) {
+              this.log.warn('session check failed', { sid: sessionId, error: error.message });
+              continue;
+            }
+            if (code === Codes.TOKEN_EXPIRED) {
+              continue; // the socket's expiry timer handles it
+            }
+            this.log.info('session ended elsewhere', { sid: sessionId, reason: code });
+            for (const st of new Set(this.sessions.get(sessionId) || [])) {
+              this.reject(st, code);
+            }
+          }
+        }
+      } while (this.verifyAgain && !this.closed);
+    })().finally(() => {
+      this.verifying = null;
+    });
+    return this.verifying;
+  }
+
+  // reject emits unauthorized with code and disconnects the socket, unless
+  // it is already closed.
+  reject(st, code) {
+    if (st.phase === PHASE_CLOSED) {
+      return;
+    }
+    this.log.info('socket unauthorized', Object.assign(this.attrs(st, st.identity), { reason: code }));
+    this.disconnectWith(st, Events.UNAUTHORIZED, unauthorizedPayload(code));
+  }
+
+  // disconnectWith closes the socket's state, emits event with payload as
+  // its last packet and disconnects it without waiting for the client.
+  disconnectWith(st, event, payload) {
+    if (st.phase === PHASE_CLOSED) {
+      return;
+    }
+    this.closeState(st);
+    st.socket.emit(event, payload);
+    st.socket.disconnect(true);
+  }
+
+  disconnected(st) {
+    this.closeState(st);
+    if (this.states.get(st.socket.id) === st) {
+      this.states.delete(st.socket.id);
+    }
+    this.log.debug('socket disconnected', this.attrs(st, st.identity));
+  }
+
+  failed(st, operation, error) {
+    this.log.error(operation + ' failed', { socket: st.socket.id, error: String(error && error.stack ? error.stack : error) });
+    this.reject(st, Codes.AUTHORITY_UNAVAILABLE);
+  }
+
+  // closeState moves st to the closed phase, stops its timer and removes it from
+  // the session index.
+  closeState(st) {
+    st.phase = PHASE_CLOSED;
+    clearTimeout(st.timer);
+    st.timer = null;
+    this.unindex(st);
+  }
+
+  index(st) {
+    const sessionId = st.identity.sessionId;
+    if (!this.sessions.has(sessionId)) {
+      this.sessions.set(sessionId, new Set());
+    }
+    this.sessions.get(sessionId).add(st);
+  }
+
+  unindex(st) {
+    if (!st.identity) {
+      return;
+    }
+    const members = this.sessions.get(st.identity.sessionId);
+    if (!members) {
+      return;
+    }
+    members.delete(st);
+    if (members.size === 0) {
+      this.sessions.delete(st.identity.sessionId);
+    }
+  }
+
+  // armTimer replaces the socket's timer with one that rejects it with code
+  // at the time at (milliseconds since the epoch).
+  armTimer(st, at, code) {
+    clearTimeout(st.timer);
+    if (this.closed) {
+      return;
+    }
+    const delay = Math.max(0, at - Date.now());
+    st.timer = setTimeout(() => {
+      if (Date.now() < at) {
+        this.armTimer(st, at, code);
+        return;
+      }
+      this.reject(st, code);
+    }, Math.min(delay, MAX_TIMER_MS));
+  }
+
+  retentionMs() {
+    return 2 * this.options.callTimeoutMs;
+  }
+
+  // remember records a revocation for retentionMs, so that an authority call
+  // that began before it does not admit a socket of the session.
+  remember(sessionId, reason) {
+    const now = Date.now();
+    for (const [id, entry] of this.recent) {
+      if (now - entry.at > this.retentionMs()) {
+        this.recent.delete(id);
+      }
+    }
+    this.recent.set(sessionId, { reason: reason, at: now });
+  }
+
+  revokedSince(sessionId, since) {
+    const entry = this.recent.get(sessionId);
+    return Boolean(entry && entry.at >= since);
+  }
+
+  logCallError(rpc, socketId, code, error) {
+    const info = errorInfo(error);
+    if (info && info.reason.startsWith('CALLER_')) {
+      this.log.error('the authority rejected this server\'s service key', { socket: socketId, rpc: rpc, reason: info.reason });
+      return;
+    }
+    if (code === Codes.AUTHORITY_UNAVAILABLE) {
+      this.log.warn('authority call failed', { socket: socketId, rpc: rpc, reason: code, error: error.message });
+    } else {
+      this.log.debug('authority rejected the token', { socket: socketId, rpc: rpc, reason: code });
+    }
+  }
+
+  attrs(st, identity) {
+    const attrs = { socket: st.socket.id };
+    if (identity) {
+      attrs.jti = identity.tokenId;
+      attrs.sid = identity.sessionId;
+      attrs.subject = identity.subject;
+    }
+    return attrs;
+  }
+}
+
+module.exports = { Sockauth, Events, DEFAULTS };

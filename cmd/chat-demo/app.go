@@ -62,7 +62,7 @@ func newApp(ctx context.Context, cfg config, users *userStore, authorityAddr str
 	}
 	client := sockauthv1.NewAuthorityServiceClient(conn)
 
-	chat, err := newChatServer(client, cfg.AuthTimeout, logger)
+	chat, err := newChatServer(client, chatOptions{AuthTimeout: cfg.AuthTimeout, EIO3Polling: cfg.EIO3Polling}, logger)
 	if err != nil {
 		conn.Close()
 		return nil, err

@@ -11,12 +11,8 @@ import (
 	"unicode/utf8"
 
 	socketio "github.com/googollee/go-socket.io"
-	"github.com/googollee/go-socket.io/engineio"
-	"github.com/googollee/go-socket.io/engineio/transport"
-	"github.com/googollee/go-socket.io/engineio/transport/websocket"
 
 	"github.com/sockauth/sockauth/adapter"
-	"github.com/sockauth/sockauth/adapter/gosocketio"
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 )
 
@@ -69,87 +65,81 @@ type outgoingMessage struct {
 	At string `json:"at"`
 }
 
-// chatServer is the socket.io side of the demo: the sockauth binding and the
-// chat event handler. It serves /socket.io/.
+// chatServer is the socket.io side of the demo. It serves every socket.io
+// client generation on /socket.io/: requests of Engine.IO protocol 4, which
+// socket.io-client 3.x and 4.x speak, go to a zishang520 socket.io server,
+// and every other request goes to a go-socket.io server for
+// socket.io-client 2.x (Engine.IO 3). Both run the sockauth flow, and a chat
+// message reaches the authenticated sockets of both.
 type chatServer struct {
-	server  *socketio.Server
-	binding *gosocketio.Binding
-	logger  *slog.Logger
+	eio3   *eio3Chat
+	eio4   *eio4Chat
+	logger *slog.Logger
 }
 
-// newChatServer builds the socket.io server, attaches the sockauth flow to its
-// root namespace and starts it.
-func newChatServer(authority sockauthv1.AuthorityServiceClient, authTimeout time.Duration, logger *slog.Logger) (*chatServer, error) {
-	// NOTE: the server offers only the WebSocket transport. In local runs with
-	// go-socket.io v1.7.0 and socket.io-client 2.5.0, HTTP long-polling lost
-	// events, and an event sent while the client upgraded to WebSocket got HTTP
-	// 400, which closed the connection. Clients must connect with transports: ['websocket'].
-	server := gosocketio.NewServer(&engineio.Options{
-		Transports: []transport.Transport{websocket.Default},
-	})
+// chatOptions configures a chatServer.
+type chatOptions struct {
+	// AuthTimeout is how long a new socket may stay unauthenticated.
+	AuthTimeout time.Duration
+	// EIO3Polling offers HTTP long-polling to socket.io 2.x clients besides
+	// WebSocket. Without it they must connect with transports: ['websocket'].
+	EIO3Polling bool
+}
 
-	binding, err := gosocketio.New(server, adapter.Config{
-		Authority:            authority,
-		AuthTimeout:          authTimeout,
-		SessionCheckInterval: sessionCheckInterval,
-		Logger:               logger.With("component", "adapter"),
-	})
+// newChatServer builds and starts both socket.io servers and attaches the
+// sockauth flow to their root namespaces.
+func newChatServer(authority sockauthv1.AuthorityServiceClient, opts chatOptions, logger *slog.Logger) (*chatServer, error) {
+	c := &chatServer{logger: logger}
+
+	eio3, err := newEIO3Chat(authority, opts, logger, c.handleMessage)
 	if err != nil {
-		server.Close()
-		return nil, fmt.Errorf("attach the sockauth adapter: %w", err)
+		return nil, err
+	}
+	eio4, err := newEIO4Chat(authority, opts, logger, c.handleMessage)
+	if err != nil {
+		_ = eio3.Close()
+		return nil, err
 	}
 
-	c := &chatServer{server: server, binding: binding, logger: logger}
-
-	// Joining the room on authentication, and leaving it only on disconnect,
-	// keeps unauthenticated sockets out of the audience. broadcast checks each
-	// socket again, because a rejected socket stays in the room until its
-	// connection closes.
-	binding.OnAuthenticated(func(conn socketio.Conn, id adapter.Identity) {
-		conn.Join(chatRoom)
-		logger.Info("socket joined the chat", "socket", conn.ID(), "subject", id.Subject, "sid", id.SessionID)
-	})
-	binding.OnDisconnect(func(conn socketio.Conn, id adapter.Identity, reason string) {
-		logger.Info("socket disconnected", "socket", conn.ID(), "subject", id.Subject, "sid", id.SessionID, "reason", reason)
-	})
-	binding.OnEvent(eventMessage, c.handleMessage)
-	binding.OnEvent(eventEcho, handleEcho)
-
-	go func() {
-		// Serve returns when Close closes the engine.io server.
-		if err := server.Serve(); err != nil {
-			logger.Debug("socket.io server stopped", "err", err)
-		}
-	}()
+	c.eio3, c.eio4 = eio3, eio4
 	return c, nil
 }
 
+// ServeHTTP routes a request by its EIO query parameter: "4" to the server
+// of socket.io 3.x and 4.x clients, anything else to the server of 2.x
+// clients, which rejects an unknown protocol itself.
 func (c *chatServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c.server.ServeHTTP(w, r)
+	if r.URL.Query().Get("EIO") == "4" {
+		c.eio4.ServeHTTP(w, r)
+		return
+	}
+	c.eio3.ServeHTTP(w, r)
 }
 
-// Close stops the sockauth flow and closes the socket.io server and its
+// Close stops the sockauth flows and closes both socket.io servers and their
 // connections.
 func (c *chatServer) Close() error {
-	c.binding.Close()
-	return c.server.Close()
+	c.eio4.Close()
+	return c.eio3.Close()
 }
 
-// handleMessage runs only for authenticated sockets, because it is registered
-// through the binding. The payload is raw JSON, because go-socket.io drops the
-// whole connection when it cannot decode an argument into a typed parameter.
-func (c *chatServer) handleMessage(conn socketio.Conn, id adapter.Identity, payload json.RawMessage) {
+// handleMessage broadcasts a chat message of an authenticated socket to the
+// authenticated sockets of both servers. The bindings call it only for
+// authenticated sockets.
+func (c *chatServer) handleMessage(socketID string, id adapter.Identity, payload json.RawMessage) {
 	text, err := parseMessage(payload)
 	if err != nil {
-		c.logger.Info("message dropped", "socket", conn.ID(), "subject", id.Subject, "err", err)
+		c.logger.Info("message dropped", "socket", socketID, "subject", id.Subject, "err", err)
 		return
 	}
 
-	c.broadcast(outgoingMessage{
+	msg := outgoingMessage{
 		From: id.Subject,
 		Text: text,
 		At:   time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"),
-	})
+	}
+	c.eio3.broadcast(msg)
+	c.eio4.broadcast(msg)
 }
 
 // handleEcho acknowledges an echo of an authenticated socket with its
@@ -187,24 +177,4 @@ func parseMessage(payload json.RawMessage) (string, error) {
 		return "", errMessageTooLong
 	}
 	return text, nil
-}
-
-// broadcast emits msg to every socket in the chat room that is still
-// authenticated.
-//
-// NOTE: go-socket.io v1.7.0 emits through an unbuffered channel per
-// connection, so a slow connection delays the sender's following events.
-func (c *chatServer) broadcast(msg outgoingMessage) {
-	var audience []socketio.Conn
-	c.server.ForEach("/", chatRoom, func(conn socketio.Conn) {
-		audience = append(audience, conn)
-	})
-
-	// Emit outside ForEach, which holds the room lock while it runs.
-	for _, conn := range audience {
-		if _, ok := c.binding.Identity(conn); !ok {
-			continue
-		}
-		conn.Emit(eventMessage, msg)
-	}
 }

@@ -36,6 +36,8 @@ type config struct {
 	// connection to an external authority. Its Address is not used.
 	AuthorityClient authclient.Options
 	AuthTimeout     time.Duration
+	// EIO3Polling offers HTTP long-polling to socket.io 2.x clients.
+	EIO3Polling bool
 	// Users are NAME:PASSWORD pairs.
 	Users    []string
 	LogLevel slog.Level
@@ -85,6 +87,7 @@ Without --authority, the demo runs an authority in-process with its data in
 	flags.StringVar(&cfg.Authority, "authority", "", "gRPC address of an external sockauth authority, such as 127.0.0.1:7070; empty runs one in-process")
 	authclient.AddFlags(flags, authorityClientPrefix, &cfg.AuthorityClient)
 	flags.DurationVar(&cfg.AuthTimeout, "auth-timeout", adapter.DefaultAuthTimeout, "how long a new socket may stay unauthenticated before it is disconnected")
+	flags.BoolVar(&cfg.EIO3Polling, "eio3-polling", false, "also offer HTTP long-polling to socket.io 2.x clients, which go-socket.io v1.7.0 serves unreliably (see docs/clients.md); without it they must use WebSocket")
 	flags.StringArrayVar(&cfg.Users, "user", nil, "demo user as NAME:PASSWORD; repeat for more users (default alice:alice-password and bob:bob-password)")
 	flags.StringVar(&cfg.Serve.DataDir, "data", "./chat-demo-data", "data folder of the in-process authority")
 	serve.AddLifetimeFlags(flags, &cfg.Serve)

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	socketio "github.com/googollee/go-socket.io"
+	"github.com/googollee/go-socket.io/engineio"
+	"github.com/googollee/go-socket.io/engineio/transport"
+	"github.com/googollee/go-socket.io/engineio/transport/polling"
+	"github.com/googollee/go-socket.io/engineio/transport/websocket"
+
+	"github.com/sockauth/sockauth/adapter"
+	"github.com/sockauth/sockauth/adapter/gosocketio"
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+)
+
+// messageHandler handles a chat message of an authenticated socket.
+type messageHandler func(socketID string, id adapter.Identity, payload json.RawMessage)
+
+// eio3Chat is the go-socket.io server of socket.io-client 2.x.
+type eio3Chat struct {
+	server  *socketio.Server
+	binding *gosocketio.Binding
+}
+
+// newEIO3Chat builds the go-socket.io server, attaches the sockauth flow to
+// its root namespace and starts it.
+func newEIO3Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, logger *slog.Logger, onMessage messageHandler) (*eio3Chat, error) {
+	// NOTE: by default the server offers only the WebSocket transport. In
+	// local runs with go-socket.io v1.7.0 and socket.io-client 2.5.0, HTTP
+	// long-polling lost events, and an event sent while the client upgraded to
+	// WebSocket got HTTP 400, which closed the connection. docs/clients.md
+	// lists the measured results.
+	transports := []transport.Transport{websocket.Default}
+	if opts.EIO3Polling {
+		transports = []transport.Transport{polling.Default, websocket.Default}
+	}
+	server := gosocketio.NewServer(&engineio.Options{Transports: transports})
+
+	binding, err := gosocketio.New(server, adapter.Config{
+		Authority:            authority,
+		AuthTimeout:          opts.AuthTimeout,
+		SessionCheckInterval: sessionCheckInterval,
+		Logger:               logger.With("component", "adapter", "protocol", "eio3"),
+	})
+	if err != nil {
+		server.Close()
+		return nil, fmt.Errorf("attach the sockauth adapter: %w", err)
+	}
+
+	// Joining the room on authentication, and leaving it only on disconnect,
+	// keeps unauthenticated sockets out of the audience. broadcast checks each
+	// socket again, because a rejected socket stays in the room until its
+	// connection closes.
+	binding.OnAuthenticated(func(conn socketio.Conn, id adapter.Identity) {
+		conn.Join(chatRoom)
+		logger.Info("socket joined the chat", "socket", conn.ID(), "subject", id.Subject, "sid", id.SessionID, "protocol", "eio3")
+	})
+	binding.OnDisconnect(func(conn socketio.Conn, id adapter.Identity, reason string) {
+		logger.Info("socket disconnected", "socket", conn.ID(), "subject", id.Subject, "sid", id.SessionID, "reason", reason, "protocol", "eio3")
+	})
+
+	// The payload is raw JSON, because go-socket.io drops the whole
+	// connection when it cannot decode an argument into a typed parameter.
+	binding.OnEvent(eventMessage, func(conn socketio.Conn, id adapter.Identity, payload json.RawMessage) {
+		onMessage(conn.ID(), id, payload)
+	})
+	binding.OnEvent(eventEcho, handleEcho)
+
+	go func() {
+		// Serve returns when Close closes the engine.io server.
+		if err := server.Serve(); err != nil {
+			logger.Debug("socket.io server stopped", "err", err)
+		}
+	}()
+	return &eio3Chat{server: server, binding: binding}, nil
+}
+
+func (c *eio3Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.server.ServeHTTP(w, r)
+}
+
+// Close stops the sockauth flow and closes the server and its connections.
+func (c *eio3Chat) Close() error {
+	c.binding.Close()
+	return c.server.Close()
+}
+
+// broadcast emits msg to every socket in the chat room that is still
+// authenticated.
+//
+// NOTE: go-socket.io v1.7.0 emits through an unbuffered channel per
+// connection, so a slow connection delays the sender's following events.
+func (c *eio3Chat) broadcast(msg outgoingMessage) {
+	var audience []socketio.Conn
+	c.server.ForEach("/", chatRoom, func(conn socketio.Conn) {
+		audience = append(audience, conn)
+	})
+
+	// Emit outside ForEach, which holds the room lock while it runs.
+	for _, conn := range audience {
+		if _, ok := c.binding.Identity(conn); !ok {
+			continue
+		}
+		conn.Emit(eventMessage, msg)
+	}
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+)
+
+// newUnreachableAuthority returns a client of an authority address on which
+// nothing listens. Building a chat server needs one, and opening an
+// Engine.IO connection makes no authority call.
+func newUnreachableAuthority(t *testing.T) sockauthv1.AuthorityServiceClient {
+	t.Helper()
+
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free loopback port: %v", err)
+	}
+	addr := listener.Addr().String()
+	listener.Close()
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("grpc.NewClient: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return sockauthv1.NewAuthorityServiceClient(conn)
+}
+
+// pollUnknownSession sends an HTTP long-polling request of Engine.IO
+// protocol eio (none when empty) for a session that does not exist, and
+// returns the response status and body. Each server rejects it with its own
+// message, and no session is opened.
+func pollUnknownSession(t *testing.T, baseURL, eio string) (int, string) {
+	t.Helper()
+
+	target := baseURL + "/socket.io/?transport=polling&sid=unknown"
+	if eio != "" {
+		target += "&EIO=" + eio
+	}
+	resp, err := http.Get(target)
+	if err != nil {
+		t.Fatalf("GET %s: %v", target, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the response of %s: %v", target, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func TestChatRoutesByEngineIOProtocol(t *testing.T) {
+	tests := []struct {
+		name        string
+		eio3Polling bool
+		eio         string
+		// wantText is a part of the response that only the expected server
+		// sends.
+		wantText string
+	}{
+		{name: "protocol 4", eio: "4", wantText: "Session ID unknown"},
+		{name: "protocol 4 beside polling for protocol 3", eio3Polling: true, eio: "4", wantText: "Session ID unknown"},
+		{name: "protocol 3 with polling", eio3Polling: true, eio: "3", wantText: "invalid sid value"},
+		{name: "protocol 3 without polling", eio: "3", wantText: "invalid transport"},
+		{name: "no protocol", eio3Polling: true, eio: "", wantText: "invalid sid value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chat, err := newChatServer(newUnreachableAuthority(t), chatOptions{AuthTimeout: time.Second, EIO3Polling: tt.eio3Polling}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatalf("newChatServer: %v", err)
+			}
+			server := httptest.NewServer(chat)
+			t.Cleanup(func() {
+				server.Close()
+				if err := chat.Close(); err != nil {
+					t.Errorf("closing the chat server: %v", err)
+				}
+			})
+
+			status, body := pollUnknownSession(t, server.URL, tt.eio)
+
+			if status != http.StatusBadRequest {
+				t.Errorf("status %d, expected %d", status, http.StatusBadRequest)
+			}
+			if !strings.Contains(body, tt.wantText) {
+				t.Errorf("body %q, expected it to contain %q", body, tt.wantText)
+			}
+		})
+	}
+}

@@ -41,6 +41,8 @@ type config struct {
 	// Users are NAME:PASSWORD pairs.
 	Users    []string
 	LogLevel slog.Level
+	// LogFormat is serve.LogFormatText or serve.LogFormatJSON.
+	LogFormat string
 	// Serve configures the in-process authority. Its Listen is always a free
 	// loopback port.
 	Serve serve.Config
@@ -77,7 +79,10 @@ Without --authority, the demo runs an authority in-process with its data in
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 
-			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+			logger, err := serve.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+			if err != nil {
+				return err
+			}
 			return run(ctx, cfg, logger)
 		},
 	}
@@ -92,6 +97,7 @@ Without --authority, the demo runs an authority in-process with its data in
 	flags.StringVar(&cfg.Serve.DataDir, "data", "./chat-demo-data", "data folder of the in-process authority")
 	serve.AddLifetimeFlags(flags, &cfg.Serve)
 	flags.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "minimum log level: debug, info, warn or error")
+	flags.StringVar(&cfg.LogFormat, "log-format", serve.LogFormatText, "log format on standard error: text or json")
 
 	return cmd
 }

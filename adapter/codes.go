@@ -41,6 +41,17 @@ const (
 	CodeSessionExpired        Code = "session_expired"
 	CodeAuthenticationTimeout Code = "authentication_timeout"
 	CodeAuthorityUnavailable  Code = "authority_unavailable"
+
+	// CodeRateLimited rejects an authenticate over Config.SocketAuthenticateLimit
+	// or Config.AddressAuthenticateLimit. The client should wait before it
+	// connects again.
+	CodeRateLimited Code = "rate_limited"
+	// CodePayloadTooLarge rejects an authenticate or logout payload larger
+	// than Config.MaxPayloadBytes.
+	CodePayloadTooLarge Code = "payload_too_large"
+	// CodeTooManyConnections rejects a socket that connects while
+	// Config.MaxUnauthenticatedSockets sockets wait for authentication.
+	CodeTooManyConnections Code = "too_many_connections"
 )
 
 // message returns the human-readable text sent with the code.
@@ -58,6 +69,12 @@ func (c Code) message() string {
 		return "authentication timed out"
 	case CodeAuthorityUnavailable:
 		return "authority unavailable"
+	case CodeRateLimited:
+		return "too many authentication attempts, retry later"
+	case CodePayloadTooLarge:
+		return "payload too large"
+	case CodeTooManyConnections:
+		return "too many unauthenticated connections, retry later"
 	}
 	return string(c)
 }

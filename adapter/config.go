@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 )
 
@@ -21,6 +23,31 @@ const (
 	// MaxRevocationRetryDelay caps the doubling of Config.RevocationRetryDelay
 	// between failed attempts, unless that field is larger.
 	MaxRevocationRetryDelay = 10 * time.Second
+
+	// DefaultMaxPayloadBytes leaves room for a token of DefaultMaxTokenBytes
+	// in {"token": ...}.
+	DefaultMaxPayloadBytes = 8 << 10
+	// DefaultMaxUnauthenticatedSockets is the default cap on the sockets of
+	// one Flow that wait for authentication.
+	//
+	// NOTE: an estimate, not measured: each waiting socket costs a timer and
+	// the binding's connection, so size it for the memory of the server.
+	DefaultMaxUnauthenticatedSockets = 10000
+)
+
+// Default rate limits of authenticate events.
+//
+// NOTE: both are estimates, not measured. A client authenticates once when
+// it connects and once per token lifetime to refresh, but many clients behind
+// one NAT share a client address and reconnect together after a server
+// restart.
+var (
+	// DefaultSocketAuthenticateLimit allows 5 authenticate events at once
+	// on one socket, then one every 5 seconds.
+	DefaultSocketAuthenticateLimit = RateLimit{PerSecond: 0.2, Burst: 5}
+	// DefaultAddressAuthenticateLimit allows 100 authenticate events at once
+	// from one client address, then 20 per second.
+	DefaultAddressAuthenticateLimit = RateLimit{PerSecond: 20, Burst: 100}
 )
 
 // Config configures a [Flow]. Only Authority is required; every other zero
@@ -66,8 +93,70 @@ type Config struct {
 	// reconnect in step. Zero means DefaultRevocationRetryDelay.
 	RevocationRetryDelay time.Duration
 
+	// MaxPayloadBytes is the maximum size of an authenticate or logout
+	// payload that the binding passes as raw JSON or as a string. A larger
+	// payload gets unauthorized (payload_too_large) before it is decoded.
+	// Payloads that the binding decoded itself, such as a map, are not
+	// measured. It must be at least MaxTokenBytes. Zero means
+	// DefaultMaxPayloadBytes.
+	MaxPayloadBytes int
+
+	// MaxUnauthenticatedSockets caps the sockets of the Flow that wait for
+	// authentication. A socket that connects beyond it gets unauthorized
+	// (too_many_connections) at once and is disconnected. Sockets admitted
+	// with ConnectAuthenticated do not count. Zero means
+	// DefaultMaxUnauthenticatedSockets, and a negative value turns the cap
+	// off.
+	MaxUnauthenticatedSockets int
+
+	// SocketAuthenticateLimit limits the authenticate events of one socket.
+	// An event over it gets unauthorized (rate_limited) and the socket is
+	// disconnected. The zero value means DefaultSocketAuthenticateLimit.
+	SocketAuthenticateLimit RateLimit
+
+	// AddressAuthenticateLimit limits the authenticate events and handshake
+	// authentications of all sockets of one client address together. It
+	// applies to sockets that implement ClientAddresser and to handshakes
+	// whose context carries WithClientAddress. The zero value means
+	// DefaultAddressAuthenticateLimit. Behind a proxy that the binding does
+	// not see through, every client has the proxy's address, so raise or
+	// turn off this limit there.
+	AddressAuthenticateLimit RateLimit
+
+	// Registerer receives the Flow's Prometheus metrics (see metrics.go).
+	// Several Flows on one registry need distinct labels, such as those of
+	// prometheus.WrapRegistererWith. Nil registers nothing.
+	Registerer prometheus.Registerer
+
 	// Logger receives the flow's logs. Nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// RateLimit is a token bucket: Burst events at once, refilled at PerSecond
+// events per second. The zero RateLimit means the default of the Config
+// field that holds it, and a negative PerSecond turns the limit off.
+type RateLimit struct {
+	PerSecond float64
+	Burst     int
+}
+
+// off reports whether the limit is turned off.
+func (l RateLimit) off() bool {
+	return l.PerSecond < 0
+}
+
+// withDefault returns l, or def when l is the zero RateLimit, or an error
+// when l is invalid.
+func (l RateLimit) withDefault(field string, def RateLimit) (RateLimit, error) {
+	switch {
+	case l == RateLimit{}:
+		return def, nil
+	case l.off():
+		return l, nil
+	case l.PerSecond == 0 || l.Burst < 1:
+		return RateLimit{}, fmt.Errorf("adapter: invalid Config.%s %+v: PerSecond and Burst must be positive, or PerSecond negative to turn the limit off", field, l)
+	}
+	return l, nil
 }
 
 // DefaultConfig returns a Config with every optional field set to its default
@@ -79,7 +168,12 @@ func DefaultConfig() Config {
 		MaxTokenBytes: DefaultMaxTokenBytes,
 
 		RevocationRetryDelay: DefaultRevocationRetryDelay,
-		Logger:               slog.Default(),
+
+		MaxPayloadBytes:           DefaultMaxPayloadBytes,
+		MaxUnauthenticatedSockets: DefaultMaxUnauthenticatedSockets,
+		SocketAuthenticateLimit:   DefaultSocketAuthenticateLimit,
+		AddressAuthenticateLimit:  DefaultAddressAuthenticateLimit,
+		Logger:                    slog.Default(),
 	}
 }
 
@@ -120,6 +214,25 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RevocationRetryDelay == 0 {
 		c.RevocationRetryDelay = DefaultRevocationRetryDelay
+	}
+
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if c.MaxPayloadBytes < c.MaxTokenBytes {
+		return Config{}, fmt.Errorf("adapter: invalid Config.MaxPayloadBytes %d: must be at least MaxTokenBytes (%d)", c.MaxPayloadBytes, c.MaxTokenBytes)
+	}
+
+	if c.MaxUnauthenticatedSockets == 0 {
+		c.MaxUnauthenticatedSockets = DefaultMaxUnauthenticatedSockets
+	}
+
+	var err error
+	if c.SocketAuthenticateLimit, err = c.SocketAuthenticateLimit.withDefault("SocketAuthenticateLimit", DefaultSocketAuthenticateLimit); err != nil {
+		return Config{}, err
+	}
+	if c.AddressAuthenticateLimit, err = c.AddressAuthenticateLimit.withDefault("AddressAuthenticateLimit", DefaultAddressAuthenticateLimit); err != nil {
+		return Config{}, err
 	}
 
 	if c.Logger == nil {

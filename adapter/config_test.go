@@ -25,6 +25,24 @@ func TestConfigDefaults(t *testing.T) {
 	if cfg.Logger == nil {
 		t.Error("Logger is nil, expected slog.Default()")
 	}
+	if cfg.DisableRevocationWatch {
+		t.Error("DisableRevocationWatch is set, expected the watch on by default")
+	}
+	if cfg.RevocationRetryDelay != DefaultRevocationRetryDelay {
+		t.Errorf("RevocationRetryDelay = %v, expected %v", cfg.RevocationRetryDelay, DefaultRevocationRetryDelay)
+	}
+	if cfg.MaxPayloadBytes != DefaultMaxPayloadBytes {
+		t.Errorf("MaxPayloadBytes = %d, expected %d", cfg.MaxPayloadBytes, DefaultMaxPayloadBytes)
+	}
+	if cfg.MaxUnauthenticatedSockets != DefaultMaxUnauthenticatedSockets {
+		t.Errorf("MaxUnauthenticatedSockets = %d, expected %d", cfg.MaxUnauthenticatedSockets, DefaultMaxUnauthenticatedSockets)
+	}
+	if cfg.SocketAuthenticateLimit != DefaultSocketAuthenticateLimit {
+		t.Errorf("SocketAuthenticateLimit = %+v, expected %+v", cfg.SocketAuthenticateLimit, DefaultSocketAuthenticateLimit)
+	}
+	if cfg.AddressAuthenticateLimit != DefaultAddressAuthenticateLimit {
+		t.Errorf("AddressAuthenticateLimit = %+v, expected %+v", cfg.AddressAuthenticateLimit, DefaultAddressAuthenticateLimit)
+	}
 }
 
 func TestConfigInvalid(t *testing.T) {
@@ -37,6 +55,10 @@ func TestConfigInvalid(t *testing.T) {
 		{name: "negative call timeout", cfg: Config{Authority: &fakeAuthority{}, CallTimeout: -time.Second}},
 		{name: "negative max token bytes", cfg: Config{Authority: &fakeAuthority{}, MaxTokenBytes: -1}},
 		{name: "negative session check interval", cfg: Config{Authority: &fakeAuthority{}, SessionCheckInterval: -time.Second}},
+		{name: "negative revocation retry delay", cfg: Config{Authority: &fakeAuthority{}, RevocationRetryDelay: -time.Second}},
+		{name: "payload limit below token limit", cfg: Config{Authority: &fakeAuthority{}, MaxTokenBytes: 4096, MaxPayloadBytes: 1024}},
+		{name: "socket limit without rate", cfg: Config{Authority: &fakeAuthority{}, SocketAuthenticateLimit: RateLimit{Burst: 5}}},
+		{name: "address limit without burst", cfg: Config{Authority: &fakeAuthority{}, AddressAuthenticateLimit: RateLimit{PerSecond: 5}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,6 +34,13 @@
 //     "logged_out" with {reason: "logout"} to every socket of that session
 //     connected to this Flow, and disconnects them.
 //
+// The Flow limits what an unauthenticated client can cost: authenticate
+// events per socket and per client address (rate_limited), the size of
+// authenticate and logout payloads (payload_too_large) and the number of
+// sockets that wait for authentication (too_many_connections). With
+// Config.Registerer set, it exports Prometheus metrics of its sockets,
+// authentication durations, timeouts and rejections (see metrics.go).
+//
 // The adapter never logs token strings. It logs token ids (jti), session ids
 // (sid), subjects and socket ids.
 package adapter

@@ -23,6 +23,15 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 		return
 	}
 
+	if code, ok := f.checkPayload(st, EventAuthenticate, payload); !ok {
+		f.reject(st, code)
+		return
+	}
+	if !f.allowAuthenticate(st) {
+		f.reject(st, CodeRateLimited)
+		return
+	}
+
 	token, err := TokenFromPayload(payload, f.cfg.MaxTokenBytes)
 	if err != nil {
 		f.log.Info("authenticate payload rejected", "socket", socketID, "error", err)
@@ -34,10 +43,12 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 	// opened or broke, so the revocation of this socket's session may have
 	// been missed.
 	epoch := f.watchEpoch.Load()
+	start := time.Now()
 	callCtx, cancel := f.callContext(ctx)
 	resp, err := f.cfg.Authority.Authenticate(callCtx, &sockauthv1.AuthenticateRequest{Token: token})
 	cancel()
 	if err != nil {
+		f.metrics.observeAuthentication(start, false)
 		f.rejectCallError(st, "Authenticate", err)
 		return
 	}
@@ -48,6 +59,7 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 		err = errors.New("missing token in authority response")
 	}
 	if err != nil {
+		f.metrics.observeAuthentication(start, false)
 		f.log.Error("authority returned an invalid Authenticate response", "socket", socketID, "error", err)
 		f.reject(st, CodeAuthorityUnavailable)
 		return
@@ -65,6 +77,7 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 	if reason, revoked := f.recent.lookup(id.SessionID, time.Now()); revoked {
 		f.closeLocked(st)
 		f.mu.Unlock()
+		f.metrics.observeAuthentication(start, false)
 		f.log.Info("session revoked during authenticate; new token not delivered",
 			append(socketAttrs(socketID, id), "reason", reasonName(reason))...)
 		f.disconnectAll([]*socketState{st}, endingOf(reason), id.SessionID)
@@ -72,7 +85,7 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 	}
 	previousSession := st.identity.SessionID
 	f.unindexLocked(st)
-	st.phase = phaseAuthenticated
+	f.setPhaseLocked(st, phaseAuthenticated)
 	st.identity = id
 	st.token = next
 	f.indexLocked(st)
@@ -86,7 +99,9 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 		"subject":    id.Subject,
 	}
 	ack := func() { f.confirm(st, next, id) }
-	if err := st.socket.EmitWithAck(EventAuthenticated, ack, next, info); err != nil {
+	err = st.socket.EmitWithAck(EventAuthenticated, ack, next, info)
+	f.metrics.observeAuthentication(start, true)
+	if err != nil {
 		f.log.Warn("emitting authenticated failed", append(socketAttrs(socketID, id), "error", err)...)
 		return
 	}
@@ -141,6 +156,11 @@ func (f *Flow) confirm(st *socketState, token string, id Identity) {
 func (f *Flow) Logout(ctx context.Context, socketID string, payload any) {
 	st, ok := f.lookup(socketID)
 	if !ok {
+		return
+	}
+
+	if code, ok := f.checkPayload(st, EventLogout, payload); !ok {
+		f.reject(st, code)
 		return
 	}
 
@@ -207,4 +227,35 @@ func (f *Flow) rejectCallError(st *socketState, rpc string, err error) {
 		f.log.Debug("authority rejected the token", attrs...)
 	}
 	f.reject(st, code)
+}
+
+// checkPayload rejects a payload larger than Config.MaxPayloadBytes before
+// it is decoded. It returns the code to reject with, and false, or true for
+// a payload within the limit or of unknown size.
+func (f *Flow) checkPayload(st *socketState, event string, payload any) (Code, bool) {
+	size, known := payloadSize(payload)
+	if !known || size <= f.cfg.MaxPayloadBytes {
+		return "", true
+	}
+	f.log.Info("payload too large", "socket", st.socket.ID(), "event", event, "bytes", size, "max_bytes", f.cfg.MaxPayloadBytes)
+	return CodePayloadTooLarge, false
+}
+
+// allowAuthenticate reports whether st may authenticate now under
+// Config.SocketAuthenticateLimit and Config.AddressAuthenticateLimit, and
+// takes a token from each when it may. A socket over its own limit takes no
+// token from its address.
+func (f *Flow) allowAuthenticate(st *socketState) bool {
+	now := time.Now()
+	if st.limiter != nil && !st.limiter.AllowN(now, 1) {
+		f.log.Debug("socket over its authenticate limit", "socket", st.socket.ID())
+		return false
+	}
+
+	address := clientAddressOf(st.socket)
+	if !f.addresses.allow(address, now) {
+		f.log.Debug("client address over its authenticate limit", "socket", st.socket.ID(), "address", address)
+		return false
+	}
+	return true
 }

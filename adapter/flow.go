@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // ErrClosed is returned by [Flow.Connect] after [Flow.Close].
@@ -64,6 +66,10 @@ type socketState struct {
 	// a token. It is never logged.
 	token string
 
+	// limiter is the socket's bucket of Config.SocketAuthenticateLimit, or
+	// nil when that limit is off.
+	limiter *rate.Limiter
+
 	// timer runs the authentication timeout while waiting and the expiry
 	// while authenticated. timerSeq changes whenever timer is replaced, so a
 	// callback of a stopped timer that already started does nothing.
@@ -79,11 +85,22 @@ type Flow struct {
 	log   *slog.Logger
 	hooks Hooks
 
-	// mu guards sockets, sessions, closed and every socketState.
+	// mu guards sockets, sessions, phaseCounts, closed and every
+	// socketState.
 	mu       sync.Mutex
 	sockets  map[string]*socketState            // by socket id
 	sessions map[string]map[string]*socketState // by session id, then socket id
 	closed   bool
+	// phaseCounts counts the sockets in f.sockets by phase.
+	phaseCounts [phaseClosed + 1]int
+
+	metrics   *metrics
+	addresses *addressLimiters
+
+	// capRejections counts the sockets rejected by
+	// Config.MaxUnauthenticatedSockets, and capLog limits their log lines.
+	capRejections atomic.Uint64
+	capLog        rate.Sometimes
 
 	// recent holds the sessions revoked in the last 2×CallTimeout, guarded
 	// by mu. See revocations.go.
@@ -127,10 +144,17 @@ func NewFlow(cfg Config, hooks Hooks) (*Flow, error) {
 		sockets:        make(map[string]*socketState),
 		sessions:       make(map[string]map[string]*socketState),
 		recent:         newRecentRevocations(2 * cfg.CallTimeout),
+		addresses:      newAddressLimiters(cfg.AddressAuthenticateLimit),
+		capLog:         rate.Sometimes{First: 1, Interval: 10 * time.Second},
 		verifyRequests: make(chan struct{}, 1),
 		stop:           make(chan struct{}),
 		ctx:            ctx,
 		cancel:         cancel,
+	}
+	f.metrics, err = newMetrics(cfg.Registerer, f)
+	if err != nil {
+		cancel()
+		return nil, err
 	}
 
 	if cfg.SessionCheckInterval > 0 || !cfg.DisableRevocationWatch {
@@ -152,25 +176,70 @@ func (f *Flow) Config() Config {
 // Connect registers a new socket and starts its authentication timeout. It
 // emits nothing, so a binding may call it where emitting would block. It
 // returns ErrClosed after Close.
+//
+// When Config.MaxUnauthenticatedSockets sockets already wait for
+// authentication, Connect disconnects s at once with unauthorized
+// (too_many_connections) and returns nil. The binding then handles the
+// socket's disconnect as after any other rejection.
 func (f *Flow) Connect(s Socket) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	return f.connect(s, true)
+}
 
+// connect is Connect, with the cap of unauthenticated sockets applied only
+// when capped is true.
+func (f *Flow) connect(s Socket, capped bool) error {
+	f.mu.Lock()
 	if f.closed {
+		f.mu.Unlock()
 		return ErrClosed
 	}
 
 	if old, ok := f.sockets[s.ID()]; ok {
 		f.log.Warn("socket connected twice; dropping the old state", "socket", s.ID())
 		f.closeLocked(old)
+		f.phaseCounts[old.phase]--
 	}
 
-	st := &socketState{socket: s}
+	st := &socketState{socket: s, phase: phaseWaiting, limiter: newLimiter(f.cfg.SocketAuthenticateLimit)}
+	overCap := capped && f.cfg.MaxUnauthenticatedSockets > 0 && f.phaseCounts[phaseWaiting] >= f.cfg.MaxUnauthenticatedSockets
+	if overCap {
+		// The rejected socket stays registered as closed until the binding
+		// reports its disconnect.
+		st.phase = phaseClosed
+	}
 	f.sockets[s.ID()] = st
-	f.armTimerLocked(st, f.cfg.AuthTimeout, CodeAuthenticationTimeout)
+	f.phaseCounts[st.phase]++
+	if !overCap {
+		f.armTimerLocked(st, f.cfg.AuthTimeout, CodeAuthenticationTimeout)
+	}
+	f.mu.Unlock()
 
+	if overCap {
+		f.rejectOverCap(st)
+		return nil
+	}
 	f.log.Debug("socket connected", "socket", s.ID())
 	return nil
+}
+
+// rejectOverCap disconnects a socket that connected beyond
+// Config.MaxUnauthenticatedSockets, and logs at most one line every 10
+// seconds with the count of such sockets.
+func (f *Flow) rejectOverCap(st *socketState) {
+	rejected := f.capRejections.Add(1)
+	f.capLog.Do(func() {
+		f.log.Warn("too many unauthenticated sockets; rejecting new connections",
+			"socket", st.socket.ID(), "max_unauthenticated_sockets", f.cfg.MaxUnauthenticatedSockets, "rejected_total", rejected)
+	})
+	f.disconnectAll([]*socketState{st}, rejection(CodeTooManyConnections), "")
+}
+
+// socketCounts returns the number of sockets waiting for authentication and
+// the number of authenticated sockets.
+func (f *Flow) socketCounts() (waiting, authenticated int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.phaseCounts[phaseWaiting], f.phaseCounts[phaseAuthenticated]
 }
 
 // Disconnected removes the state of a socket after its binding saw it
@@ -188,6 +257,7 @@ func (f *Flow) Disconnected(socketID string) (Identity, bool) {
 
 	f.closeLocked(st)
 	delete(f.sockets, socketID)
+	f.phaseCounts[st.phase]--
 
 	f.log.Debug("socket disconnected", socketAttrs(socketID, st.identity)...)
 	return st.identity.clone(), true
@@ -267,6 +337,7 @@ func (f *Flow) reject(st *socketState, code Code) {
 	f.mu.Unlock()
 
 	f.log.Info("socket unauthorized", append(socketAttrs(st.socket.ID(), id), "reason", string(code))...)
+	f.metrics.rejected(code)
 
 	if err := st.socket.Disconnect(EventUnauthorized, unauthorizedPayload(code)); err != nil {
 		f.log.Warn("disconnecting unauthorized socket failed", "socket", st.socket.ID(), "reason", string(code), "error", err)
@@ -290,9 +361,19 @@ func unauthorizedPayload(code Code) map[string]any {
 // closeLocked moves st to phaseClosed, stops its timer and removes it from
 // the session index. The caller holds f.mu.
 func (f *Flow) closeLocked(st *socketState) {
-	st.phase = phaseClosed
+	f.setPhaseLocked(st, phaseClosed)
 	f.stopTimerLocked(st)
 	f.unindexLocked(st)
+}
+
+// setPhaseLocked moves st to phase p and keeps f.phaseCounts in step for a
+// socket in f.sockets. The caller holds f.mu.
+func (f *Flow) setPhaseLocked(st *socketState, p phase) {
+	if f.sockets[st.socket.ID()] == st {
+		f.phaseCounts[st.phase]--
+		f.phaseCounts[p]++
+	}
+	st.phase = p
 }
 
 // takeSessionLocked closes every open socket of session sid and returns
@@ -316,6 +397,9 @@ func (f *Flow) takeSessionLocked(sid string) []*socketState {
 // failure.
 func (f *Flow) disconnectAll(targets []*socketState, end ending, sid string) {
 	for _, st := range targets {
+		if end.code != "" {
+			f.metrics.rejected(end.code)
+		}
 		if err := st.socket.Disconnect(end.event, end.payload); err != nil {
 			f.log.Warn("disconnecting socket failed", "socket", st.socket.ID(), "sid", sid, "event", end.event, "error", err)
 		}

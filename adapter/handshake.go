@@ -62,9 +62,10 @@ func (a *Admission) Identity() Identity {
 //
 // It returns the Admission to pass to ConnectAuthenticated, or a
 // *HandshakeError when the token is malformed, rejected by the authority or
-// the authority is unavailable, or ErrClosed after Close. It blocks for at
-// most Config.CallTimeout. ctx may carry an earlier deadline or
-// cancellation.
+// the authority is unavailable, or when the client address that ctx carries
+// (see WithClientAddress) is over Config.AddressAuthenticateLimit. It
+// returns ErrClosed after Close. It blocks for at most Config.CallTimeout.
+// ctx may carry an earlier deadline or cancellation.
 func (f *Flow) AuthenticateHandshake(ctx context.Context, socketID, token string) (*Admission, error) {
 	f.mu.Lock()
 	closed := f.closed
@@ -75,7 +76,11 @@ func (f *Flow) AuthenticateHandshake(ctx context.Context, socketID, token string
 
 	if _, err := TokenFromPayload(token, f.cfg.MaxTokenBytes); err != nil {
 		f.log.Info("handshake token rejected", "socket", socketID, "reason", string(CodeInvalidToken), "error", err)
-		return nil, &HandshakeError{Code: CodeInvalidToken}
+		return nil, f.rejectHandshake(CodeInvalidToken)
+	}
+	if address := clientAddressFrom(ctx); !f.addresses.allow(address, time.Now()) {
+		f.log.Info("handshake token rejected", "socket", socketID, "reason", string(CodeRateLimited), "address", address)
+		return nil, f.rejectHandshake(CodeRateLimited)
 	}
 
 	started, epoch := time.Now(), f.watchEpoch.Load()
@@ -89,7 +94,8 @@ func (f *Flow) AuthenticateHandshake(ctx context.Context, socketID, token string
 		} else {
 			f.log.Info("handshake token rejected", "socket", socketID, "reason", string(code))
 		}
-		return nil, &HandshakeError{Code: code}
+		f.metrics.observeAuthentication(started, false)
+		return nil, f.rejectHandshake(code)
 	}
 
 	next := resp.GetToken()
@@ -99,8 +105,10 @@ func (f *Flow) AuthenticateHandshake(ctx context.Context, socketID, token string
 	}
 	if err != nil {
 		f.log.Error("authority returned an invalid Authenticate response", "socket", socketID, "error", err)
-		return nil, &HandshakeError{Code: CodeAuthorityUnavailable}
+		f.metrics.observeAuthentication(started, false)
+		return nil, f.rejectHandshake(CodeAuthorityUnavailable)
 	}
+	f.metrics.observeAuthentication(started, true)
 
 	f.log.Debug("handshake token accepted", socketAttrs(socketID, id)...)
 	return &Admission{token: next, identity: id, started: started, epoch: epoch}, nil
@@ -116,7 +124,7 @@ func (f *Flow) ConnectAuthenticated(s Socket, admission *Admission) error {
 	if admission == nil {
 		return errors.New("adapter: missing admission in ConnectAuthenticated")
 	}
-	if err := f.Connect(s); err != nil {
+	if err := f.connect(s, false); err != nil {
 		return err
 	}
 
@@ -149,7 +157,7 @@ func (f *Flow) deliverAdmission(st *socketState, admission *Admission) {
 		f.disconnectAll([]*socketState{st}, endingOf(reason), id.SessionID)
 		return
 	}
-	st.phase = phaseAuthenticated
+	f.setPhaseLocked(st, phaseAuthenticated)
 	st.identity = id
 	st.token = next
 	f.indexLocked(st)
@@ -178,4 +186,10 @@ func (f *Flow) deliverAdmission(st *socketState, admission *Admission) {
 	if f.hooks.Authenticated != nil {
 		f.hooks.Authenticated(st.socket, id.clone())
 	}
+}
+
+// rejectHandshake counts a rejected handshake and returns its error.
+func (f *Flow) rejectHandshake(code Code) *HandshakeError {
+	f.metrics.rejected(code)
+	return &HandshakeError{Code: code}
 }

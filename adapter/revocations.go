@@ -155,11 +155,13 @@ func reasonName(reason sockauthv1.RevocationReason) string {
 type ending struct {
 	event   string
 	payload any
+	// code is the code of an unauthorized event, or empty.
+	code Code
 }
 
 // rejection is the ending of unauthorized with code.
 func rejection(code Code) ending {
-	return ending{event: EventUnauthorized, payload: unauthorizedPayload(code)}
+	return ending{event: EventUnauthorized, payload: unauthorizedPayload(code), code: code}
 }
 
 // loggedOut is the ending of a socket whose session was logged out.

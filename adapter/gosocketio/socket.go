@@ -3,6 +3,7 @@ package gosocketio
 import (
 	"errors"
 	"fmt"
+	"net"
 
 	socketio "github.com/googollee/go-socket.io"
 	"github.com/googollee/go-socket.io/parser"
@@ -17,10 +18,29 @@ type socket struct {
 	binding *Binding
 }
 
-var _ adapter.Socket = (*socket)(nil)
+var (
+	_ adapter.Socket          = (*socket)(nil)
+	_ adapter.ClientAddresser = (*socket)(nil)
+)
 
 func (s *socket) ID() string {
 	return s.conn.ID()
+}
+
+// ClientAddress returns the IP address of the connection's TCP peer. Behind
+// a reverse proxy that is the proxy's address.
+//
+// TODO: read the client address from a forwarding header of a trusted proxy.
+func (s *socket) ClientAddress() string {
+	addr := s.conn.RemoteAddr()
+	if addr == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	return host
 }
 
 // EmitWithAck emits through go-socket.io, which treats a trailing func

@@ -37,6 +37,9 @@ type app struct {
 	authority  *grpc.ClientConn
 	chat       *chatServer
 	httpServer *http.Server
+	// metrics serves the adapters' metrics, or is nil without
+	// --metrics-listen.
+	metrics *metricsEndpoint
 }
 
 // authorityKeepalive makes the client ping an authority connection that was
@@ -62,7 +65,8 @@ func newApp(ctx context.Context, cfg config, users *userStore, authorityAddr str
 	}
 	client := sockauthv1.NewAuthorityServiceClient(conn)
 
-	chat, err := newChatServer(client, chatOptions{AuthTimeout: cfg.AuthTimeout, EIO3Polling: cfg.EIO3Polling}, logger)
+	metrics := newMetricsEndpoint(cfg.MetricsListen, logger)
+	chat, err := newChatServer(client, chatOptions{AuthTimeout: cfg.AuthTimeout, EIO3Polling: cfg.EIO3Polling, Metrics: metrics}, logger)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -86,6 +90,7 @@ func newApp(ctx context.Context, cfg config, users *userStore, authorityAddr str
 		listen:    cfg.Listen,
 		authority: conn,
 		chat:      chat,
+		metrics:   metrics,
 		httpServer: &http.Server{
 			Handler:           withSecurityHeaders(mux),
 			ReadHeaderTimeout: 10 * time.Second,
@@ -105,6 +110,10 @@ func (a *app) Serve(ctx context.Context) error {
 	listener, err := listenConfig.Listen(ctx, "tcp", a.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.listen, err)
+	}
+	if err := a.metrics.start(ctx); err != nil {
+		listener.Close()
+		return err
 	}
 	a.logger.Info("chat demo listening", "address", listener.Addr().String(), "url", "http://"+listener.Addr().String()+"/")
 	if !serve.IsLoopback(a.listen) {
@@ -136,8 +145,10 @@ func (a *app) Serve(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the socket.io server and the authority connection.
+// Close closes the metrics server, the socket.io server and the authority
+// connection.
 func (a *app) Close() {
+	a.metrics.close()
 	if err := a.chat.Close(); err != nil {
 		a.logger.Error("closing the socket.io server failed", "err", err)
 	}

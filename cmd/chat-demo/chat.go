@@ -84,6 +84,9 @@ type chatOptions struct {
 	// EIO3Polling offers HTTP long-polling to socket.io 2.x clients besides
 	// WebSocket. Without it they must connect with transports: ['websocket'].
 	EIO3Polling bool
+	// Metrics receives the adapters' metrics, labelled by protocol. Nil
+	// registers none.
+	Metrics *metricsEndpoint
 }
 
 // newChatServer builds and starts both socket.io servers and attaches the

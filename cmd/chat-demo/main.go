@@ -38,6 +38,9 @@ type config struct {
 	AuthTimeout     time.Duration
 	// EIO3Polling offers HTTP long-polling to socket.io 2.x clients.
 	EIO3Polling bool
+	// MetricsListen is the address of the Prometheus metrics of the
+	// adapters; empty serves none.
+	MetricsListen string
 	// Users are NAME:PASSWORD pairs.
 	Users    []string
 	LogLevel slog.Level
@@ -98,6 +101,7 @@ Without --authority, the demo runs an authority in-process with its data in
 	serve.AddLifetimeFlags(flags, &cfg.Serve)
 	flags.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "minimum log level: debug, info, warn or error")
 	flags.StringVar(&cfg.LogFormat, "log-format", serve.LogFormatText, "log format on standard error: text or json")
+	flags.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address of the Prometheus /metrics listener of the sockauth adapters, such as 127.0.0.1:9464; empty serves no metrics")
 
 	return cmd
 }

@@ -131,6 +131,10 @@ func codeOfReason(reason string) (Code, bool) {
 		return CodeRevokedToken, true
 	case "SESSION_EXPIRED":
 		return CodeSessionExpired, true
+	case "CALLER_UNAUTHENTICATED", "CALLER_FORBIDDEN":
+		// The authority rejected this server's service key: a server
+		// misconfiguration, not a fault of the client's token.
+		return CodeAuthorityUnavailable, true
 	}
 	return "", false
 }

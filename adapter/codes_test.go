@@ -28,6 +28,8 @@ func TestCodeOf(t *testing.T) {
 		{name: "token reused", err: authorityError(t, codes.PermissionDenied, "TOKEN_REUSED"), want: CodeRevokedToken},
 		{name: "session revoked", err: authorityError(t, codes.PermissionDenied, "SESSION_REVOKED"), want: CodeRevokedToken},
 		{name: "session expired", err: authorityError(t, codes.Unauthenticated, "SESSION_EXPIRED"), want: CodeSessionExpired},
+		{name: "service key rejected", err: authorityError(t, codes.Unauthenticated, "CALLER_UNAUTHENTICATED"), want: CodeAuthorityUnavailable},
+		{name: "service key lacks scope", err: authorityError(t, codes.PermissionDenied, "CALLER_FORBIDDEN"), want: CodeAuthorityUnavailable},
 		{name: "unknown reason falls back on code", err: authorityError(t, codes.PermissionDenied, "SOMETHING_NEW"), want: CodeRevokedToken},
 		{name: "other domain ignored", err: otherDomain.Err(), want: CodeRevokedToken},
 		{name: "unauthenticated without detail", err: status.Error(codes.Unauthenticated, "x"), want: CodeInvalidToken},

@@ -117,10 +117,12 @@ type Config struct {
 	// AddressAuthenticateLimit limits the authenticate events and handshake
 	// authentications of all sockets of one client address together. It
 	// applies to sockets that implement ClientAddresser and to handshakes
-	// whose context carries WithClientAddress. The zero value means
-	// DefaultAddressAuthenticateLimit. Behind a proxy that the binding does
-	// not see through, every client has the proxy's address, so raise or
-	// turn off this limit there.
+	// whose context carries WithClientAddress. Loopback addresses are not
+	// limited, because a client on the same host is a test, a tool, or a
+	// reverse proxy through which every client comes. Behind a proxy on
+	// another host that the binding does not see through, every client has
+	// the proxy's address, so raise or turn off this limit there. The zero
+	// value means DefaultAddressAuthenticateLimit.
 	AddressAuthenticateLimit RateLimit
 
 	// Registerer receives the Flow's Prometheus metrics (see metrics.go).

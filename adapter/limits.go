@@ -3,6 +3,7 @@ package adapter
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -73,9 +74,10 @@ func newAddressLimiters(limit RateLimit) *addressLimiters {
 }
 
 // allow reports whether address may authenticate now, and takes a token
-// when it may. An empty address, or a limit that is off, always may.
+// when it may. An empty or loopback address, or a limit that is off, always
+// may.
 func (a *addressLimiters) allow(address string, now time.Time) bool {
-	if address == "" || a.limit.off() {
+	if address == "" || a.limit.off() || isLoopback(address) {
 		return true
 	}
 
@@ -102,6 +104,12 @@ func (a *addressLimiters) sweepLocked(now time.Time) {
 		}
 	}
 	a.lastSweep = now
+}
+
+// isLoopback reports whether address is a loopback IP address.
+func isLoopback(address string) bool {
+	ip, err := netip.ParseAddr(address)
+	return err == nil && ip.IsLoopback()
 }
 
 // payloadSize returns the size in bytes of a payload that a binding passed

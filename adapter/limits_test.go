@@ -65,6 +65,12 @@ func TestAddressAuthenticateLimit(t *testing.T) {
 	f.Authenticate(context.Background(), "other", "code-1")
 	unknown := connect(t, f, "unknown")
 	f.Authenticate(context.Background(), "unknown", "code-1")
+	var loopback []*fakeSocket
+	for i := range 4 {
+		id := fmt.Sprintf("loopback-%d", i)
+		loopback = append(loopback, connectFrom(t, f, id, "::1"))
+		f.Authenticate(context.Background(), id, "code-1")
+	}
 
 	for _, s := range sameAddress[:3] {
 		if e := s.waitFor(t, 1, wait); e.event != EventAuthenticated {
@@ -79,6 +85,11 @@ func TestAddressAuthenticateLimit(t *testing.T) {
 	}
 	if e := unknown.waitFor(t, 1, wait); e.event != EventAuthenticated {
 		t.Errorf("socket without an address got %q, expected authenticated", e.event)
+	}
+	for _, s := range loopback {
+		if e := s.waitFor(t, 1, wait); e.event != EventAuthenticated {
+			t.Errorf("socket %s of a loopback address got %q, expected authenticated beyond the burst", s.id, e.event)
+		}
 	}
 }
 

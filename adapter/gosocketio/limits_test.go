@@ -21,22 +21,6 @@ func TestUnauthenticatedCapOverWebsocket(t *testing.T) {
 	waiting.authenticate("code-alice")
 }
 
-func TestAddressLimitOverWebsocket(t *testing.T) {
-	ts := newTestServer(t, "/", adapter.Config{AddressAuthenticateLimit: adapter.RateLimit{PerSecond: 0.001, Burst: 1}})
-	first := dial(t, ts.url, "/")
-	second := dial(t, ts.url, "/")
-
-	first.authenticate("code-alice")
-	second.emit(adapter.EventAuthenticate, `{"token":"code-bob"}`)
-
-	// Both clients connect from 127.0.0.1, so the second one is over the
-	// limit of their shared address.
-	if got := unauthorizedCode(t, second.expectEvent(adapter.EventUnauthorized)); got != string(adapter.CodeRateLimited) {
-		t.Errorf("unauthorized code = %q, expected %s", got, adapter.CodeRateLimited)
-	}
-	second.expectServerDisconnect()
-}
-
 func TestClientAddressOfConnection(t *testing.T) {
 	ts := newTestServer(t, "/", adapter.Config{})
 	conns := make(chan socketio.Conn, 1)

@@ -280,7 +280,7 @@ func TestBadInputCatalogue(t *testing.T) {
 		{Name: "float", Payload: 1.5, code: "invalid_token"},
 		{Name: "unicode string", Payload: "токен-🔑", code: "invalid_token"},
 		{Name: "NUL string", Payload: "\x00", code: "invalid_token"},
-		{Name: "100 KB object", Payload: map[string]string{"token": "x", "pad": strings.Repeat("p", 100<<10)}, code: "invalid_token"},
+		{Name: "100 KB object", Payload: map[string]string{"token": "x", "pad": strings.Repeat("p", 100<<10)}, code: "payload_too_large"},
 		{Name: "truncated session token", Payload: map[string]string{"token": tokens.session[:len(tokens.session)-5]}, code: "invalid_token"},
 		{Name: "padded session token", Payload: map[string]string{"token": tokens.session + "="}, code: "invalid_token"},
 		{Name: "v1 header", Payload: strings.Replace(tokens.session, "v2.", "v1.", 1), code: "invalid_token"},

@@ -236,7 +236,13 @@ func TestMalformedAuthenticateRejected(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
-			assertUnauthorized(t, c, "invalid_token")
+			// Payloads over the adapter's 8 KiB limit are rejected before
+			// they are decoded.
+			want := "invalid_token"
+			if strings.HasPrefix(c.Name, "10 KB") {
+				want = "payload_too_large"
+			}
+			assertUnauthorized(t, c, want)
 		})
 	}
 

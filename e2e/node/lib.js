@@ -138,6 +138,22 @@ class Client {
     }
   }
 
+  // Resolve with the next chat message whose text is text, skipping the
+  // messages of other clients of the same chat, or reject after timeoutMs.
+  async nextMessage(text, timeoutMs = DEFAULT_WAIT_MS) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        throw new Error(this.name + ': no message ' + JSON.stringify(text) + ' within ' + timeoutMs + ' ms');
+      }
+      const [message] = await this.next('message', remaining);
+      if (message && message.text === text) {
+        return message;
+      }
+    }
+  }
+
   // Remove and return the arguments of every queued event of this name.
   drain(event) {
     const removed = this.queue.filter((entry) => entry.event === event).map((entry) => entry.args);
@@ -211,6 +227,12 @@ function describe(outcome) {
   return { event: 'unauthorized', error: outcome.error };
 }
 
+// Return text with a random suffix, so that a client can tell its own chat
+// message from those of scenarios that share the chat demo.
+function uniqueText(text) {
+  return text + ' ' + Math.random().toString(36).slice(2, 10);
+}
+
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -246,5 +268,6 @@ module.exports = {
   loginCode,
   run,
   sleep,
+  uniqueText,
   writeLine
 };

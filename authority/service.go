@@ -155,8 +155,13 @@ func NewService(codec Codec, store Store, cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Close ends the subscription to revocation events. It does not close the store.
-func (s *Service) Close() { s.cancel() }
+// Close ends the subscription to revocation events and closes every watcher,
+// whose streams then end so that a graceful server stop need not wait for
+// them. It does not close the store.
+func (s *Service) Close() {
+	s.cancel()
+	s.hub.closeAll()
+}
 
 // WatchRevocations returns a Watcher that receives every revocation from now
 // on, including those made by other replicas that share the store. The caller

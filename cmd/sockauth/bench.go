@@ -26,6 +26,7 @@ type benchOptions struct {
 	callers     int
 	connections int
 	count       int
+	fill        int
 	timeout     time.Duration
 }
 
@@ -61,6 +62,7 @@ writes, as in production) and removes it afterwards.`,
 	flags.IntVar(&opts.callers, "callers", 64, "concurrent callers")
 	flags.IntVar(&opts.connections, "connections", 4, "gRPC connections shared by the callers")
 	flags.IntVar(&opts.count, "count", 200, "calls per caller in each phase")
+	flags.IntVar(&opts.fill, "fill", 0, "live sessions to create before the phases (IssueCode and Authenticate each)")
 	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "deadline of each call")
 	cmd.AddCommand(authorityCmd)
 	return cmd
@@ -127,6 +129,12 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 	for i := range callers {
 		conn := conns[i%len(conns)]
 		callers[i] = &benchCaller{authority: sockauthv1.NewAuthorityServiceClient(conn), health: healthpb.NewHealthClient(conn)}
+	}
+
+	if opts.fill > 0 {
+		if err := fillSessions(ctx, out, callers, opts); err != nil {
+			return err
+		}
 	}
 
 	// Each caller needs a session token before the token phases.
@@ -237,4 +245,46 @@ func runBenchPhase(ctx context.Context, name string, callers []*benchCaller, opt
 	phase.elapsed = time.Since(start)
 	slices.Sort(phase.latencies)
 	return phase
+}
+
+// fillSessions creates opts.fill live sessions, spread over the callers.
+func fillSessions(ctx context.Context, out io.Writer, callers []*benchCaller, opts benchOptions) error {
+	start := time.Now()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex // guards firstErr
+		firstErr error
+	)
+	for i, c := range callers {
+		share := opts.fill / len(callers)
+		if i < opts.fill%len(callers) {
+			share++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range share {
+				callCtx, cancel := context.WithTimeout(ctx, opts.timeout)
+				code, err := c.authority.IssueCode(callCtx, &sockauthv1.IssueCodeRequest{Subject: "bench"})
+				if err == nil {
+					_, err = c.authority.Authenticate(callCtx, &sockauthv1.AuthenticateRequest{Token: code.GetCode()})
+				}
+				cancel()
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("fill sessions: %w", err)
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	fmt.Fprintf(out, "created %d live sessions in %v\n", opts.fill, time.Since(start).Round(time.Millisecond))
+	return nil
 }

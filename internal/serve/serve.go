@@ -237,6 +237,9 @@ func (a *Authority) Close() error {
 	var err error
 	a.once.Do(func() {
 		a.health.Shutdown()
+		// Revocation streams never end on their own; closing the watchers ends
+		// them, so that the graceful stop below waits only for short calls.
+		a.service.Close()
 
 		stopped := make(chan struct{})
 		go func() {
@@ -253,7 +256,6 @@ func (a *Authority) Close() error {
 
 		a.metrics.close()
 		a.stopReload()
-		a.service.Close()
 		err = a.store.Close()
 		a.log.Info("authority stopped", "address", a.Addr())
 	})

@@ -492,3 +492,21 @@ func TestWatchRevocationsAcrossReplicas(t *testing.T) {
 	}
 	t.Fatal("the logout on replica A never reached the watcher on replica B")
 }
+
+// TestCloseEndsRevocationStreams checks that an open revocation stream does
+// not hold up a graceful stop.
+func TestCloseEndsRevocationStreams(t *testing.T) {
+	a := startAuthority(t, t.TempDir(), serve.Config{})
+	stream := watchOne(t, sockauthv1.NewAuthorityServiceClient(dial(t, a.Addr())))
+
+	started := time.Now()
+	if err := a.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if elapsed := time.Since(started); elapsed > 3*time.Second {
+		t.Fatalf("Close took %v with a revocation stream open, expected well under the 5 s grace", elapsed)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Recv after Close = %v, expected Unavailable", err)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"errors"
@@ -14,14 +15,18 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	clientjs "github.com/sockauth/sockauth/client/js"
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 	"github.com/sockauth/sockauth/internal/authclient"
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
-// static holds the page. static/socket.io.js is the browser build of the npm
-// package socket.io-client 2.5.0 (dist/socket.io.js, MIT License), vendored
-// unchanged so that the demo runs without npm.
+// static holds the page. static/socket.io-4.8.4.min.js and
+// static/socket.io-2.5.0.js are the browser builds of the npm package
+// socket.io-client (dist/socket.io.min.js of 4.8.4 and dist/socket.io.js of
+// 2.5.0, MIT License), vendored unchanged so that the demo runs without npm.
+// The page's client helper, /static/sockauth.js, comes from package
+// clientjs.
 //
 //go:embed static
 var static embed.FS
@@ -82,6 +87,7 @@ func newApp(ctx context.Context, cfg config, users *userStore, authorityAddr str
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", serveIndex(staticFiles))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(staticFiles)))
+	mux.Handle("GET /static/sockauth.js", serveModule(clientjs.Module))
 	mux.Handle("/login", &loginHandler{users: users, authority: client, logger: logger})
 	mux.Handle("/socket.io/", chat)
 
@@ -156,6 +162,15 @@ func (a *app) Close() {
 		a.logger.Error("closing the authority connection failed", "err", err)
 	}
 	a.logger.Info("chat demo stopped")
+}
+
+// serveModule serves the JavaScript module source.
+func serveModule(source []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		http.ServeContent(w, r, "sockauth.js", time.Time{}, bytes.NewReader(source))
+	})
 }
 
 // serveIndex serves static/index.html for GET /.

@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 GO_TEST_FLAGS ?= -race -timeout 15m
 
-.PHONY: all build generate check-generated lint npm clients services test e2e fuzz bench clean
+.PHONY: all build generate check-generated lint npm clients services browser client-js test e2e fuzz bench clean
 
 all: build
 
@@ -72,14 +72,25 @@ clients:
 services:
 	./scripts/ensure-redis.sh
 
+## browser: install what the browser test uses: Debian's chromium at
+## /usr/bin/chromium (with apt-get, only when it is missing) and the npm
+## packages of e2e/browser.
+browser:
+	./scripts/ensure-chromium.sh
+	npm ci --prefix e2e/browser --no-audit --no-fund
+
+## client-js: the unit tests of the client helper in client/js.
+client-js:
+	node --test client/js/test/
+
 ## test: every check and every test, with the race detector.
-test: check-generated lint npm clients services
+test: check-generated lint npm clients services browser client-js
 	npm test --prefix adapter/node
-	SOCKAUTH_REQUIRE_CLIENTS=1 $(GO) test $(GO_TEST_FLAGS) ./...
+	SOCKAUTH_REQUIRE_CLIENTS=1 SOCKAUTH_REQUIRE_BROWSER=1 $(GO) test $(GO_TEST_FLAGS) ./...
 
 ## e2e: only the end-to-end tests.
-e2e: npm clients services
-	SOCKAUTH_REQUIRE_CLIENTS=1 $(GO) test $(GO_TEST_FLAGS) ./e2e/...
+e2e: npm clients services browser
+	SOCKAUTH_REQUIRE_CLIENTS=1 SOCKAUTH_REQUIRE_BROWSER=1 $(GO) test $(GO_TEST_FLAGS) ./e2e/...
 
 ## fuzz: run each fuzz target for FUZZTIME (the seeds alone run in make test).
 FUZZTIME ?= 30s

@@ -1,10 +1,10 @@
 'use strict';
 
-// client/js in Node with the socket.io-client of SOCKETIO_CLIENT: log in,
-// connect with the code, chat, refresh before the token expires (the test
-// runs the authority with a short token lifetime), connect two more sessions
-// from the stored token at the same moment, and log out, which ends the
-// other sessions of the login too.
+// client/js in Node with the socket.io-client of SOCKETIO_CLIENT. The
+// scenario logs in, connects with the code, chats and waits for the refresh
+// before the token expires, because the test gives tokens a short lifetime.
+// Then two more sessions connect from the stored token at the same moment,
+// and a logout ends the other sessions of the login too.
 
 const path = require('node:path');
 const { pathToFileURL } = require('node:url');

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -293,6 +294,9 @@ func grpcServerOptions(cfg Config, log *slog.Logger) ([]grpc.ServerOption, error
 	options := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
+		// A fixed pool of stream workers saves a goroutine start per call, which
+		// is a tenth of the cost of a rotation over loopback (BenchmarkGRPCRotation).
+		grpc.NumStreamWorkers(uint32(runtime.NumCPU())),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinKeepaliveInterval, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 	}

@@ -501,3 +501,24 @@ func TestEmitRightAfterConnect(t *testing.T) {
 		}
 	}
 }
+
+func TestSocketReportsClientAddress(t *testing.T) {
+	addresses := make(chan string, 1)
+	ts := newTestServer(t, "/", adapter.Config{}, nil, func(_ *socket.Server, b *Binding) {
+		b.OnAuthenticated(func(s *socket.Socket, _ adapter.Identity) {
+			addresses <- (&boundSocket{socket: s}).ClientAddress()
+		})
+	})
+	c := open(t, ts.url, dialOptions{auth: `{"token":"code-alice"}`})
+	c.expectConnect()
+	c.expectAuthenticated()
+
+	select {
+	case got := <-addresses:
+		if got != "127.0.0.1" {
+			t.Errorf("ClientAddress = %q, expected 127.0.0.1", got)
+		}
+	case <-time.After(wait):
+		t.Fatal("OnAuthenticated not called")
+	}
+}

@@ -57,7 +57,8 @@ func (b *Binding) authenticateHandshake(s *socket.Socket, next func(*socket.Exte
 }
 
 // authenticateToken exchanges the handshake token of s unless the binding
-// is closed. Close cancels the call and waits for it.
+// is closed, with the client address for the flow's per-address limit.
+// Close cancels the call and waits for it.
 func (b *Binding) authenticateToken(s *socket.Socket, token string) (*adapter.Admission, error) {
 	b.admissionsMu.Lock()
 	if b.closed {
@@ -68,7 +69,8 @@ func (b *Binding) authenticateToken(s *socket.Socket, token string) (*adapter.Ad
 	b.admissionsMu.Unlock()
 	defer b.handshakes.Done()
 
-	return b.flow.AuthenticateHandshake(b.handshakeCtx, string(s.Id()), token)
+	ctx := adapter.WithClientAddress(b.handshakeCtx, clientAddress(s))
+	return b.flow.AuthenticateHandshake(ctx, string(s.Id()), token)
 }
 
 // keepAdmission files the admission of s until its connection handler

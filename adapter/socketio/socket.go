@@ -2,6 +2,7 @@ package socketio
 
 import (
 	"log/slog"
+	"net"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
 
@@ -15,13 +16,32 @@ type boundSocket struct {
 	log    *slog.Logger
 }
 
-var _ adapter.Socket = (*boundSocket)(nil)
+var (
+	_ adapter.Socket          = (*boundSocket)(nil)
+	_ adapter.ClientAddresser = (*boundSocket)(nil)
+)
 
 // ID returns the socket.io socket id. For clients of protocol 5 the library
 // draws it from crypto/rand (80 bits and a counter), separate from the
 // Engine.IO session id.
 func (s *boundSocket) ID() string {
 	return string(s.socket.Id())
+}
+
+// ClientAddress returns the IP address of the TCP peer of the socket's
+// Engine.IO handshake request. Behind a reverse proxy that is the proxy's
+// address.
+func (s *boundSocket) ClientAddress() string {
+	return clientAddress(s.socket)
+}
+
+func clientAddress(s *socket.Socket) string {
+	remote := s.Request().Request().RemoteAddr
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return remote
+	}
+	return host
 }
 
 // EmitWithAck emits event with args and an ack callback that calls ack when

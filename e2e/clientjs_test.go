@@ -35,11 +35,11 @@ func decodeClientJSStep(t *testing.T, s step) clientJSStep {
 
 // TestClientHelperInNode runs client/js with socket.io-client 2.5.0, which
 // authenticates with the authenticate event, and 4.8.4, which authenticates
-// in the handshake, against an authority whose tokens live 3 s, so that the
+// in the handshake, against an authority whose tokens live 5 s, so that the
 // helper must refresh them.
 func TestClientHelperInNode(t *testing.T) {
 	requireE2E(t)
-	chatURL := startStack(t, []string{"--token-ttl", "3s"}, nil)
+	chatURL := startStack(t, []string{"--token-ttl", "5s"}, nil)
 
 	clients := []struct {
 		name, module, transports string

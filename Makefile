@@ -81,7 +81,7 @@ browser:
 
 ## client-js: the unit tests of the client helper in client/js.
 client-js:
-	node --test client/js/test/
+	node --test client/js/test/*.test.js
 
 ## test: every check and every test, with the race detector.
 test: check-generated lint npm clients services browser client-js

@@ -12,7 +12,7 @@ import (
 // EventHandler handles an application event from an authenticated socket.
 // args are the event's arguments as the library decodes them from JSON
 // (map[string]any, []any, string, float64, bool or nil). When the client
-// asked for an acknowledgement, the last argument is a socket.Ack, and the
+// requested an acknowledgement, the last argument is a socket.Ack, and the
 // handler acknowledges by calling it with the response arguments.
 type EventHandler func(s *socket.Socket, id adapter.Identity, args ...any)
 

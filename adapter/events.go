@@ -85,21 +85,11 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 	}
 	previousSession := st.identity.SessionID
 	f.unindexLocked(st)
-	f.setPhaseLocked(st, phaseAuthenticated)
-	st.identity = id
-	st.token = next
-	f.indexLocked(st)
-	deadline, code := id.deadline()
-	f.armTimerLocked(st, time.Until(deadline), code)
+	f.installIdentityLocked(st, id, next)
 	f.mu.Unlock()
 
-	info := map[string]any{
-		"expires_at": id.ExpiresAt.UTC().Format(time.RFC3339),
-		"session_id": id.SessionID,
-		"subject":    id.Subject,
-	}
 	ack := func() { f.confirm(st, next, id) }
-	err = st.socket.EmitWithAck(EventAuthenticated, ack, next, info)
+	err = st.socket.EmitWithAck(EventAuthenticated, ack, next, authenticatedInfo(id))
 	f.metrics.observeAuthentication(start, true)
 	if err != nil {
 		f.log.Warn("emitting authenticated failed", append(socketAttrs(socketID, id), "error", err)...)
@@ -258,4 +248,24 @@ func (f *Flow) allowAuthenticate(st *socketState) bool {
 		return false
 	}
 	return true
+}
+
+// installIdentityLocked marks the socket authenticated as id with token, adds
+// it to the session index and arms its expiry timer. f.mu must be held.
+func (f *Flow) installIdentityLocked(st *socketState, id Identity, token string) {
+	f.setPhaseLocked(st, phaseAuthenticated)
+	st.identity = id
+	st.token = token
+	f.indexLocked(st)
+	deadline, code := id.deadline()
+	f.armTimerLocked(st, time.Until(deadline), code)
+}
+
+// authenticatedInfo is the second argument of the authenticated event.
+func authenticatedInfo(id Identity) map[string]any {
+	return map[string]any{
+		"expires_at": id.ExpiresAt.UTC().Format(time.RFC3339),
+		"session_id": id.SessionID,
+		"subject":    id.Subject,
+	}
 }

@@ -157,21 +157,11 @@ func (f *Flow) deliverAdmission(st *socketState, admission *Admission) {
 		f.disconnectAll([]*socketState{st}, endingOf(reason), id.SessionID)
 		return
 	}
-	f.setPhaseLocked(st, phaseAuthenticated)
-	st.identity = id
-	st.token = next
-	f.indexLocked(st)
-	deadline, code := id.deadline()
-	f.armTimerLocked(st, time.Until(deadline), code)
+	f.installIdentityLocked(st, id, next)
 	f.mu.Unlock()
 
-	info := map[string]any{
-		"expires_at": id.ExpiresAt.UTC().Format(time.RFC3339),
-		"session_id": id.SessionID,
-		"subject":    id.Subject,
-	}
 	ack := func() { f.confirm(st, next, id) }
-	if err := st.socket.EmitWithAck(EventAuthenticated, ack, next, info); err != nil {
+	if err := st.socket.EmitWithAck(EventAuthenticated, ack, next, authenticatedInfo(id)); err != nil {
 		f.log.Warn("emitting authenticated failed", append(socketAttrs(socketID, id), "error", err)...)
 		return
 	}

@@ -113,8 +113,10 @@ func isLoopback(address string) bool {
 }
 
 // payloadSize returns the size in bytes of a payload that a binding passed
-// as raw JSON or as a string, and false for a payload of another type,
-// whose size is unknown.
+// as raw JSON or as a string. A payload that the socket.io library already
+// decoded, such as a map, is measured by encoding it again as JSON, so that
+// every client generation meets the same limit. It returns false when the
+// payload cannot be encoded.
 func payloadSize(payload any) (int, bool) {
 	switch p := payload.(type) {
 	case json.RawMessage:
@@ -124,5 +126,9 @@ func payloadSize(payload any) (int, bool) {
 	case string:
 		return len(p), true
 	}
-	return 0, false
+	encoded, err := json.Marshal(payload)
+	if err != nil {
+		return 0, false
+	}
+	return len(encoded), true
 }

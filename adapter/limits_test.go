@@ -187,6 +187,8 @@ func TestMaxPayloadBytes(t *testing.T) {
 		{name: "authenticate bytes", event: EventAuthenticate, payload: []byte(huge)},
 		{name: "authenticate string", event: EventAuthenticate, payload: strings.Repeat("t", 300)},
 		{name: "logout raw JSON", event: EventLogout, payload: json.RawMessage(huge)},
+		{name: "authenticate decoded map", event: EventAuthenticate, payload: map[string]any{"token": "x", "padding": strings.Repeat("a", 300)}},
+		{name: "authenticate decoded long token", event: EventAuthenticate, payload: map[string]any{"token": strings.Repeat("t", 300)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -164,6 +164,22 @@ func TestSlowWatcherIsDropped(t *testing.T) {
 	if count >= 1030 {
 		t.Fatalf("watcher received all %d events, expected it to be closed once its buffer was full", count)
 	}
+	if !errors.Is(watcher.Err(), authority.ErrEventsMissed) {
+		t.Fatalf("Err of a dropped watcher = %v, expected ErrEventsMissed", watcher.Err())
+	}
+}
+
+func TestServiceCloseEndsWatchers(t *testing.T) {
+	f := newFixture(t)
+	watcher := f.service.WatchRevocations()
+
+	f.service.Close()
+	if _, ok := <-watcher.Events; ok {
+		t.Fatal("Events still open after the Service closed")
+	}
+	if !errors.Is(watcher.Err(), authority.ErrServiceClosed) {
+		t.Fatalf("Err = %v, expected ErrServiceClosed", watcher.Err())
+	}
 }
 
 func TestIssueCodeRejectsControlCharacter(t *testing.T) {

@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -42,6 +43,15 @@ type revocationHub struct {
 	watchers map[*Watcher]struct{}
 }
 
+// Reasons why a Watcher's Events channel was closed, returned by Watcher.Err.
+var (
+	// ErrEventsMissed reports a watcher that fell behind, or whose replica lost
+	// its connection to the store's event feed: events may have been missed.
+	ErrEventsMissed = errors.New("revocation events may have been missed")
+	// ErrServiceClosed reports a watcher closed because its Service stopped.
+	ErrServiceClosed = errors.New("authority service closed")
+)
+
 // Watcher receives revocation events. Events is closed when the watcher is
 // closed or falls more than a buffer's worth of events behind.
 type Watcher struct {
@@ -49,17 +59,29 @@ type Watcher struct {
 	events chan RevocationEvent
 	hub    *revocationHub
 	once   sync.Once
+	// err is set before events is closed, under hub.mu.
+	err error
+}
+
+// Err returns why Events was closed: nil after Close, ErrEventsMissed or
+// ErrServiceClosed. Call it only after Events was closed.
+func (w *Watcher) Err() error {
+	w.hub.mu.Lock()
+	defer w.hub.mu.Unlock()
+	return w.err
 }
 
 // Close stops delivery to the watcher. It is safe to call more than once.
 func (w *Watcher) Close() {
 	w.hub.mu.Lock()
 	defer w.hub.mu.Unlock()
-	w.closeLocked()
+	w.closeLocked(nil)
 }
 
-func (w *Watcher) closeLocked() {
+// closeLocked closes the watcher with the given reason; hub.mu must be held.
+func (w *Watcher) closeLocked(reason error) {
 	w.once.Do(func() {
+		w.err = reason
 		delete(w.hub.watchers, w)
 		close(w.events)
 	})
@@ -87,17 +109,21 @@ func (h *revocationHub) deliver(event RevocationEvent) {
 		select {
 		case w.events <- event:
 		default:
-			w.closeLocked()
+			w.closeLocked(ErrEventsMissed)
 		}
 	}
 }
 
-// closeAll closes every watcher, because events may have been lost; watchers
-// then reconnect and re-verify what they hold.
-func (h *revocationHub) closeAll() {
+// closeAll closes every watcher with reason. Watchers closed because events
+// may have been lost reconnect and re-verify what they hold.
+func (h *revocationHub) closeAll(reason error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for w := range h.watchers {
-		w.closeLocked()
+		w.closeLocked(reason)
 	}
 }
+
+// eventsMissed closes every watcher with ErrEventsMissed; it is the gap
+// callback given to a RevocationPublisher.
+func (h *revocationHub) eventsMissed() { h.closeAll(ErrEventsMissed) }

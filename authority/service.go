@@ -145,7 +145,7 @@ func NewService(codec Codec, store Store, cfg Config) (*Service, error) {
 	s := &Service{codec: codec, store: store, cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics, hub: newRevocationHub(), cancel: func() {}}
 	if publisher, ok := store.(RevocationPublisher); ok {
 		ctx, cancel := context.WithCancel(context.Background())
-		if err := publisher.SubscribeRevocations(ctx, s.hub.deliver, s.hub.closeAll); err != nil {
+		if err := publisher.SubscribeRevocations(ctx, s.hub.deliver, s.hub.eventsMissed); err != nil {
 			cancel()
 			return nil, fmt.Errorf("subscribe to revocation events: %w", err)
 		}
@@ -160,7 +160,7 @@ func NewService(codec Codec, store Store, cfg Config) (*Service, error) {
 // them. It does not close the store.
 func (s *Service) Close() {
 	s.cancel()
-	s.hub.closeAll()
+	s.hub.closeAll(ErrServiceClosed)
 }
 
 // WatchRevocations returns a Watcher that receives every revocation from now

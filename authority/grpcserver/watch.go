@@ -1,6 +1,8 @@
 package grpcserver
 
 import (
+	"errors"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -29,6 +31,10 @@ func (s *Server) WatchRevocations(_ *sockauthv1.WatchRevocationsRequest, stream 
 			return nil
 		case event, ok := <-watcher.Events:
 			if !ok {
+				if errors.Is(watcher.Err(), authority.ErrServiceClosed) {
+					s.log.Debug("revocation watcher closed: the authority is stopping")
+					return status.Error(codes.Unavailable, "the authority is stopping; reconnect and re-verify held sessions")
+				}
 				s.log.Warn("revocation watcher dropped: it fell behind or the store's event feed broke")
 				return status.Error(codes.Unavailable, "revocation events may have been missed; reconnect and re-verify held sessions")
 			}

@@ -26,6 +26,9 @@ type keyReloader struct {
 	keys    *authority.KeySet
 	modTime time.Time
 	active  int // number of keys in the codec
+	// lastError is the last failure logged, so that a broken key file is
+	// reported once rather than every second until it is fixed.
+	lastError string
 }
 
 func (r *keyReloader) run(ctx context.Context) {
@@ -47,13 +50,13 @@ func (r *keyReloader) run(ctx context.Context) {
 func (r *keyReloader) check(now time.Time) {
 	info, err := os.Stat(filepath.Join(r.dir, authority.KeyFileName))
 	if err != nil {
-		r.log.Error("key file unreadable; keeping the previous keys", "error", err)
+		r.logFailure("key file unreadable; keeping the previous keys", err)
 		return
 	}
 	if !info.ModTime().Equal(r.modTime) {
 		keys, err := authority.LoadKeySet(r.dir)
 		if err != nil {
-			r.log.Error("key file invalid; keeping the previous keys", "error", err)
+			r.logFailure("key file invalid; keeping the previous keys", err)
 			return
 		}
 		r.keys, r.modTime, r.active = keys, info.ModTime(), -1
@@ -61,12 +64,23 @@ func (r *keyReloader) check(now time.Time) {
 
 	codec, err := r.keys.Codec(now, r.tokenTTL)
 	if err != nil {
-		r.log.Error("key file unusable; keeping the previous keys", "error", err)
+		r.logFailure("key file unusable; keeping the previous keys", err)
 		return
 	}
+	r.lastError = ""
 	if active := len(codec.KeyIDs()); active != r.active {
 		r.codec.Replace(codec)
 		r.active = active
 		r.log.Info("signing keys loaded", "signing_key_id", r.keys.SigningKeyID, "verifying_key_ids", codec.KeyIDs())
 	}
+}
+
+// logFailure logs a failure unless it is the same as the last one logged.
+func (r *keyReloader) logFailure(message string, err error) {
+	text := message + ": " + err.Error()
+	if text == r.lastError {
+		return
+	}
+	r.lastError = text
+	r.log.Error(message, "error", err)
 }

@@ -112,6 +112,9 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	}
 	// The authority mints tokens for any subject a caller names, so it must
 	// not be reachable from other machines without protection by accident.
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return nil, fmt.Errorf("invalid listen address %q: %w", cfg.Listen, err)
+	}
 	if !IsLoopback(cfg.Listen) && !cfg.Insecure && cfg.ServiceKeyFile == "" && cfg.TLSCert == "" {
 		return nil, fmt.Errorf("will not listen on %s without caller authentication: only loopback addresses are safe "+
 			"without TLS or service keys; set a service key file or a TLS certificate, or pass --insecure", cfg.Listen)
@@ -135,6 +138,9 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	serverOptions = append(metricsOptions, serverOptions...)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	if err := checkDataDirMode(cfg.DataDir); err != nil {
+		return nil, err
 	}
 
 	keys, err := authority.LoadOrCreateKeySet(cfg.DataDir)
@@ -344,4 +350,17 @@ func serverTLSConfig(cfg Config) (*tls.Config, error) {
 		config.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return config, nil
+}
+
+// checkDataDirMode rejects a data folder that other users may write to: they
+// could replace the key file, which the authority re-reads while it runs.
+func checkDataDirMode(dir string) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	if mode := info.Mode().Perm(); mode&0o022 != 0 {
+		return fmt.Errorf("data folder %q has mode %04o, which lets other users replace the key file; run chmod 700 on it", dir, mode)
+	}
+	return nil
 }

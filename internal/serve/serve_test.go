@@ -510,3 +510,23 @@ func TestCloseEndsRevocationStreams(t *testing.T) {
 		t.Fatalf("Recv after Close = %v, expected Unavailable", err)
 	}
 }
+
+func TestStartRejectsWritableDataFolder(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: dir,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "chmod 700") {
+		t.Fatalf("Start with a world-writable data folder = %v, expected an error naming it and the fix", err)
+	}
+}
+
+func TestStartRejectsMalformedListenAddress(t *testing.T) {
+	_, err := serve.Start(context.Background(), serve.Config{Listen: "nonsense", DataDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), `invalid listen address "nonsense"`) {
+		t.Fatalf("Start with listen address nonsense = %v, expected an invalid-address error", err)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
@@ -43,6 +45,9 @@ func (o *adminOptions) call(cmd *cobra.Command, fn func(ctx context.Context, cli
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
 	if err := fn(ctx, sockauthv1.NewAdminServiceClient(conn)); err != nil {
+		if status.Code(err) == codes.Unauthenticated && o.client.ServiceKeyFile == "" {
+			return fmt.Errorf("authority %s: %w (pass the admin service key with --key-file)", o.client.Address, err)
+		}
 		return fmt.Errorf("authority %s: %w", o.client.Address, err)
 	}
 	return nil

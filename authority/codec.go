@@ -237,10 +237,10 @@ func isTokenByte(b byte) bool {
 	return b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.'
 }
 
-// isCanonicalBase64 reports whether s, already known to hold only base64url
-// characters, is the one unpadded spelling of the bytes it decodes to: its
-// length leaves no lone character, and the bits of the last character that
-// no byte uses are zero.
+// isCanonicalBase64 reports whether s is the one unpadded spelling of the
+// bytes it decodes to; s must contain only base64url characters. Its length
+// must leave no lone character, and the bits of the last character that no
+// byte uses must be zero.
 func isCanonicalBase64(s string) bool {
 	var unusedBits byte
 	switch len(s) % 4 {

@@ -21,8 +21,8 @@ type RevocationEvent struct {
 
 // RevocationPublisher sends revocation events to every authority that shares a
 // store. A Store that also implements it (such as the Redis store) carries the
-// events between replicas; otherwise the Service delivers them only to its own
-// watchers.
+// events between replicas. With any other store, the Service delivers them only
+// to its own watchers.
 type RevocationPublisher interface {
 	// PublishRevocation sends an event to every subscriber, this process included.
 	PublishRevocation(ctx context.Context, event RevocationEvent) error

@@ -22,8 +22,8 @@ const (
 	MaxClaimValueBytes = 256
 )
 
-// maxClockSkew is how far in the future a token's iat may lie, for replicas
-// whose clocks differ a little; a token issued later is not yet valid.
+// maxClockSkew is how far in the future a token's iat may lie, because the
+// clocks of replicas differ a little. A token issued later is not yet valid.
 const maxClockSkew = time.Minute
 
 // maxCASAttempts bounds the retries of one rotation that keeps losing the race

@@ -1,7 +1,7 @@
 // Package callerauth authenticates the services that call the authority. Each
-// caller sends a service key as "authorization: Bearer KEY" gRPC metadata; the
-// authority checks it, in constant time, against a key file that it re-reads
-// when the file changes, so keys rotate without a restart.
+// caller sends a service key as "authorization: Bearer KEY" gRPC metadata. The
+// authority compares it in constant time with the keys of a key file that it
+// re-reads when the file changes, so keys rotate without a restart.
 //
 // A key has a scope: "socket" keys may call the AuthorityService RPCs that a
 // socket server needs (all but IssueCode), "token" keys every AuthorityService
@@ -48,9 +48,9 @@ type KeySet struct {
 	keys []Key
 }
 
-// ParseKeyFile parses a key file: one key per line as SCOPE:NAME:SECRET, where
-// SCOPE is socket, token or admin; blank lines and lines starting with # are
-// ignored.
+// ParseKeyFile parses a key file with one key per line as SCOPE:NAME:SECRET,
+// where SCOPE is socket, token or admin. Blank lines and lines starting with #
+// are ignored.
 func ParseKeyFile(data []byte) (*KeySet, error) {
 	set := &KeySet{}
 	names := map[string]bool{}
@@ -82,7 +82,7 @@ func ParseKeyFile(data []byte) (*KeySet, error) {
 		return nil, err
 	}
 	if len(set.keys) == 0 {
-		return nil, errors.New("the key file holds no keys")
+		return nil, errors.New("the key file contains no keys")
 	}
 	return set, nil
 }

@@ -1,7 +1,7 @@
 // Package redisstore is an authority.Store on Redis, for several authority
 // replicas that share one state. Each session is one hash whose key carries the
 // session id as a hash tag, so every script touches one slot and runs on Redis
-// Cluster too; compare-and-swap runs as a Lua script, so it is atomic.
+// Cluster too. Compare-and-swap runs as a Lua script, so it is atomic.
 //
 // Durability follows the Redis server's configuration: with appendonly yes and
 // appendfsync always an acknowledged write survives a crash of Redis.

@@ -154,7 +154,7 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 		_, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{})
 		return err
 	}
-	// The no-op phase runs first and last; the faster of the two is the
+	// The no-op phase runs first and last, and the faster of the two is the
 	// ceiling, so that a warm-up or a busy moment does not flatter the others.
 	phases := []struct {
 		name string

@@ -94,7 +94,7 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("TLS CA file %q holds no PEM certificate", o.TLSCA)
+			return nil, fmt.Errorf("TLS CA file %q contains no PEM certificate", o.TLSCA)
 		}
 		config.RootCAs = pool
 	}

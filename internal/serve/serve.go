@@ -344,7 +344,7 @@ func serverTLSConfig(cfg Config) (*tls.Config, error) {
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("TLS client CA file %q holds no PEM certificate", cfg.TLSClientCA)
+			return nil, fmt.Errorf("TLS client CA file %q contains no PEM certificate", cfg.TLSClientCA)
 		}
 		config.ClientCAs = pool
 		config.ClientAuth = tls.RequireAndVerifyClientCert

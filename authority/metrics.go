@@ -183,7 +183,45 @@ type tokenOutcome struct {
 // Failures that are not the token's fault are logged where they are mapped
 // to an RPC status, so they are only counted here.
 func (s *Service) record(ctx context.Context, o *tokenOutcome, err error) {
-	attrs := []slog.Attr{
+	if err != nil {
+		reason := rejectionReason(err)
+		if reason == reasonInternal {
+			return
+		}
+		s.metrics.tokenRejected(o.op, reason)
+		attrs := append(o.attrs(), slog.String("outcome", "rejected"), slog.String("reason", reason), slog.String("error", err.Error()))
+		s.log.LogAttrs(ctx, slog.LevelInfo, "token rejected", attrs...)
+		return
+	}
+
+	level := slog.LevelDebug
+	outcome := "accepted"
+	switch {
+	case o.op == opAuthenticate && o.redelivered:
+		s.metrics.tokenRedelivered()
+		level = slog.LevelInfo
+		outcome = "redelivered"
+	case o.op == opAuthenticate:
+		s.metrics.tokenRotated(o.presented.Type)
+		level = slog.LevelInfo
+		outcome = "rotated"
+	}
+
+	// Verify and ConfirmRotation succeed for every socket, so their debug
+	// lines are not even built unless debug logging is on.
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := append(o.attrs(), slog.String("outcome", outcome))
+	if o.successor.TokenID != "" {
+		attrs = append(attrs, slog.String("successor_jti", o.successor.TokenID), slog.Uint64("gen", o.successor.Generation))
+	}
+	s.log.LogAttrs(ctx, level, "token accepted", attrs...)
+}
+
+// attrs returns the log attributes that every outcome line carries.
+func (o *tokenOutcome) attrs() []slog.Attr {
+	return []slog.Attr{
 		slog.String("op", o.op),
 		slog.String("sub", o.presented.Subject),
 		slog.String("sid", o.presented.SessionID),
@@ -191,35 +229,6 @@ func (s *Service) record(ctx context.Context, o *tokenOutcome, err error) {
 		slog.String("typ", string(o.presented.Type)),
 		slog.Float64("latency_ms", float64(time.Since(o.start).Microseconds())/1000),
 	}
-
-	if err != nil {
-		reason := rejectionReason(err)
-		if reason == reasonInternal {
-			return
-		}
-		s.metrics.tokenRejected(o.op, reason)
-		attrs = append(attrs, slog.String("outcome", "rejected"), slog.String("reason", reason), slog.String("error", err.Error()))
-		s.log.LogAttrs(ctx, slog.LevelInfo, "token rejected", attrs...)
-		return
-	}
-
-	level := slog.LevelDebug
-	switch {
-	case o.op == opAuthenticate && o.redelivered:
-		s.metrics.tokenRedelivered()
-		level = slog.LevelInfo
-		attrs = append(attrs, slog.String("outcome", "redelivered"))
-	case o.op == opAuthenticate:
-		s.metrics.tokenRotated(o.presented.Type)
-		level = slog.LevelInfo
-		attrs = append(attrs, slog.String("outcome", "rotated"))
-	default:
-		attrs = append(attrs, slog.String("outcome", "accepted"))
-	}
-	if o.successor.TokenID != "" {
-		attrs = append(attrs, slog.String("successor_jti", o.successor.TokenID), slog.Uint64("gen", o.successor.Generation))
-	}
-	s.log.LogAttrs(ctx, level, "token accepted", attrs...)
 }
 
 // SessionCounter is a Store that can count its session records cheaply. The

@@ -22,9 +22,17 @@ var _ credentials.PerRPCCredentials = ServiceKey{}
 // NewServiceKey returns credentials for key.
 func NewServiceKey(key string) ServiceKey { return ServiceKey{key: key} }
 
-// ReadServiceKey reads a key from a file that holds the bare secret, such as a
-// mounted secret; surrounding white space is trimmed.
+// ReadServiceKey reads a key from a file that contains the bare secret, such
+// as a mounted secret; surrounding white space is trimmed. A file that other
+// users may read is rejected.
 func ReadServiceKey(path string) (ServiceKey, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return ServiceKey{}, fmt.Errorf("service key: %w", err)
+	}
+	if mode := info.Mode().Perm(); mode&0o077 != 0 {
+		return ServiceKey{}, fmt.Errorf("service key file %q has mode %04o, which lets other users read it; run chmod 600 on it", path, mode)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return ServiceKey{}, fmt.Errorf("service key: %w", err)

@@ -1,6 +1,8 @@
 package callerauth
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -57,5 +59,22 @@ func TestSecretColonsKept(t *testing.T) {
 	}
 	if _, ok := set.Match("abc:def:0123456789abcdef"); !ok {
 		t.Fatal("a secret containing colons did not match")
+	}
+}
+
+func TestReadServiceKeyRejectsReadableFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(path, []byte("0123456789abcdef0123\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadServiceKey(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("ReadServiceKey of a mode 0644 file = %v, expected an error with the fix", err)
+	}
+
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadServiceKey(path); err != nil {
+		t.Fatalf("ReadServiceKey of a mode 0600 file: %v", err)
 	}
 }

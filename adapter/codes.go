@@ -138,3 +138,20 @@ func codeOfReason(reason string) (Code, bool) {
 	}
 	return "", false
 }
+
+// revokedForLogout reports whether err is the authority's SESSION_REVOKED
+// error for a session that its holder logged out, which the authority states
+// in the ErrorInfo metadata key revoked_reason.
+func revokedForLogout(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	for _, detail := range st.Details() {
+		info, ok := detail.(*errdetails.ErrorInfo)
+		if ok && info.GetDomain() == errorDomain && info.GetReason() == "SESSION_REVOKED" {
+			return info.GetMetadata()["revoked_reason"] == "logout"
+		}
+	}
+	return false
+}

@@ -130,6 +130,13 @@ func (f *Flow) confirm(st *socketState, token string, id Identity) {
 			return
 		}
 		f.log.Info("rotation confirmation rejected", append(socketAttrs(st.socket.ID(), id), "reason", string(code))...)
+		// A logout on another socket can land between authenticated and its
+		// ack. The socket then gets logged_out, as the revocation event
+		// would give it, whichever of the two arrives first.
+		if revokedForLogout(err) {
+			f.end(st, loggedOut())
+			return
+		}
 		f.reject(st, code)
 		return
 	}

@@ -344,6 +344,22 @@ func (f *Flow) reject(st *socketState, code Code) {
 	}
 }
 
+// end closes the socket's state and disconnects it with end, unless it is
+// already closed.
+func (f *Flow) end(st *socketState, end ending) {
+	f.mu.Lock()
+	if st.phase == phaseClosed {
+		f.mu.Unlock()
+		return
+	}
+	f.closeLocked(st)
+	id := st.identity
+	f.mu.Unlock()
+
+	f.log.Info("socket ended", append(socketAttrs(st.socket.ID(), id), "event", end.event)...)
+	f.disconnectAll([]*socketState{st}, end, id.SessionID)
+}
+
 // unauthorizedPayload builds the unauthorized event in the shape that
 // socketio-jwt clients handle.
 func unauthorizedPayload(code Code) map[string]any {

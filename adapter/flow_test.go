@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
@@ -674,4 +676,30 @@ func TestConcurrentSocketsRace(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestConfirmRotationAfterLogoutElsewhere covers a logout on another socket
+// of the session that lands between authenticated and its ack: the socket
+// gets logged_out, as the revocation event would give it.
+func TestConfirmRotationAfterLogoutElsewhere(t *testing.T) {
+	st, err := status.New(codes.PermissionDenied, "session revoked").WithDetails(&errdetails.ErrorInfo{
+		Reason: "SESSION_REVOKED", Domain: "sockauth", Metadata: map[string]string{"revoked_reason": "logout"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authority := &fakeAuthority{confirm: func(context.Context, string) (*sockauthv1.ConfirmRotationResponse, error) {
+		return nil, st.Err()
+	}}
+	f := newTestFlow(t, authority, Config{}, Hooks{})
+	s := connect(t, f, "s1")
+	f.Authenticate(context.Background(), "s1", "code-1")
+	s.waitFor(t, 1, wait).ack()
+
+	if got := loggedOutReason(t, s.waitFor(t, 2, wait)); got != LogoutReason {
+		t.Errorf("logged_out reason %q, expected %q", got, LogoutReason)
+	}
+	if _, ok := f.Identity("s1"); ok {
+		t.Error("socket still authenticated after its session was logged out")
+	}
 }

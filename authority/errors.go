@@ -38,3 +38,18 @@ var (
 	// the stored one, because another writer updated the session first.
 	ErrConflict = errors.New("session changed concurrently")
 )
+
+// SessionRevokedError reports a revoked session and the reason it was revoked
+// for (RevokedLogout, RevokedReused or RevokedAdmin). It matches
+// ErrSessionRevoked with errors.Is.
+type SessionRevokedError struct {
+	SessionID string
+	Reason    string
+}
+
+func (e *SessionRevokedError) Error() string {
+	return "session " + e.SessionID + " was revoked (" + e.Reason + "): " + ErrSessionRevoked.Error()
+}
+
+// Is reports whether target is ErrSessionRevoked.
+func (e *SessionRevokedError) Is(target error) bool { return target == ErrSessionRevoked }

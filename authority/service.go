@@ -405,8 +405,7 @@ func (s *Service) liveSession(ctx context.Context, presented Claims) (*Session, 
 		return nil, fmt.Errorf("token subject does not match session %s: %w", session.ID, ErrInvalidToken)
 	}
 	if session.Revoked() {
-		return nil, fmt.Errorf("session %s was revoked (%s): %w",
-			session.ID, session.RevokedReason, ErrSessionRevoked)
+		return nil, &SessionRevokedError{SessionID: session.ID, Reason: session.RevokedReason}
 	}
 	if !s.now().Before(session.ExpiresAt) {
 		s.publish(ctx, RevocationEvent{SessionID: session.ID, Subject: session.Subject, Reason: RevokedExpired, At: s.now()})

@@ -32,6 +32,10 @@ const (
 	ReasonInternal        = "INTERNAL"
 )
 
+// MetadataRevokedReason is the ErrorInfo metadata key of SESSION_REVOKED errors
+// that says why the session was revoked: logout, reused or admin.
+const MetadataRevokedReason = "revoked_reason"
+
 // Server implements sockauthv1.AuthorityServiceServer. It is safe for
 // concurrent use.
 type Server struct {
@@ -134,6 +138,11 @@ func mapError(log *slog.Logger, method string, err error) error {
 	case errors.Is(err, authority.ErrTokenReused):
 		return newStatus(codes.PermissionDenied, ReasonTokenReused, "token was already used; the session is revoked")
 	case errors.Is(err, authority.ErrSessionRevoked):
+		var revoked *authority.SessionRevokedError
+		if errors.As(err, &revoked) {
+			return newStatusWithMetadata(codes.PermissionDenied, ReasonSessionRevoked, "session revoked",
+				map[string]string{MetadataRevokedReason: revoked.Reason})
+		}
 		return newStatus(codes.PermissionDenied, ReasonSessionRevoked, "session revoked")
 	case errors.Is(err, authority.ErrInvalidArgument):
 		return newStatus(codes.InvalidArgument, ReasonInvalidArgument, err.Error())
@@ -151,8 +160,12 @@ func mapError(log *slog.Logger, method string, err error) error {
 }
 
 func newStatus(code codes.Code, reason, message string) error {
+	return newStatusWithMetadata(code, reason, message, nil)
+}
+
+func newStatusWithMetadata(code codes.Code, reason, message string, metadata map[string]string) error {
 	st := status.New(code, message)
-	detailed, err := st.WithDetails(&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: reason})
+	detailed, err := st.WithDetails(&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: reason, Metadata: metadata})
 	if err != nil {
 		return st.Err()
 	}

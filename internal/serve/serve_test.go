@@ -108,6 +108,11 @@ func TestFlowOverGRPC(t *testing.T) {
 
 	_, err = client.Logout(ctx, &sockauthv1.LogoutRequest{Token: session.GetToken()})
 	requireStatus(t, err, codes.PermissionDenied, "SESSION_REVOKED")
+	for _, detail := range status.Convert(err).Details() {
+		if info, ok := detail.(*errdetails.ErrorInfo); ok && info.GetMetadata()["revoked_reason"] != "reused" {
+			t.Errorf("revoked_reason %q, expected reused", info.GetMetadata()["revoked_reason"])
+		}
+	}
 }
 
 func TestErrorsOverGRPC(t *testing.T) {

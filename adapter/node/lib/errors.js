@@ -79,9 +79,9 @@ const REASON_CODES = Object.freeze({
 // CALLER_REASONS are the ErrorInfo reasons of a rejected service key.
 const CALLER_REASONS = new Set(['CALLER_UNAUTHENTICATED', 'CALLER_FORBIDDEN']);
 
-// errorInfo returns {domain, reason} of the first ErrorInfo detail of a
-// grpc-js ServiceError, or null when it carries none or the trailer does not
-// decode.
+// errorInfo returns {domain, reason, metadata} of the first ErrorInfo detail
+// of a grpc-js ServiceError, or null when it carries none or the trailer does
+// not decode.
 function errorInfo(error) {
   if (!error || !error.metadata || typeof error.metadata.get !== 'function') {
     return null;
@@ -96,7 +96,7 @@ function errorInfo(error) {
     for (const detail of status.details) {
       if (detail.type_url === ERROR_INFO_TYPE_URL) {
         const info = ErrorInfo.decode(detail.value);
-        return { domain: info.domain, reason: info.reason };
+        return { domain: info.domain, reason: info.reason, metadata: info.metadata || {} };
       }
     }
   }
@@ -128,6 +128,15 @@ function codeOf(error) {
   }
 }
 
+// revokedForLogout reports whether an authority error is SESSION_REVOKED for
+// a session that its holder logged out, which the authority states in the
+// ErrorInfo metadata key revoked_reason.
+function revokedForLogout(error) {
+  const info = errorInfo(error);
+  return Boolean(info && info.domain === ERROR_DOMAIN && info.reason === 'SESSION_REVOKED' &&
+    info.metadata.revoked_reason === 'logout');
+}
+
 // unauthorizedPayload builds the argument of the unauthorized event in the
 // shape that socketio-jwt clients handle.
 function unauthorizedPayload(code) {
@@ -148,6 +157,7 @@ module.exports = {
   Codes,
   ERROR_DOMAIN,
   codeOf,
+  revokedForLogout,
   errorInfo,
   handshakeError,
   unauthorizedPayload,

@@ -6,7 +6,7 @@
 // contract of the Go adapter (package adapter of this repository).
 
 const { createAuthorityClient, unaryCall } = require('./authority');
-const { Codes, codeOf, errorInfo, handshakeError, unauthorizedPayload } = require('./errors');
+const { Codes, codeOf, errorInfo, handshakeError, revokedForLogout, unauthorizedPayload } = require('./errors');
 const { DEFAULT_MAX_TOKEN_BYTES, tokenFromHandshake, tokenFromPayload } = require('./payload');
 const { RevocationWatch } = require('./revocations');
 
@@ -367,6 +367,13 @@ class Sockauth {
         return;
       }
       this.log.info('rotation confirmation rejected', Object.assign(this.attrs(st, identity), { reason: code }));
+      // A logout on another socket can land between authenticated and its
+      // ack; the socket then gets logged_out, as the revocation event would
+      // give it, whichever of the two arrives first.
+      if (revokedForLogout(error)) {
+        this.disconnectWith(st, Events.LOGGED_OUT, { reason: 'logout' });
+        return;
+      }
       this.reject(st, code);
     }
   }

@@ -34,13 +34,17 @@ type Codec interface {
 // github.com/o1egl/paseto v1.0.0. The footer carries the key id as {"kid":"..."};
 // every key of the set can decrypt, the signing key encrypts.
 //
-// It covers these weaknesses of the underlying library: it rejects base64 that
-// is not canonical (padding, line breaks, non-zero trailing bits) so one token
-// has one spelling; it always passes an explicit footer, because the library
-// encodes a nil footer as the string "null"; it hands the library a fresh
-// payload slice, which the library encrypts in place; and it requires exp,
-// which the library would not. Claims are encoded with its own JSON layout, so
-// the generation is a number rather than a string.
+// It covers these weaknesses of the underlying library:
+//   - It rejects base64 that is not canonical (padding, line breaks, non-zero
+//     trailing bits), so one token has one spelling.
+//   - It always passes an explicit footer, because the library encodes a nil
+//     footer as the string "null".
+//   - It hands the library a fresh payload slice, which the library encrypts
+//     in place.
+//   - It requires exp, which the library would not.
+//
+// Claims are encoded with its own JSON layout, so the generation is a number
+// rather than a string.
 type PasetoV2 struct {
 	keys      map[string][]byte
 	signingID string

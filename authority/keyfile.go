@@ -78,7 +78,7 @@ func (k *KeySet) Rotate(now time.Time, tokenTTL time.Duration) (string, error) {
 		return "", err
 	}
 
-	kept := k.Keys[:0]
+	retained := k.Keys[:0]
 	for _, old := range k.Keys {
 		if old.ID == k.SigningKeyID {
 			old.SigningEndedAt = now
@@ -86,9 +86,9 @@ func (k *KeySet) Rotate(now time.Time, tokenTTL time.Duration) (string, error) {
 		if retires := old.RetiresAt(tokenTTL); !retires.IsZero() && !now.Before(retires) {
 			continue
 		}
-		kept = append(kept, old)
+		retained = append(retained, old)
 	}
-	k.Keys = append(kept, record)
+	k.Keys = append(retained, record)
 	k.SigningKeyID = record.ID
 	return record.ID, nil
 }
@@ -154,7 +154,7 @@ func readKeySet(path string) (*KeySet, error) {
 		return nil, fmt.Errorf("key file %q is not valid JSON: %w", path, err)
 	}
 	if len(keys.Keys) == 0 {
-		return nil, fmt.Errorf("key file %q holds no keys", path)
+		return nil, fmt.Errorf("key file %q contains no keys", path)
 	}
 	if _, err := NewPasetoV2(keys.Map(), keys.SigningKeyID); err != nil {
 		return nil, fmt.Errorf("key file %q: %w", path, err)

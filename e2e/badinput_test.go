@@ -132,7 +132,8 @@ func nonCanonical(token string) map[string]string {
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	for i := 2; i < len(parts); i++ {
 		// A part whose length is not a multiple of 4 has unused low bits in
-		// its last character; flipping the lowest one keeps the decoded bytes.
+		// its last character, so flipping the lowest one keeps the decoded
+		// bytes.
 		if len(parts[i])%4 == 0 {
 			continue
 		}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure a Redis server answers on 127.0.0.1:6379 for the tests: starts one
+# Makes sure a Redis server responds on 127.0.0.1:6379 for the tests: starts one
 # without persistence when none runs, and installs Debian's redis-server first
 # when it is missing.
 set -euo pipefail
@@ -24,5 +24,5 @@ for _ in $(seq 50); do
 	fi
 	sleep 0.1
 done
-echo "redis-server did not answer on 127.0.0.1:6379; see /tmp/sockauth-redis/redis.log" >&2
+echo "redis-server did not respond on 127.0.0.1:6379; see /tmp/sockauth-redis/redis.log" >&2
 exit 1

@@ -33,7 +33,7 @@ const (
 )
 
 // MetadataRevokedReason is the ErrorInfo metadata key of SESSION_REVOKED errors
-// that says why the session was revoked: logout, reused or admin.
+// whose value is the reason the session was revoked: logout, reused or admin.
 const MetadataRevokedReason = "revoked_reason"
 
 // Server implements sockauthv1.AuthorityServiceServer. It is safe for

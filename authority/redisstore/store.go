@@ -54,8 +54,7 @@ func New(client redis.UniversalClient, opts Options) *Store {
 	return &Store{client: client, prefix: opts.Prefix, log: opts.Logger}
 }
 
-// Open connects to the Redis server of a redis:// or rediss:// URL and checks
-// that it answers.
+// Open connects to the Redis server of a redis:// or rediss:// URL and pings it.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	redisOpts, err := redis.ParseURL(url)
 	if err != nil {

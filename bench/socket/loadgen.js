@@ -6,10 +6,13 @@
 // with an ack. It prints one JSON summary line: handshakes per second and latency
 // percentiles of the whole sequence.
 //
-// Environment: URL (base URL of the server), CLIENTS (total), CONCURRENCY
-// (clients in flight at once), PROTOCOL (2 or 4: the socket.io-client major
-// version), HOLD (1 keeps every socket connected after the run until stdin
-// closes, so that the caller can measure the server's memory).
+// Environment:
+//   URL          base URL of the server
+//   CLIENTS      number of clients in all
+//   CONCURRENCY  clients in flight at once
+//   PROTOCOL     2 or 4, the socket.io-client major version
+//   HOLD         1 keeps every socket connected after the run until stdin
+//                closes, so that the caller can measure the server's memory
 
 const clients = {
   2: require('socket.io-client'),

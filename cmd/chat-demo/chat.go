@@ -25,7 +25,7 @@ const (
 	// to every authenticated socket.
 	eventMessage = "message"
 
-	// eventEcho asks for an ack that carries the event's JSON payload back as
+	// eventEcho requests an ack that carries the event's JSON payload back as
 	// a string. Load generators use it as a request whose cost does not grow
 	// with the number of sockets, unlike a chat message, which goes to every
 	// socket. (The name "ping" is reserved by socket.io 2.x clients.)

@@ -18,7 +18,7 @@ import (
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
-// Options says how to reach the authority.
+// Options configures the connection to the authority.
 type Options struct {
 	// Address is the authority's gRPC address, host:port.
 	Address string

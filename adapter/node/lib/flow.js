@@ -368,7 +368,7 @@ class Sockauth {
       }
       this.log.info('rotation confirmation rejected', Object.assign(this.attrs(st, identity), { reason: code }));
       // A logout on another socket can land between authenticated and its
-      // ack; the socket then gets logged_out, as the revocation event would
+      // ack. The socket then gets logged_out, as the revocation event would
       // give it, whichever of the two arrives first.
       if (revokedForLogout(error)) {
         this.disconnectWith(st, Events.LOGGED_OUT, { reason: 'logout' });

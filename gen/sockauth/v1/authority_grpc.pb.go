@@ -38,7 +38,9 @@ const (
 //
 // Errors carry a google.rpc.ErrorInfo detail with domain "sockauth" and one of the
 // reasons TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REUSED, SESSION_REVOKED,
-// SESSION_EXPIRED or INVALID_ARGUMENT. Invalid and expired tokens give
+// SESSION_EXPIRED or INVALID_ARGUMENT. A SESSION_REVOKED detail of a stored
+// session carries the metadata key revoked_reason (logout, reused or admin).
+// Invalid and expired tokens give
 // UNAUTHENTICATED, revoked and reused ones PERMISSION_DENIED, malformed requests
 // INVALID_ARGUMENT.
 type AuthorityServiceClient interface {
@@ -154,7 +156,9 @@ type AuthorityService_WatchRevocationsClient = grpc.ServerStreamingClient[WatchR
 //
 // Errors carry a google.rpc.ErrorInfo detail with domain "sockauth" and one of the
 // reasons TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REUSED, SESSION_REVOKED,
-// SESSION_EXPIRED or INVALID_ARGUMENT. Invalid and expired tokens give
+// SESSION_EXPIRED or INVALID_ARGUMENT. A SESSION_REVOKED detail of a stored
+// session carries the metadata key revoked_reason (logout, reused or admin).
+// Invalid and expired tokens give
 // UNAUTHENTICATED, revoked and reused ones PERMISSION_DENIED, malformed requests
 // INVALID_ARGUMENT.
 type AuthorityServiceServer interface {

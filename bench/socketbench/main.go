@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,14 +42,22 @@ type loadResult struct {
 	P50        float64 `json:"p50_ms"`
 	P99        float64 `json:"p99_ms"`
 	Held       int     `json:"held"`
+	Workers    int     `json:"workers"`
+	// CPUMillis is the user and system CPU time of the load generator
+	// during the run, and EventLoopUtilization the share of the run in which
+	// its event loop was busy.
+	CPUMillis            float64 `json:"cpu_ms"`
+	EventLoopUtilization float64 `json:"event_loop_utilization"`
 }
 
 type options struct {
 	clients     int
 	concurrency int
 	idle        int
-	skipBuild   bool
+	rounds      int
+	workers     int
 	binDir      string
+	compareDir  string
 }
 
 func main() {
@@ -56,7 +65,10 @@ func main() {
 	flag.IntVar(&opts.clients, "clients", 2000, "clients per handshake run")
 	flag.IntVar(&opts.concurrency, "concurrency", 50, "clients in flight at once")
 	flag.IntVar(&opts.idle, "idle", 10000, "idle authenticated sockets held for the memory measurement; 0 skips it")
+	flag.IntVar(&opts.workers, "workers", 2, "worker processes of the load generator")
+	flag.IntVar(&opts.rounds, "rounds", 1, "measured rounds; each runs every server once with each client version")
 	flag.StringVar(&opts.binDir, "bin", "", "folder with prebuilt sockauth and chat-demo binaries; empty builds them")
+	flag.StringVar(&opts.compareDir, "compare", "", "folder with a second build of sockauth and chat-demo to measure in the same rounds, for A/B runs")
 	flag.Parse()
 
 	if err := run(opts); err != nil {
@@ -92,96 +104,66 @@ func run(opts options) error {
 		}
 	}
 
-	authorityAddr := freeAddr()
-	authority, err := start(filepath.Join(binDir, "sockauth"), "serve", "--listen", authorityAddr,
-		"--data", filepath.Join(work, "authority"), "--log-level", "error")
+	ours, err := startSockauth(binDir, filepath.Join(work, "authority"), "sockauth chat-demo")
 	if err != nil {
 		return err
 	}
-	defer stop(authority)
-	if err := waitTCP(authorityAddr); err != nil {
-		return fmt.Errorf("authority: %w", err)
+	defer ours.stop()
+	servers := []*server{ours}
+	if opts.compareDir != "" {
+		other, err := startSockauth(opts.compareDir, filepath.Join(work, "authority-compare"), "sockauth chat-demo (--compare)")
+		if err != nil {
+			return err
+		}
+		defer other.stop()
+		servers = append(servers, other)
 	}
 
-	demoAddr := freeAddr()
-	demo, err := start(filepath.Join(binDir, "chat-demo"), "--listen", demoAddr, "--authority", authorityAddr, "--log-level", "error")
+	peer, err := startPeer(filepath.Join(filepath.Dir(loadgen), "peer-server.js"))
 	if err != nil {
 		return err
 	}
-	defer stop(demo)
-	demoURL := "http://" + demoAddr
-	if err := waitHTTP(demoURL + "/"); err != nil {
-		return fmt.Errorf("chat demo: %w", err)
-	}
-
-	peerAddr := freeAddr()
-	_, peerPort, _ := net.SplitHostPort(peerAddr)
-	peer, err := start("node", filepath.Join(filepath.Dir(loadgen), "peer-server.js"), peerPort)
-	if err != nil {
-		return err
-	}
-	defer stop(peer)
-	peerURL := "http://" + peerAddr
-	if err := waitTCP(peerAddr); err != nil {
-		return fmt.Errorf("peer server: %w", err)
-	}
+	defer peer.stop()
 
 	fmt.Printf("socket handshakes: %d clients, %d in flight, login + authenticate + one echo with ack, WebSocket\n\n",
 		opts.clients, opts.concurrency)
-	fmt.Println("The load generator shares the machine's cores with the servers, so the rate may be the")
-	fmt.Println("load generator's limit; the server CPU per handshake (user + system time of the server")
-	fmt.Println("processes, the authority included for sockauth) does not depend on it.")
+	fmt.Println("The load generator shares the machine's cores with the servers, so the rate depends on the")
+	fmt.Println("CPU that it and other programs take. Server CPU counts user and system time of the server")
+	fmt.Println("processes, the authority included for sockauth; load generator CPU is that of the Node")
+	fmt.Println("process of loadgen.js during the run. Machine busy is the share of all cores in use,")
+	fmt.Println("other programs on the machine included.")
 	fmt.Println()
-	fmt.Println("| server | client | handshakes/s | p50 ms | p99 ms | errors | server CPU per handshake |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|")
-	sockauthPIDs := []int{demo.Process.Pid, authority.Process.Pid}
-	runs := []struct {
-		server, url string
-		protocol    int
-		pids        []int
-	}{
-		// A warm-up run of each server first, so that neither pays for its
-		// start in the measured runs.
-		{"", demoURL, 2, nil}, {"", peerURL, 2, nil},
-		{"sockauth chat-demo", demoURL, 2, sockauthPIDs},
-		{"Node socketio-jwt 4.6.2", peerURL, 2, []int{peer.Process.Pid}},
-		{"sockauth chat-demo", demoURL, 4, sockauthPIDs},
-	}
-	type measured struct{ rate, cpu float64 }
-	results := map[string]measured{}
-	for _, r := range runs {
-		clients := opts.clients
-		if r.server == "" {
-			clients = opts.concurrency * 4
+
+	// A warm-up run of each server first, so that none pays for its start in
+	// the measured runs.
+	for _, target := range append(slices.Clone(servers), peer) {
+		warmUp := loadRun{loadgen: loadgen, url: target.url, protocol: 2,
+			clients: opts.concurrency * 4, concurrency: opts.concurrency, workers: opts.workers}
+		if _, err := measure(target, warmUp); err != nil {
+			return err
 		}
-		cpuBefore, err := cpuSeconds(r.pids)
+	}
+
+	var runs []handshakeRun
+	for round := 0; round < opts.rounds; round++ {
+		for _, target := range servers {
+			for _, protocol := range []int{2, 4} {
+				m, err := measure(target, loadRun{loadgen: loadgen, url: target.url, protocol: protocol,
+					clients: opts.clients, concurrency: opts.concurrency, workers: opts.workers})
+				if err != nil {
+					return err
+				}
+				runs = append(runs, handshakeRun{target, protocol, m})
+			}
+		}
+		m, err := measure(peer, loadRun{loadgen: loadgen, url: peer.url, protocol: 2,
+			clients: opts.clients, concurrency: opts.concurrency, workers: opts.workers})
 		if err != nil {
 			return err
 		}
-		result, _, err := runLoad(loadgen, r.url, r.protocol, clients, opts.concurrency, false)
-		if err != nil {
-			return err
-		}
-		cpuAfter, err := cpuSeconds(r.pids)
-		if err != nil {
-			return err
-		}
-		if r.server == "" {
-			continue
-		}
-		perHandshake := (cpuAfter - cpuBefore) / float64(max(result.Completed, 1))
-		results[fmt.Sprintf("%s/%d", r.server, r.protocol)] = measured{result.Rate, perHandshake}
-		fmt.Printf("| %s | socket.io-client %d.x | %.0f | %.1f | %.1f | %d | %.2f ms |\n",
-			r.server, r.protocol, result.Rate, result.P50, result.P99, result.Errors, perHandshake*1000)
-		if result.Errors > 0 && result.FirstError != nil {
-			fmt.Printf("\nfirst error: %s\n\n", *result.FirstError)
-		}
+		runs = append(runs, handshakeRun{peer, 2, m})
 	}
-	ours, peerResult := results["sockauth chat-demo/2"], results["Node socketio-jwt 4.6.2/2"]
-	if peerResult.rate > 0 && ours.cpu > 0 {
-		fmt.Printf("\nsockauth / socketio-jwt with 2.x clients: %.2f× the handshake rate, %.2f× the handshakes per server CPU second\n",
-			ours.rate/peerResult.rate, peerResult.cpu/ours.cpu)
-	}
+	printHandshakes(runs)
 
 	if opts.idle == 0 {
 		return nil
@@ -189,27 +171,22 @@ func run(opts options) error {
 	fmt.Printf("\nidle memory: %d authenticated sockets held open, RSS of the server process\n\n", opts.idle)
 	fmt.Println("| server | RSS before | RSS with sockets | per socket |")
 	fmt.Println("|---|---:|---:|---:|")
-	for _, target := range []struct {
-		name string
-		url  string
-		pid  int
-	}{
-		{"sockauth chat-demo", demoURL, demo.Process.Pid},
-		{"Node socketio-jwt 4.6.2", peerURL, peer.Process.Pid},
-	} {
+	for _, target := range []*server{ours, peer} {
 		// Let the server settle after the handshake runs before reading.
 		time.Sleep(2 * time.Second)
-		before, err := rss(target.pid)
+		pid := target.processes[0].pid
+		before, err := rss(pid)
 		if err != nil {
 			return err
 		}
-		result, release, err := runLoad(loadgen, target.url, 2, opts.idle, opts.concurrency*2, true)
+		result, release, err := runLoad(loadRun{loadgen: loadgen, url: target.url, protocol: 2,
+			clients: opts.idle, concurrency: opts.concurrency * 2, workers: opts.workers, hold: true})
 		if err != nil {
 			return err
 		}
 		// Let timers and buffers settle before reading the memory.
 		time.Sleep(3 * time.Second)
-		after, err := rss(target.pid)
+		after, err := rss(pid)
 		release()
 		if err != nil {
 			return err
@@ -225,13 +202,26 @@ func run(opts options) error {
 	return nil
 }
 
-// runLoad runs loadgen.js and returns its summary. With hold set, the sockets
-// stay open until release is called.
-func runLoad(loadgen, url string, protocol, clients, concurrency int, hold bool) (loadResult, func(), error) {
-	cmd := exec.Command("node", loadgen)
-	cmd.Env = append(os.Environ(), "URL="+url, "PROTOCOL="+strconv.Itoa(protocol),
-		"CLIENTS="+strconv.Itoa(clients), "CONCURRENCY="+strconv.Itoa(concurrency))
-	if hold {
+// loadRun is one run of loadgen.js.
+type loadRun struct {
+	loadgen     string
+	url         string
+	protocol    int
+	clients     int
+	concurrency int
+	workers     int
+	// hold keeps the sockets open until the caller releases them.
+	hold bool
+}
+
+// runLoad runs loadgen.js and returns its summary. With run.hold set, the
+// sockets stay open until release is called.
+func runLoad(run loadRun) (result loadResult, release func(), err error) {
+	cmd := exec.Command("node", run.loadgen)
+	cmd.Env = append(os.Environ(), "URL="+run.url, "PROTOCOL="+strconv.Itoa(run.protocol),
+		"CLIENTS="+strconv.Itoa(run.clients), "CONCURRENCY="+strconv.Itoa(run.concurrency),
+		"WORKERS="+strconv.Itoa(run.workers))
+	if run.hold {
 		cmd.Env = append(cmd.Env, "HOLD=1")
 	}
 	cmd.Stderr = os.Stderr
@@ -246,7 +236,7 @@ func runLoad(loadgen, url string, protocol, clients, concurrency int, hold bool)
 	if err := cmd.Start(); err != nil {
 		return loadResult{}, nil, err
 	}
-	release := func() {
+	release = func() {
 		stdin.Close()
 		cmd.Wait()
 	}
@@ -254,14 +244,13 @@ func runLoad(loadgen, url string, protocol, clients, concurrency int, hold bool)
 	line, err := bufio.NewReader(stdout).ReadBytes('\n')
 	if err != nil {
 		release()
-		return loadResult{}, nil, fmt.Errorf("loadgen against %s wrote no summary: %w", url, err)
+		return loadResult{}, nil, fmt.Errorf("loadgen against %s wrote no summary: %w", run.url, err)
 	}
-	var result loadResult
 	if err := json.Unmarshal(line, &result); err != nil {
 		release()
 		return loadResult{}, nil, fmt.Errorf("loadgen summary %q: %w", line, err)
 	}
-	if !hold {
+	if !run.hold {
 		release()
 	}
 	return result, release, nil
@@ -328,35 +317,6 @@ func waitTCP(addr string) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// cpuSeconds returns the user and system CPU time that the processes have
-// used so far, from /proc/PID/stat, in seconds.
-func cpuSeconds(pids []int) (float64, error) {
-	// The kernel reports these times in clock ticks of USER_HZ, which is 100
-	// on Linux for every architecture that Go supports.
-	const ticksPerSecond = 100
-	var total float64
-	for _, pid := range pids {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return 0, err
-		}
-		// The command name in field 2 may contain spaces; fields after the
-		// closing parenthesis start with field 3.
-		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-		if len(fields) < 13 {
-			return 0, fmt.Errorf("short /proc/%d/stat", pid)
-		}
-		for _, field := range fields[11:13] { // utime and stime, fields 14 and 15
-			ticks, err := strconv.ParseFloat(field, 64)
-			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-			}
-			total += ticks / ticksPerSecond
-		}
-	}
-	return total, nil
 }
 
 // rss returns the resident set size of a process in KiB, from /proc.

@@ -18,6 +18,17 @@ import (
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
+// The flow-control windows of the connection to the authority. Fixed windows
+// turn off grpc-go's bandwidth-delay estimator, which otherwise sends a
+// WINDOW_UPDATE and a PING frame after a response whenever none of its PINGs
+// is unanswered. The authority's messages are far below grpc-go's default
+// window of 64 KiB, and these windows leave room for bursts of the revocation
+// stream.
+const (
+	streamWindowBytes = 1 << 20
+	connWindowBytes   = 4 << 20
+)
+
 // Options configures the connection to the authority.
 type Options struct {
 	// Address is the authority's gRPC address, host:port.
@@ -47,16 +58,20 @@ func AddFlags(flags *pflag.FlagSet, prefix string, o *Options) {
 	flags.StringVar(&o.TLSServerName, prefix+"tls-server-name", "", "name expected in the authority's certificate")
 }
 
-// Dial returns a client connection; it connects lazily, on the first call. It
-// rejects sending a service key in plain text to an address that is not
-// loopback.
+// Dial returns a client connection with fixed flow-control windows; it
+// connects lazily, on the first call. It rejects sending a service key in
+// plain text to an address that is not loopback.
 func Dial(o Options, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	if o.Address == "" {
 		return nil, errors.New("the authority address is empty")
 	}
 
 	useTLS := o.TLS || o.TLSCA != "" || o.TLSCert != ""
-	options := append([]grpc.DialOption{}, extra...)
+	options := []grpc.DialOption{
+		grpc.WithStaticStreamWindowSize(streamWindowBytes),
+		grpc.WithStaticConnWindowSize(connWindowBytes),
+	}
+	options = append(options, extra...)
 	if useTLS {
 		config, err := o.tlsConfig()
 		if err != nil {

@@ -3,6 +3,7 @@ package adapter
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
@@ -102,10 +103,12 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 		f.requestVerify()
 	}
 
-	if previousSession == "" {
-		f.log.Info("socket authenticated", append(socketAttrs(socketID, id), "generation", id.Generation)...)
-	} else {
-		f.log.Info("socket refreshed", append(socketAttrs(socketID, id), "generation", id.Generation)...)
+	if f.logs(slog.LevelInfo) {
+		message := "socket refreshed"
+		if previousSession == "" {
+			message = "socket authenticated"
+		}
+		f.log.Info(message, append(socketAttrs(socketID, id), "generation", id.Generation)...)
 	}
 
 	if previousSession != id.SessionID && f.hooks.Authenticated != nil {
@@ -141,7 +144,9 @@ func (f *Flow) confirm(st *socketState, token string, id Identity) {
 		return
 	}
 
-	f.log.Debug("rotation acknowledged", append(socketAttrs(st.socket.ID(), id), "confirmed", resp.GetConfirmed())...)
+	if f.logs(slog.LevelDebug) {
+		f.log.Debug("rotation acknowledged", append(socketAttrs(st.socket.ID(), id), "confirmed", resp.GetConfirmed())...)
+	}
 }
 
 // Logout handles a logout event. It revokes the session of the token in

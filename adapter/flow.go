@@ -218,7 +218,9 @@ func (f *Flow) connect(s Socket, capped bool) error {
 		f.rejectOverCap(st)
 		return nil
 	}
-	f.log.Debug("socket connected", "socket", s.ID())
+	if f.logs(slog.LevelDebug) {
+		f.log.Debug("socket connected", "socket", s.ID())
+	}
 	return nil
 }
 
@@ -259,7 +261,9 @@ func (f *Flow) Disconnected(socketID string) (Identity, bool) {
 	delete(f.sockets, socketID)
 	f.phaseCounts[st.phase]--
 
-	f.log.Debug("socket disconnected", socketAttrs(socketID, st.identity)...)
+	if f.logs(slog.LevelDebug) {
+		f.log.Debug("socket disconnected", socketAttrs(socketID, st.identity)...)
+	}
 	return st.identity.clone(), true
 }
 
@@ -479,6 +483,13 @@ func (f *Flow) timerFired(st *socketState, seq uint64, code Code) {
 	defer f.background.Done()
 
 	f.reject(st, code)
+}
+
+// logs reports whether the Flow's logger writes records of level. The calls
+// made for every handshake check it first, so that they build no attributes
+// for a disabled level.
+func (f *Flow) logs(level slog.Level) bool {
+	return f.log.Enabled(context.Background(), level)
 }
 
 // socketAttrs returns the log attributes of a socket and of its identity,

@@ -3,6 +3,7 @@ package adapter
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
@@ -110,7 +111,9 @@ func (f *Flow) AuthenticateHandshake(ctx context.Context, socketID, token string
 	}
 	f.metrics.observeAuthentication(started, true)
 
-	f.log.Debug("handshake token accepted", socketAttrs(socketID, id)...)
+	if f.logs(slog.LevelDebug) {
+		f.log.Debug("handshake token accepted", socketAttrs(socketID, id)...)
+	}
 	return &Admission{token: next, identity: id, started: started, epoch: epoch}, nil
 }
 
@@ -171,7 +174,9 @@ func (f *Flow) deliverAdmission(st *socketState, admission *Admission) {
 	if f.watchEpoch.Load() != admission.epoch || time.Since(admission.started) > f.recent.retention {
 		f.requestVerify()
 	}
-	f.log.Info("socket authenticated in handshake", append(socketAttrs(socketID, id), "generation", id.Generation)...)
+	if f.logs(slog.LevelInfo) {
+		f.log.Info("socket authenticated in handshake", append(socketAttrs(socketID, id), "generation", id.Generation)...)
+	}
 
 	if f.hooks.Authenticated != nil {
 		f.hooks.Authenticated(st.socket, id.clone())

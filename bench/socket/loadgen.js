@@ -21,6 +21,8 @@
 //   CONCURRENCY  clients in flight at once, over all workers
 //   PROTOCOL     2 or 4, the socket.io-client major version
 //   WORKERS      number of worker processes, 1 by default
+//   RATE         clients started per second over all workers; 0 or unset
+//                starts the next client as soon as one finishes
 //   HOLD         1 keeps every socket connected after the run until stdin
 //                closes, so that the caller can measure the server's memory
 
@@ -38,12 +40,13 @@ function readConfig() {
     concurrency: Number.parseInt(process.env.CONCURRENCY || '50', 10),
     protocol: Number.parseInt(process.env.PROTOCOL || '2', 10),
     workers: Number.parseInt(process.env.WORKERS || '1', 10),
+    rate: Number.parseFloat(process.env.RATE || '0'),
     hold: process.env.HOLD === '1'
   };
   const valid = config.url && (config.protocol === 2 || config.protocol === 4) &&
-    config.total > 0 && config.concurrency > 0 && config.workers > 0;
+    config.total > 0 && config.concurrency > 0 && config.workers > 0 && config.rate >= 0;
   if (!valid) {
-    process.stderr.write('set URL, CLIENTS, CONCURRENCY, PROTOCOL (2 or 4) and optionally WORKERS (at least 1)\n');
+    process.stderr.write('set URL, CLIENTS, CONCURRENCY, PROTOCOL (2 or 4), and optionally WORKERS (at least 1) and RATE (per second)\n');
     process.exit(2);
   }
   return config;
@@ -69,7 +72,8 @@ async function runParent(config) {
         LOADGEN_ROLE: 'worker',
         LOADGEN_FIRST_INDEX: String(firstIndex),
         CLIENTS: String(clients[i]),
-        CONCURRENCY: String(concurrency[i])
+        CONCURRENCY: String(concurrency[i]),
+        RATE: String(config.rate / workers)
       }),
       stdio: ['ignore', 'ignore', 'inherit', 'ipc']
     });
@@ -211,12 +215,22 @@ function runWorker(config) {
     const latencies = [];
     const errors = [];
     let next = 0;
+    const runStarted = process.hrtime.bigint();
     const cpuStarted = process.cpuUsage();
     const loopStarted = performance.eventLoopUtilization();
 
+    // With a rate, client n starts n / rate seconds after the run began, or
+    // later when all lanes are busy then.
     async function lane() {
       while (next < config.total) {
-        const index = firstIndex + next++;
+        const n = next++;
+        const index = firstIndex + n;
+        if (config.rate > 0) {
+          const wait = n * 1000 / config.rate - Number(process.hrtime.bigint() - runStarted) / 1e6;
+          if (wait > 0) {
+            await new Promise((resolve) => setTimeout(resolve, wait));
+          }
+        }
         try {
           latencies.push(await runClient(index));
         } catch (error) {

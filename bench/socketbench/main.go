@@ -56,6 +56,7 @@ type options struct {
 	idle        int
 	rounds      int
 	workers     int
+	rate        float64
 	binDir      string
 	compareDir  string
 }
@@ -65,7 +66,8 @@ func main() {
 	flag.IntVar(&opts.clients, "clients", 2000, "clients per handshake run")
 	flag.IntVar(&opts.concurrency, "concurrency", 50, "clients in flight at once")
 	flag.IntVar(&opts.idle, "idle", 10000, "idle authenticated sockets held for the memory measurement; 0 skips it")
-	flag.IntVar(&opts.workers, "workers", 2, "worker processes of the load generator")
+	flag.IntVar(&opts.workers, "workers", 1, "worker processes of the load generator")
+	flag.Float64Var(&opts.rate, "rate", 0, "handshakes started per second in the measured runs; 0 starts the next as soon as one finishes")
 	flag.IntVar(&opts.rounds, "rounds", 1, "measured rounds; each runs every server once with each client version")
 	flag.StringVar(&opts.binDir, "bin", "", "folder with prebuilt sockauth and chat-demo binaries; empty builds them")
 	flag.StringVar(&opts.compareDir, "compare", "", "folder with a second build of sockauth and chat-demo to measure in the same rounds, for A/B runs")
@@ -125,12 +127,17 @@ func run(opts options) error {
 	}
 	defer peer.stop()
 
-	fmt.Printf("socket handshakes: %d clients, %d in flight, login + authenticate + one echo with ack, WebSocket\n\n",
-		opts.clients, opts.concurrency)
+	pace := "each lane starts its next client when one finishes"
+	if opts.rate > 0 {
+		pace = fmt.Sprintf("%g clients started per second", opts.rate)
+	}
+	fmt.Printf("socket handshakes: %d clients, at most %d in flight, %s, %d load generator processes;\n",
+		opts.clients, opts.concurrency, pace, opts.workers)
+	fmt.Printf("login + authenticate + one echo with ack, WebSocket\n\n")
 	fmt.Println("The load generator shares the machine's cores with the servers, so the rate depends on the")
 	fmt.Println("CPU that it and other programs take. Server CPU counts user and system time of the server")
 	fmt.Println("processes, the authority included for sockauth; load generator CPU is that of the Node")
-	fmt.Println("process of loadgen.js during the run. Machine busy is the share of all cores in use,")
+	fmt.Println("processes of loadgen.js during the run. Machine busy is the share of all cores in use,")
 	fmt.Println("other programs on the machine included.")
 	fmt.Println()
 
@@ -149,7 +156,7 @@ func run(opts options) error {
 		for _, target := range servers {
 			for _, protocol := range []int{2, 4} {
 				m, err := measure(target, loadRun{loadgen: loadgen, url: target.url, protocol: protocol,
-					clients: opts.clients, concurrency: opts.concurrency, workers: opts.workers})
+					clients: opts.clients, concurrency: opts.concurrency, workers: opts.workers, rate: opts.rate})
 				if err != nil {
 					return err
 				}
@@ -157,7 +164,7 @@ func run(opts options) error {
 			}
 		}
 		m, err := measure(peer, loadRun{loadgen: loadgen, url: peer.url, protocol: 2,
-			clients: opts.clients, concurrency: opts.concurrency, workers: opts.workers})
+			clients: opts.clients, concurrency: opts.concurrency, workers: opts.workers, rate: opts.rate})
 		if err != nil {
 			return err
 		}
@@ -210,6 +217,7 @@ type loadRun struct {
 	clients     int
 	concurrency int
 	workers     int
+	rate        float64
 	// hold keeps the sockets open until the caller releases them.
 	hold bool
 }
@@ -220,7 +228,7 @@ func runLoad(run loadRun) (result loadResult, release func(), err error) {
 	cmd := exec.Command("node", run.loadgen)
 	cmd.Env = append(os.Environ(), "URL="+run.url, "PROTOCOL="+strconv.Itoa(run.protocol),
 		"CLIENTS="+strconv.Itoa(run.clients), "CONCURRENCY="+strconv.Itoa(run.concurrency),
-		"WORKERS="+strconv.Itoa(run.workers))
+		"WORKERS="+strconv.Itoa(run.workers), "RATE="+strconv.FormatFloat(run.rate, 'f', -1, 64))
 	if run.hold {
 		cmd.Env = append(cmd.Env, "HOLD=1")
 	}

@@ -63,3 +63,7 @@ kill "$fill_pid"
 echo
 echo "== socket load: go run ./bench/socketbench"
 go run ./bench/socketbench --bin "$work"
+
+echo
+echo "== socket load at a fixed rate: go run ./bench/socketbench -idle 0 -rate 150 -clients 1500 -rounds 2"
+go run ./bench/socketbench --bin "$work" -idle 0 -rate 150 -clients 1500 -rounds 2

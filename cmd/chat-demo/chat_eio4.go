@@ -13,10 +13,11 @@ import (
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 )
 
-// maxEIO4PayloadBytes bounds the size of one HTTP long-polling request or
-// WebSocket message of a socket.io 3.x or 4.x client. The largest legitimate
-// packet is a chat message or a token of 4096 bytes, with JSON framing.
-const maxEIO4PayloadBytes = 64 << 10
+// maxSocketPayloadBytes bounds the size of one HTTP long-polling request or
+// WebSocket message of a socket.io 3.x or 4.x client, and of one WebSocket
+// message of a 2.x client. The largest legitimate packet is a chat message
+// or a token of 4096 bytes, with JSON framing.
+const maxSocketPayloadBytes = 64 << 10
 
 // eio4Chat is the zishang520 socket.io server of socket.io-client 3.x and
 // 4.x. It offers HTTP long-polling and WebSocket, with upgrades.
@@ -31,7 +32,7 @@ type eio4Chat struct {
 func newEIO4Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, logger *slog.Logger, onMessage messageHandler) (*eio4Chat, error) {
 	serverOptions := socket.DefaultServerOptions()
 	serverOptions.SetServeClient(false)
-	serverOptions.SetMaxHttpBufferSize(maxEIO4PayloadBytes)
+	serverOptions.SetMaxHttpBufferSize(maxSocketPayloadBytes)
 	server := socket.NewServer(nil, serverOptions)
 
 	binding, err := socketio.New(server, adapter.Config{
@@ -73,7 +74,9 @@ func newEIO4Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 		ack([]any{handleEcho(nil, id, payload)}, nil)
 	})
 
-	return &eio4Chat{server: server, binding: binding, handler: server.ServeHandler(nil)}, nil
+	// ReleaseHijacked lets each WebSocket drop the HTTP server's buffers of
+	// its connection, which the library would keep for its whole life.
+	return &eio4Chat{server: server, binding: binding, handler: socketio.ReleaseHijacked(server.ServeHandler(nil))}, nil
 }
 
 func (c *eio4Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {

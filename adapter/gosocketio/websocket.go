@@ -42,7 +42,8 @@ var ErrMessageTooLarge = errors.New("gosocketio: websocket message too large")
 //   - The socket.io decoder wraps each message that lacks ReadByte in a new
 //     4 KiB bufio.Reader and keeps the last one until the next message. A
 //     WebSocketTransport reads each message whole, up to MaxMessageBytes,
-//     and hands it on as a bytes.Reader.
+//     hands it on as a bytes.Reader and drops its bytes when the decoder
+//     closes it.
 //   - websocket.Default leaves the buffer sizes at zero, which makes
 //     gorilla/websocket keep the HTTP server's 4 KiB read and write buffers.
 //
@@ -130,4 +131,10 @@ type message struct {
 	*bytes.Reader
 }
 
-func (message) Close() error { return nil }
+// Close drops the message's bytes, which the socket.io decoder would keep
+// until the next message. Reads after Close return io.EOF, as reads of a
+// closed websocket.Transport frame reader do.
+func (m message) Close() error {
+	m.Reset(nil)
+	return nil
+}

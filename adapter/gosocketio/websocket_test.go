@@ -18,8 +18,8 @@ import (
 	"github.com/sockauth/sockauth/adapter"
 )
 
-// newWebSocketTestServer serves a Binding on the root namespace with
-// transport as the only transport. handlersRunning counts the HTTP handlers
+// newWebSocketTestServer serves a Binding on the root namespace with ws as
+// its only transport. handlersRunning counts the HTTP handlers
 // that have not returned yet.
 func newWebSocketTestServer(tb testing.TB, ws *WebSocketTransport) (ts *testServer, handlersRunning *atomic.Int64) {
 	tb.Helper()
@@ -140,6 +140,30 @@ func TestWebSocketMessageIsByteScanner(t *testing.T) {
 	data, err := io.ReadAll(r)
 	if err != nil || string(data) != `2["echo",{"n":1}]` {
 		t.Errorf("message = %q, %v, expected the whole message", data, err)
+	}
+}
+
+func TestWebSocketMessageCloseDropsBytes(t *testing.T) {
+	fake := &fakeFrameConn{message: `2["echo",{"n":1}]`}
+	conn := &websocketConn{Conn: fake, maxMessageBytes: DefaultMaxMessageBytes}
+	_, _, r, err := conn.NextReader()
+	if err != nil {
+		t.Fatalf("NextReader: %v", err)
+	}
+	var first [1]byte
+	if _, err := r.Read(first[:]); err != nil {
+		t.Fatalf("reading the first byte: %v", err)
+	}
+
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	if n, err := r.Read(first[:]); n != 0 || err != io.EOF {
+		t.Errorf("Read after Close = %d, %v, expected 0, io.EOF", n, err)
+	}
+	if size := r.(message).Size(); size != 0 {
+		t.Errorf("message still refers to %d bytes after Close, expected none", size)
 	}
 }
 

@@ -33,8 +33,11 @@ func newEIO3Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 	// long-polling lost events, and an event sent while the client upgraded to
 	// WebSocket got HTTP 400, which closed the connection. docs/clients.md
 	// lists the measured results.
+	// The transport's default message limit of 1 MiB stays far above the
+	// adapter's payload limit, so that an oversized authenticate payload
+	// gets unauthorized with payload_too_large rather than a closed
+	// connection.
 	websocket := gosocketio.NewWebSocketTransport()
-	websocket.MaxMessageBytes = maxSocketPayloadBytes
 	transports := []transport.Transport{websocket}
 	if opts.EIO3Polling {
 		transports = []transport.Transport{polling.Default, websocket}

@@ -13,11 +13,10 @@ import (
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 )
 
-// maxSocketPayloadBytes bounds the size of one HTTP long-polling request or
-// WebSocket message of a socket.io 3.x or 4.x client, and of one WebSocket
-// message of a 2.x client. The largest legitimate packet is a chat message
-// or a token of 4096 bytes, with JSON framing.
-const maxSocketPayloadBytes = 64 << 10
+// maxEIO4PayloadBytes bounds the size of one HTTP long-polling request or
+// WebSocket message of a socket.io 3.x or 4.x client. The largest legitimate
+// packet is a chat message or a token of 4096 bytes, with JSON framing.
+const maxEIO4PayloadBytes = 64 << 10
 
 // eio4Chat is the zishang520 socket.io server of socket.io-client 3.x and
 // 4.x. It offers HTTP long-polling and WebSocket, with upgrades.
@@ -32,7 +31,7 @@ type eio4Chat struct {
 func newEIO4Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, logger *slog.Logger, onMessage messageHandler) (*eio4Chat, error) {
 	serverOptions := socket.DefaultServerOptions()
 	serverOptions.SetServeClient(false)
-	serverOptions.SetMaxHttpBufferSize(maxSocketPayloadBytes)
+	serverOptions.SetMaxHttpBufferSize(maxEIO4PayloadBytes)
 	server := socket.NewServer(nil, serverOptions)
 
 	binding, err := socketio.New(server, adapter.Config{

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sockauth/sockauth/adapter/gosocketio"
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 )
 
@@ -132,7 +133,7 @@ func TestChatEIO3WebSocketMessageLimit(t *testing.T) {
 		}
 	}
 
-	message := `42["message",{"text":"` + strings.Repeat("x", maxSocketPayloadBytes) + `"}]`
+	message := `42["message",{"text":"` + strings.Repeat("x", gosocketio.DefaultMaxMessageBytes) + `"}]`
 	if err := conn.WriteMessage(websocket.TextMessage, []byte(message)); err != nil {
 		t.Fatalf("writing a message of %d bytes: %v", len(message), err)
 	}
@@ -144,7 +145,7 @@ func TestChatEIO3WebSocketMessageLimit(t *testing.T) {
 		}
 		var netErr net.Error
 		if errors.As(err, &netErr) && netErr.Timeout() {
-			t.Fatalf("the connection is still open 5 s after a message of %d bytes, expected the server to close it (limit %d)", len(message), maxSocketPayloadBytes)
+			t.Fatalf("the connection is still open 5 s after a message of %d bytes, expected the server to close it (limit %d)", len(message), gosocketio.DefaultMaxMessageBytes)
 		}
 		return
 	}

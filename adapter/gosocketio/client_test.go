@@ -15,6 +15,9 @@ import (
 	"time"
 
 	socketio "github.com/googollee/go-socket.io"
+	"github.com/googollee/go-socket.io/engineio"
+	"github.com/googollee/go-socket.io/engineio/transport"
+	"github.com/googollee/go-socket.io/engineio/transport/polling"
 	"github.com/gorilla/websocket"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -204,7 +207,9 @@ func newTestServerOn(tb testing.TB, authority *fakeAuthority, namespace string, 
 		cfg.Logger = testLogger()
 	}
 
-	server := NewServer(nil)
+	// The WebSocket tests run over WebSocketTransport, which the chat demo
+	// serves.
+	server := NewServer(&engineio.Options{Transports: []transport.Transport{polling.Default, NewWebSocketTransport()}})
 	if namespace != "/" {
 		server.OnConnect("/", func(socketio.Conn) error { return nil })
 	}

@@ -23,6 +23,10 @@
 //	defer server.Close()
 //	http.Handle("/socket.io/", server)
 //
+// NewWebSocketTransport returns a WebSocket transport that keeps about half
+// the memory per idle connection of websocket.Default and bounds the size
+// of a message. Pass it in engineio.Options.Transports.
+//
 // What a socket.io-client 2.5.0 client sees, over websocket and polling, when
 // the server rejects or logs out its socket: the unauthorized or logged_out
 // event, then a DISCONNECT packet for the namespace. The client then emits

@@ -57,6 +57,8 @@ type options struct {
 	rounds      int
 	workers     int
 	rate        float64
+	idleHook    string
+	demoArgs    string
 	binDir      string
 	compareDir  string
 }
@@ -69,6 +71,8 @@ func main() {
 	flag.IntVar(&opts.workers, "workers", 1, "worker processes of the load generator")
 	flag.Float64Var(&opts.rate, "rate", 0, "handshakes started per second in the measured runs; 0 starts the next as soon as one finishes")
 	flag.IntVar(&opts.rounds, "rounds", 1, "measured rounds; each runs every server once with each client version")
+	flag.StringVar(&opts.idleHook, "idle-hook", "", "shell command run while the idle sockets are held, with SERVER_PID, PROTOCOL and METRICS_URL set, such as one that saves profiles")
+	flag.StringVar(&opts.demoArgs, "idle-demo-args", "", "extra chat-demo flags for the idle memory runs, separated by spaces")
 	flag.StringVar(&opts.binDir, "bin", "", "folder with prebuilt sockauth and chat-demo binaries; empty builds them")
 	flag.StringVar(&opts.compareDir, "compare", "", "folder with a second build of sockauth and chat-demo to measure in the same rounds, for A/B runs")
 	flag.Parse()
@@ -175,38 +179,22 @@ func run(opts options) error {
 	if opts.idle == 0 {
 		return nil
 	}
+	// The chat demo keeps the heap that the handshake runs grew, so each
+	// client generation gets a fresh authority and chat demo of its own.
+	ours.stop()
 	fmt.Printf("\nidle memory: %d authenticated sockets held open, RSS of the server process\n\n", opts.idle)
-	fmt.Println("| server | RSS before | RSS with sockets | per socket |")
-	fmt.Println("|---|---:|---:|---:|")
-	for _, target := range []*server{ours, peer} {
-		// Let the server settle after the handshake runs before reading.
-		time.Sleep(2 * time.Second)
-		pid := target.processes[0].pid
-		before, err := rss(pid)
-		if err != nil {
+	fmt.Println("Each chat demo row runs in a new chat demo process, measured after a warm-up of")
+	fmt.Printf("%d handshakes. Goroutines and heap in use come from its /metrics; the peer has neither.\n", opts.concurrency*4)
+	fmt.Println()
+	fmt.Println("| server | client | RSS before | RSS with sockets | per socket | goroutines per socket | heap in use per socket |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|")
+	for _, protocol := range []int{2, 4} {
+		dataDir := filepath.Join(work, fmt.Sprintf("authority-idle-%d", protocol))
+		if err := measureIdleDemo(loadgen, binDir, dataDir, protocol, opts); err != nil {
 			return err
 		}
-		result, release, err := runLoad(loadRun{loadgen: loadgen, url: target.url, protocol: 2,
-			clients: opts.idle, concurrency: opts.concurrency * 2, workers: opts.workers, hold: true})
-		if err != nil {
-			return err
-		}
-		// Let timers and buffers settle before reading the memory.
-		time.Sleep(3 * time.Second)
-		after, err := rss(pid)
-		release()
-		if err != nil {
-			return err
-		}
-		if result.Held == 0 {
-			return fmt.Errorf("%s: no socket was held: %+v", target.name, result)
-		}
-		fmt.Printf("| %s | %.1f MiB | %.1f MiB | %.1f KiB (%d sockets) |\n", target.name,
-			float64(before)/1024, float64(after)/1024, float64(after-before)/float64(result.Held), result.Held)
-		// Give the server time to close the released sockets.
-		time.Sleep(3 * time.Second)
 	}
-	return nil
+	return measureIdle(loadgen, idleTarget{"Node socketio-jwt 4.6.2", peer.url, 2, peer.processes[0].pid, ""}, opts)
 }
 
 // loadRun is one run of loadgen.js.
@@ -339,4 +327,171 @@ func rss(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// measureIdleDemo starts an authority with its data in dataDir and a chat
+// demo with its metrics endpoint, warms the demo up with handshakes of
+// protocol, measures its idle sockets and stops both.
+func measureIdleDemo(loadgen, binDir, dataDir string, protocol int, opts options) error {
+	authorityAddr := freeAddr()
+	authority, err := start(filepath.Join(binDir, "sockauth"), "serve", "--listen", authorityAddr,
+		"--data", dataDir, "--log-level", "error")
+	if err != nil {
+		return err
+	}
+	defer stop(authority)
+	if err := waitTCP(authorityAddr); err != nil {
+		return fmt.Errorf("authority: %w", err)
+	}
+
+	demoAddr, metricsAddr := freeAddr(), freeAddr()
+	args := []string{"--listen", demoAddr, "--authority", authorityAddr, "--metrics-listen", metricsAddr, "--log-level", "error"}
+	args = append(args, strings.Fields(opts.demoArgs)...)
+	demo, err := start(filepath.Join(binDir, "chat-demo"), args...)
+	if err != nil {
+		return err
+	}
+	defer stop(demo)
+	demoURL := "http://" + demoAddr
+	if err := waitHTTP(demoURL + "/"); err != nil {
+		return fmt.Errorf("chat demo: %w", err)
+	}
+
+	if _, _, err := runLoad(loadRun{loadgen: loadgen, url: demoURL, protocol: protocol,
+		clients: opts.concurrency * 4, concurrency: opts.concurrency, workers: opts.workers}); err != nil {
+		return err
+	}
+	return measureIdle(loadgen, idleTarget{"sockauth chat-demo", demoURL, protocol, demo.Process.Pid, "http://" + metricsAddr + "/metrics"}, opts)
+}
+
+// idleTarget is one row of the idle memory table.
+type idleTarget struct {
+	name     string
+	url      string
+	protocol int
+	pid      int
+	// metricsURL is the server's Prometheus endpoint, or empty when it has
+	// none.
+	metricsURL string
+}
+
+// idleSample is the memory of a server process at one moment.
+type idleSample struct {
+	rssKiB     int64
+	goroutines float64
+	heapInUse  float64 // bytes
+}
+
+func sampleIdle(target idleTarget) (idleSample, error) {
+	var sample idleSample
+	var err error
+	if sample.rssKiB, err = rss(target.pid); err != nil {
+		return sample, err
+	}
+	if target.metricsURL == "" {
+		return sample, nil
+	}
+	values, err := scrapeMetrics(target.metricsURL, "go_goroutines", "go_memstats_heap_inuse_bytes")
+	if err != nil {
+		return sample, err
+	}
+	sample.goroutines, sample.heapInUse = values[0], values[1]
+	return sample, nil
+}
+
+// measureIdle holds opts.idle authenticated sockets open against target and
+// prints the growth of the server's memory per socket.
+func measureIdle(loadgen string, target idleTarget, opts options) error {
+	// Let the server settle after the previous run before reading.
+	time.Sleep(2 * time.Second)
+	before, err := sampleIdle(target)
+	if err != nil {
+		return err
+	}
+	result, release, err := runLoad(loadRun{loadgen: loadgen, url: target.url, protocol: target.protocol,
+		clients: opts.idle, concurrency: opts.concurrency * 2, workers: opts.workers, hold: true})
+	if err != nil {
+		return err
+	}
+	// Let timers and buffers settle before reading the memory.
+	time.Sleep(3 * time.Second)
+	after, err := sampleIdle(target)
+	if opts.idleHook != "" && err == nil {
+		err = runIdleHook(opts.idleHook, target)
+	}
+	release()
+	if err != nil {
+		return err
+	}
+	if result.Held == 0 {
+		return fmt.Errorf("%s: no socket was held: %+v", target.name, result)
+	}
+
+	held := float64(result.Held)
+	goroutines, heap := "", ""
+	if target.metricsURL != "" {
+		goroutines = fmt.Sprintf("%.2f", (after.goroutines-before.goroutines)/held)
+		heap = fmt.Sprintf("%.1f KiB", (after.heapInUse-before.heapInUse)/1024/held)
+	}
+	fmt.Printf("| %s | socket.io-client %d.x | %.1f MiB | %.1f MiB | %.1f KiB (%d sockets) | %s | %s |\n",
+		target.name, target.protocol, float64(before.rssKiB)/1024, float64(after.rssKiB)/1024,
+		float64(after.rssKiB-before.rssKiB)/held, result.Held, goroutines, heap)
+
+	// Give the server time to close the released sockets.
+	time.Sleep(3 * time.Second)
+	return nil
+}
+
+// runIdleHook runs the -idle-hook command while the sockets are held, with
+// the server's process id, protocol and metrics URL in its environment, so
+// that it can take profiles or read /proc/PID/smaps_rollup.
+func runIdleHook(hook string, target idleTarget) error {
+	cmd := exec.Command("sh", "-c", hook)
+	cmd.Env = append(os.Environ(), "SERVER_PID="+strconv.Itoa(target.pid),
+		"PROTOCOL="+strconv.Itoa(target.protocol), "METRICS_URL="+target.metricsURL)
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("idle hook: %w", err)
+	}
+	return nil
+}
+
+// scrapeMetrics returns the values of unlabelled Prometheus metrics, in the
+// order of names, from the text format at url.
+func scrapeMetrics(url string, names ...string) ([]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: HTTP status %d", url, resp.StatusCode)
+	}
+
+	found := map[string]float64{}
+	scanner := bufio.NewScanner(resp.Body)
+	scanner.Buffer(make([]byte, 64<<10), 1<<20)
+	for scanner.Scan() {
+		name, value, ok := strings.Cut(scanner.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if parsed, err := strconv.ParseFloat(value, 64); err == nil {
+			found[name] = parsed
+		}
+	}
+	if err := scanner.Err(); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+
+	values := make([]float64, len(names))
+	for i, name := range names {
+		value, ok := found[name]
+		if !ok {
+			return nil, fmt.Errorf("GET %s: no metric %s", url, name)
+		}
+		values[i] = value
+	}
+	return values, nil
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/googollee/go-socket.io/engineio"
 	"github.com/googollee/go-socket.io/engineio/transport"
 	"github.com/googollee/go-socket.io/engineio/transport/polling"
-	"github.com/googollee/go-socket.io/engineio/transport/websocket"
 
 	"github.com/sockauth/sockauth/adapter"
 	"github.com/sockauth/sockauth/adapter/gosocketio"
@@ -34,9 +33,14 @@ func newEIO3Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 	// long-polling lost events, and an event sent while the client upgraded to
 	// WebSocket got HTTP 400, which closed the connection. docs/clients.md
 	// lists the measured results.
-	transports := []transport.Transport{websocket.Default}
+	// The transport's default message limit of 1 MiB stays far above the
+	// adapter's payload limit, so that an oversized authenticate payload
+	// gets unauthorized with payload_too_large rather than a closed
+	// connection.
+	websocket := gosocketio.NewWebSocketTransport()
+	transports := []transport.Transport{websocket}
 	if opts.EIO3Polling {
-		transports = []transport.Transport{polling.Default, websocket.Default}
+		transports = []transport.Transport{polling.Default, websocket}
 	}
 	server := gosocketio.NewServer(&engineio.Options{Transports: transports})
 

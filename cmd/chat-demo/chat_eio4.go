@@ -73,7 +73,9 @@ func newEIO4Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 		ack([]any{handleEcho(nil, id, payload)}, nil)
 	})
 
-	return &eio4Chat{server: server, binding: binding, handler: server.ServeHandler(nil)}, nil
+	// ReleaseHijacked lets each WebSocket drop the HTTP server's buffers of
+	// its connection, which the library would keep for its whole life.
+	return &eio4Chat{server: server, binding: binding, handler: socketio.ReleaseHijacked(server.ServeHandler(nil))}, nil
 }
 
 func (c *eio4Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {

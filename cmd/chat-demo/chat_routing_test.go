@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -10,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sockauth/sockauth/adapter/gosocketio"
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 )
 
@@ -98,5 +101,52 @@ func TestChatRoutesByEngineIOProtocol(t *testing.T) {
 				t.Errorf("body %q, expected it to contain %q", body, tt.wantText)
 			}
 		})
+	}
+}
+
+func TestChatEIO3WebSocketMessageLimit(t *testing.T) {
+	chat, err := newChatServer(newUnreachableAuthority(t), chatOptions{AuthTimeout: 5 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("newChatServer: %v", err)
+	}
+	server := httptest.NewServer(chat)
+	t.Cleanup(func() {
+		server.Close()
+		if err := chat.Close(); err != nil {
+			t.Errorf("closing the chat server: %v", err)
+		}
+	})
+
+	url := "ws" + strings.TrimPrefix(server.URL, "http") + "/socket.io/?EIO=3&transport=websocket"
+	conn, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatalf("dialing %s: %v", url, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatalf("SetReadDeadline: %v", err)
+	}
+	for _, want := range []string{"0", "40"} { // engine.io open, socket.io connect
+		_, data, err := conn.ReadMessage()
+		if err != nil || !strings.HasPrefix(string(data), want) {
+			t.Fatalf("read %q, %v, expected a frame starting with %q", data, err, want)
+		}
+	}
+
+	message := `42["message",{"text":"` + strings.Repeat("x", gosocketio.DefaultMaxMessageBytes) + `"}]`
+	if err := conn.WriteMessage(websocket.TextMessage, []byte(message)); err != nil {
+		t.Fatalf("writing a message of %d bytes: %v", len(message), err)
+	}
+
+	for {
+		_, _, err := conn.ReadMessage()
+		if err == nil {
+			continue // frames sent before the close
+		}
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() {
+			t.Fatalf("the connection is still open 5 s after a message of %d bytes, expected the server to close it (limit %d)", len(message), gosocketio.DefaultMaxMessageBytes)
+		}
+		return
 	}
 }

@@ -49,6 +49,11 @@ type config struct {
 	// Serve configures the in-process authority. Its Listen is always a free
 	// loopback port.
 	Serve serve.Config
+	// GCPercent is the garbage collector's target percentage. GOGC wins.
+	GCPercent int
+	// MemoryLimitMiB is the soft memory limit of the process in MiB. Zero
+	// sets none, and GOMEMLIMIT wins.
+	MemoryLimitMiB int64
 }
 
 func main() {
@@ -86,6 +91,7 @@ Without --authority, the demo runs an authority in-process with its data in
 			if err != nil {
 				return err
 			}
+			applyGCSettings(cfg.GCPercent, cfg.MemoryLimitMiB, logger)
 			return run(ctx, cfg, logger)
 		},
 	}
@@ -101,6 +107,10 @@ Without --authority, the demo runs an authority in-process with its data in
 	serve.AddLifetimeFlags(flags, &cfg.Serve)
 	flags.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "minimum log level: debug, info, warn or error")
 	flags.StringVar(&cfg.LogFormat, "log-format", serve.LogFormatText, "log format on standard error: text or json")
+	flags.IntVar(&cfg.GCPercent, "gc-percent", defaultGCPercent,
+		"garbage collector target: how far in percent the heap may grow over the live data before a collection; lower values keep less memory per idle socket and cost CPU (GOGC, when set, wins)")
+	flags.Int64Var(&cfg.MemoryLimitMiB, "memory-limit", 0,
+		"soft limit of the process's Go memory in MiB, such as 80% of a container's memory; 0 sets none (GOMEMLIMIT, when set, wins)")
 	flags.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address of the Prometheus /metrics listener of the sockauth adapters, such as 127.0.0.1:9464; empty serves no metrics")
 
 	return cmd
@@ -117,6 +127,12 @@ const authorityClientPrefix = "authority-"
 func checkFlags(cmd *cobra.Command, cfg config) error {
 	if cfg.AuthTimeout <= 0 {
 		return fmt.Errorf("invalid --auth-timeout %v: must be positive", cfg.AuthTimeout)
+	}
+	if cfg.GCPercent <= 0 {
+		return fmt.Errorf("invalid --gc-percent %d: must be positive", cfg.GCPercent)
+	}
+	if cfg.MemoryLimitMiB < 0 {
+		return fmt.Errorf("invalid --memory-limit %d: must be 0 (none) or a number of MiB", cfg.MemoryLimitMiB)
 	}
 	if cfg.Authority == "" {
 		var err error

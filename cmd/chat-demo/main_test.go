@@ -2,6 +2,9 @@ package main
 
 import (
 	"io"
+	"log/slog"
+	"math"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -21,6 +24,8 @@ func TestRootCommandRejectsFlags(t *testing.T) {
 		{name: "service key without authority", args: []string{"--authority-key-file", "key"}, wantErr: "--authority-key-file"},
 		{name: "TLS CA without authority", args: []string{"--authority-tls-ca", "ca.pem"}, wantErr: "--authority-tls-ca"},
 		{name: "TLS without authority", args: []string{"--authority-tls"}, wantErr: "--authority-tls"},
+		{name: "zero GC percent", args: []string{"--gc-percent", "0"}, wantErr: "--gc-percent"},
+		{name: "negative memory limit", args: []string{"--memory-limit", "-1"}, wantErr: "--memory-limit"},
 	}
 
 	for _, tt := range tests {
@@ -38,5 +43,43 @@ func TestRootCommandRejectsFlags(t *testing.T) {
 				t.Errorf("Execute(%q) error = %q, want it to mention %q", tt.args, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestApplyGCSettings(t *testing.T) {
+	t.Cleanup(func() {
+		debug.SetGCPercent(100)
+		debug.SetMemoryLimit(math.MaxInt64)
+	})
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	applyGCSettings(30, 64, logger)
+
+	if got := debug.SetGCPercent(100); got != 30 {
+		t.Errorf("GC percent = %d after applyGCSettings(30, ...), expected 30", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 64<<20 {
+		t.Errorf("memory limit = %d after applyGCSettings(..., 64), expected %d", got, 64<<20)
+	}
+}
+
+func TestApplyGCSettingsEnvironmentWins(t *testing.T) {
+	t.Setenv("GOGC", "100")
+	t.Setenv("GOMEMLIMIT", "off")
+	debug.SetGCPercent(100)
+	debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() {
+		debug.SetGCPercent(100)
+		debug.SetMemoryLimit(math.MaxInt64)
+	})
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	applyGCSettings(30, 64, logger)
+
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent = %d with GOGC set, expected GOGC's 100", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("memory limit = %d with GOMEMLIMIT set, expected none", got)
 	}
 }

@@ -1,0 +1,195 @@
+package gosocketio
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/googollee/go-socket.io/engineio"
+	"github.com/googollee/go-socket.io/engineio/frame"
+	enginepacket "github.com/googollee/go-socket.io/engineio/packet"
+	"github.com/googollee/go-socket.io/engineio/transport"
+
+	"github.com/sockauth/sockauth/adapter"
+)
+
+// newWebSocketTestServer serves a Binding on the root namespace with ws as
+// its only transport. handlersRunning counts the HTTP handlers
+// that have not returned yet.
+func newWebSocketTestServer(tb testing.TB, ws *WebSocketTransport) (ts *testServer, handlersRunning *atomic.Int64) {
+	tb.Helper()
+
+	authority := newFakeAuthority()
+	server := NewServer(&engineio.Options{Transports: []transport.Transport{ws}})
+	binding, err := New(server, adapter.Config{Authority: authority, Logger: testLogger()})
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = server.Serve()
+	}()
+	handlersRunning = new(atomic.Int64)
+	httpServer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handlersRunning.Add(1)
+		defer handlersRunning.Add(-1)
+		server.ServeHTTP(w, r)
+	}))
+
+	tb.Cleanup(func() {
+		binding.Close()
+		httpServer.Close()
+		_ = server.Close()
+		<-served
+	})
+	return &testServer{server: server, binding: binding, authority: authority, url: httpServer.URL}, handlersRunning
+}
+
+func TestWebSocketHandlerReturnsAfterUpgrade(t *testing.T) {
+	ts, handlersRunning := newWebSocketTestServer(t, NewWebSocketTransport())
+	c := dial(t, ts.url, "/")
+
+	waitUntil(t, func() bool { return handlersRunning.Load() == 0 }, "the HTTP handler returned while the WebSocket is open")
+
+	c.emit(adapter.EventAuthenticate, `{"token":"code-alice"}`)
+	p := c.expectEvent(adapter.EventAuthenticated)
+	if len(p.args) == 0 || string(p.args[0]) != `"session-1"` {
+		t.Fatalf("authenticated packet %q, expected token session-1", p.raw)
+	}
+}
+
+func TestWebSocketMessageLimit(t *testing.T) {
+	ws := NewWebSocketTransport()
+	// The token below makes an authenticate packet of exactly 64 bytes
+	// after the engine.io packet type.
+	ws.MaxMessageBytes = 64
+	ts, _ := newWebSocketTestServer(t, ws)
+
+	atLimit := dial(t, ts.url, "/")
+	token := "code-alice" + strings.Repeat(" ", 64-len(`2["authenticate",{"token":"code-alice"}]`))
+	atLimit.send(`2["authenticate",{"token":"` + token + `"}]`)
+	atLimit.expectEvent(adapter.EventUnauthorized)
+
+	overLimit := dial(t, ts.url, "/")
+	overLimit.send(`2["authenticate",{"token":"` + token + ` "}]`)
+	for {
+		frame, err := overLimit.tryReadFrame(2 * time.Second)
+		if errors.Is(err, errTimeout) {
+			t.Fatal("the connection is still open 2 s after a message over the limit, expected the server to close it")
+		}
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(frame, "4") {
+			t.Fatalf("got packet %q after a message over the limit, expected the connection closed", frame[1:])
+		}
+	}
+}
+
+// fakeFrameConn is a transport.Conn with one text message to read.
+type fakeFrameConn struct {
+	transport.Conn
+	message string
+	// closed is set when the frame reader of the message is closed.
+	closed bool
+}
+
+func (c *fakeFrameConn) NextReader() (frame.Type, enginepacket.Type, io.ReadCloser, error) {
+	if c.message == "" {
+		return 0, 0, nil, io.EOF
+	}
+	r := &frameReader{Reader: strings.NewReader(c.message), conn: c}
+	c.message = ""
+	return frame.String, enginepacket.MESSAGE, r, nil
+}
+
+type frameReader struct {
+	io.Reader
+	conn *fakeFrameConn
+}
+
+func (r *frameReader) Close() error {
+	r.conn.closed = true
+	return nil
+}
+
+func TestWebSocketMessageIsByteScanner(t *testing.T) {
+	fake := &fakeFrameConn{message: `2["echo",{"n":1}]`}
+	conn := &websocketConn{Conn: fake, maxMessageBytes: DefaultMaxMessageBytes}
+
+	frameType, packetType, r, err := conn.NextReader()
+	if err != nil {
+		t.Fatalf("NextReader: %v", err)
+	}
+	if frameType != frame.String || packetType != enginepacket.MESSAGE {
+		t.Errorf("NextReader types = %v, %v, expected frame.String, enginepacket.MESSAGE", frameType, packetType)
+	}
+	if !fake.closed {
+		t.Error("the frame reader is still open after NextReader, expected it closed at once")
+	}
+	if _, ok := r.(io.ByteScanner); !ok {
+		t.Errorf("NextReader returned %T, expected an io.ByteScanner that the socket.io decoder needs no buffer for", r)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil || string(data) != `2["echo",{"n":1}]` {
+		t.Errorf("message = %q, %v, expected the whole message", data, err)
+	}
+}
+
+func TestWebSocketMessageCloseDropsBytes(t *testing.T) {
+	fake := &fakeFrameConn{message: `2["echo",{"n":1}]`}
+	conn := &websocketConn{Conn: fake, maxMessageBytes: DefaultMaxMessageBytes}
+	_, _, r, err := conn.NextReader()
+	if err != nil {
+		t.Fatalf("NextReader: %v", err)
+	}
+	var first [1]byte
+	if _, err := r.Read(first[:]); err != nil {
+		t.Fatalf("reading the first byte: %v", err)
+	}
+
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	if n, err := r.Read(first[:]); n != 0 || err != io.EOF {
+		t.Errorf("Read after Close = %d, %v, expected 0, io.EOF", n, err)
+	}
+	if size := r.(message).Size(); size != 0 {
+		t.Errorf("message still refers to %d bytes after Close, expected none", size)
+	}
+}
+
+func TestWebSocketMessageOverLimit(t *testing.T) {
+	fake := &fakeFrameConn{message: strings.Repeat("x", 11)}
+	conn := &websocketConn{Conn: fake, maxMessageBytes: 10}
+
+	_, _, _, err := conn.NextReader()
+	if !errors.Is(err, ErrMessageTooLarge) {
+		t.Errorf("NextReader error = %v, expected ErrMessageTooLarge", err)
+	}
+	if !fake.closed {
+		t.Error("the frame reader is still open after a message over the limit")
+	}
+}
+
+func TestWebSocketServeHTTPReturns(t *testing.T) {
+	conn := &websocketConn{Conn: &fakeFrameConn{}}
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		conn.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/socket.io/", nil))
+	}()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServeHTTP still blocks after 5 s, expected it to return at once")
+	}
+}

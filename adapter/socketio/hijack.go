@@ -1,0 +1,117 @@
+package socketio
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// ReleaseHijacked returns a handler that serves WebSocket upgrade requests
+// with next through a ResponseWriter that drops the net/http response once
+// next hijacks the connection. Other requests reach next unchanged.
+//
+// zishang520/socket.io v3.0.6 keeps the ResponseWriter of a WebSocket in its
+// HttpContext for the life of the connection. Through it, the net/http
+// response keeps the HTTP server's connection state, with its 4 KiB read and
+// write buffers, which gorilla/websocket does not use because the library
+// gives it buffers of its own. Wrap the server's handler to let the garbage
+// collector free them:
+//
+//	http.Handle("/socket.io/", socketio.ReleaseHijacked(server.ServeHandler(nil)))
+func ReleaseHijacked(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isWebSocketUpgrade(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&releasingWriter{w: w}, r)
+	})
+}
+
+// isWebSocketUpgrade reports whether r requests an upgrade to WebSocket.
+func isWebSocketUpgrade(r *http.Request) bool {
+	for _, value := range r.Header.Values("Upgrade") {
+		for token := range strings.SplitSeq(value, ",") {
+			if strings.EqualFold(strings.TrimSpace(token), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// releasingWriter is the ResponseWriter of an upgrade request. After a
+// successful Hijack it no longer refers to the net/http response: Header
+// returns a header that nothing sends, and Write returns
+// http.ErrHijacked, as the net/http response does after a hijack.
+type releasingWriter struct {
+	// mu guards w and header.
+	mu sync.Mutex
+	// w is the net/http response, nil after Hijack.
+	w http.ResponseWriter
+	// header is the header returned after Hijack.
+	header http.Header
+}
+
+var _ http.Hijacker = (*releasingWriter)(nil)
+
+func (rw *releasingWriter) Header() http.Header {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.w == nil {
+		if rw.header == nil {
+			rw.header = make(http.Header)
+		}
+		return rw.header
+	}
+	return rw.w.Header()
+}
+
+func (rw *releasingWriter) Write(p []byte) (int, error) {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.w == nil {
+		return 0, http.ErrHijacked
+	}
+	return rw.w.Write(p)
+}
+
+func (rw *releasingWriter) WriteHeader(statusCode int) {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.w != nil {
+		rw.w.WriteHeader(statusCode)
+	}
+}
+
+// Flush flushes the response unless it was hijacked.
+func (rw *releasingWriter) Flush() {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if flusher, ok := rw.w.(http.Flusher); ok {
+		flusher.Flush()
+	}
+}
+
+// Hijack hijacks the connection of the net/http response and drops the
+// response.
+func (rw *releasingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.w == nil {
+		return nil, nil, http.ErrHijacked
+	}
+	hijacker, ok := rw.w.(http.Hijacker)
+	if !ok {
+		return nil, nil, http.ErrNotSupported
+	}
+
+	conn, buffers, err := hijacker.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	rw.w = nil
+	return conn, buffers, nil
+}

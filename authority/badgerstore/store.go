@@ -266,6 +266,9 @@ func (s *Store) collectGarbage(interval time.Duration) {
 // which case the last iterator to close deletes it (badger v4.9.6,
 // valueLog.rewrite). With SyncWrites off the copies are not durable when the
 // deletion would happen, so an iterator stays open until a sync covered them.
+//
+// NOTE: no test runs a collection that rewrites a file, so this relies on
+// reading the Badger source.
 func (s *Store) runValueLogGC() error {
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()

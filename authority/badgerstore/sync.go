@@ -30,7 +30,8 @@ type syncState struct {
 	unsynced map[string]uint64
 	// ended is closed when the running sync round ends, and then replaced.
 	ended chan struct{}
-	// failed is set by the first failed sync; every later write fails with it.
+	// failed is set by the first failed sync, and every later write fails
+	// with it.
 	failed error
 
 	// size mirrors len(unsynced), so that readers skip the lock when no write
@@ -128,8 +129,8 @@ func (s *Store) endRound(round syncRound, err error) {
 	if err != nil {
 		err = fmt.Errorf("sync badger logs: %w", err)
 		if s.sync.failed == nil {
-			s.sync.failed = fmt.Errorf("a sync of the badger logs failed, and the kernel may have dropped "+
-				"the unsynced pages, so writes are rejected until the store is reopened: %w", err)
+			s.sync.failed = fmt.Errorf("writes are rejected since a sync of the badger logs failed, because the "+
+				"kernel may have dropped the unsynced pages; check the disk and restart the authority: %w", err)
 		}
 		// The sessions of the round stay marked, so that reads of them fail too.
 	} else {
@@ -280,9 +281,9 @@ func readDirNames(dir string) ([]string, error) {
 }
 
 // syncPath opens path, which may be a file or a folder, and fsyncs it. Badger
-// writes its logs through shared memory mappings; Linux keeps those pages in
-// the file's page cache, where fsync writes them back (msync with MS_SYNC is
-// itself an fsync of the mapped range, see mm/msync.c).
+// writes its logs through shared memory mappings, and Linux keeps the pages
+// written that way in the file's page cache, so fsync writes them back just
+// as Badger's own msync does.
 func syncPath(path string) error {
 	f, err := os.Open(path)
 	if err != nil {

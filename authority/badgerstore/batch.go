@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -16,8 +17,8 @@ const maxBatchOps = 256
 // errClosed is returned for writes submitted after Close.
 var errClosed = errors.New("badger store is closed")
 
-// writeOp is one Create or CompareAndSwap waiting for the committer, or a
-// barrier that only waits for the next sync.
+// writeOp is one Create or CompareAndSwap waiting for its sync, or a barrier
+// that only waits for the next sync.
 type writeOp struct {
 	create bool
 	// barrier marks an op that writes nothing: it completes after a sync that
@@ -26,214 +27,209 @@ type writeOp struct {
 	session         *authority.Session
 	value           []byte
 	expectedVersion uint64
+	// checkErr is why the write's own check failed. It is returned after the
+	// next sync, because the state it was checked against may not be durable
+	// yet, and a caller that retries at once would read the same state again.
+	checkErr error
 	// done receives the outcome once the transaction holding the write has
 	// been committed and a later sync has made it durable, or once the write's
 	// own check failed.
 	done chan error
 }
 
-// write hands op to the committer and waits for its outcome.
+// write applies op's check and set to the open transaction and waits until
+// a sync covers it.
 //
-// Badger runs with SyncWrites off, and the store syncs its logs itself: the
-// committer applies the queued writes in one transaction and commits it in
-// memory, and the sync stage calls db.Sync and then releases the waiters of
-// every transaction committed before that sync started. While one sync runs,
-// the committer already applies the writes that arrive, so syncs follow each
-// other without a gap and each covers every write that queued up during the
-// previous one. The committer is the only writer, so its transactions never
-// conflict, and each write's check-and-set sees the writes committed before
-// it, synced or not.
+// Badger runs with SyncWrites off, and the store syncs its logs itself. Each
+// writer applies its write to the open transaction, and the sync stage
+// commits that transaction in memory, calls db.Sync and then releases the
+// waiters of every transaction committed before that sync started. While one
+// sync runs, writers already apply the next transaction, so syncs follow each
+// other without a gap and each covers every write that arrived during the
+// previous one. The open transaction is the only writer, so transactions
+// never conflict, and each write's check-and-set sees the writes committed
+// before it, synced or not.
 func (s *Store) write(ctx context.Context, op *writeOp) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	op.done = make(chan error, 1)
-
-	// Holding the read lock while queueing guarantees that Close, which takes
-	// the write lock, sees every queued write before the committer stops.
-	s.closeMu.RLock()
-	if s.closing {
-		s.closeMu.RUnlock()
-		return errClosed
+	if err := s.submit(op); err != nil {
+		return err
 	}
-	select {
-	case s.ops <- op:
-	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return ctx.Err()
-	}
-	s.closeMu.RUnlock()
 
-	// Once queued, the write will land; waiting for its outcome is not
-	// cancelled, so the caller never reports a failure for a stored write.
+	// Once applied, the write will be committed; waiting for its outcome is
+	// not cancelled, so the caller never reports a failure for a stored write.
 	return <-op.done
 }
 
-// committer is the state of the committer goroutine; only that goroutine
-// uses it.
-type committer struct {
-	s *Store
-	// txn is the open transaction, or nil; applied are its writes and
-	// barriers, in queue order.
+// batchState is the open transaction and the writes that wait for a sync.
+type batchState struct {
+	mu sync.Mutex // guards the fields below
+	// txn is the open transaction, or nil, and applied are its writes and
+	// barriers in the order they were applied.
 	txn     *badger.Txn
 	applied []*writeOp
-	// committed are the writes of committed transactions that wait for a sync
-	// round; committedSeq is the sequence number of the newest transaction.
-	committed    []*writeOp
-	committedSeq uint64
-	// syncing is true while a sync round runs; roundSeq is the newest
-	// sequence number handed to a round.
-	syncing  bool
-	roundSeq uint64
+	// committed are the writes of transactions committed since the last
+	// round started; seq is the sequence number of the newest transaction and
+	// roundSeq that of the newest one a round covers.
+	committed []*writeOp
+	seq       uint64
+	roundSeq  uint64
+	// closing rejects new writes once Close has started.
+	closing bool
+
+	// wake tells the sync stage that there is work or that Close started.
+	wake chan struct{}
 }
 
-// commitLoop is the committer goroutine. It applies queued writes to the open
-// transaction and commits it whenever no sync round runs, so that the next
-// round can start at once.
-func (s *Store) commitLoop() {
-	defer s.wg.Done()
-	defer close(s.rounds)
-
-	c := &committer{s: s}
-	for {
-		select {
-		case op := <-s.ops:
-			c.apply(op)
-			c.applyQueued()
-		case <-s.roundEnded:
-			c.syncing = false
-			c.applyQueued()
-		case <-s.stop:
-			c.drain()
-			return
-		}
-		if !c.syncing {
-			c.startRound()
-		}
+// submit applies op to the open transaction, or returns the error that
+// rejects it: its own check failed, the store is closing, or a sync failed.
+func (s *Store) submit(op *writeOp) error {
+	s.batch.mu.Lock()
+	defer s.batch.mu.Unlock()
+	if s.batch.closing {
+		return errClosed
 	}
-}
+	if err := s.failure(); err != nil {
+		return err
+	}
 
-// applyQueued applies the ops already in the queue, up to maxBatchOps of them.
-func (c *committer) applyQueued() {
-	for range maxBatchOps {
-		select {
-		case op := <-c.s.ops:
-			c.apply(op)
-		default:
-			return
+	if !op.barrier {
+		err := s.applyLocked(op)
+		switch {
+		case errors.Is(err, authority.ErrConflict), errors.Is(err, authority.ErrExists),
+			errors.Is(err, authority.ErrNotFound):
+			op.checkErr = err
+		case err != nil:
+			return err
 		}
 	}
+	s.batch.applied = append(s.batch.applied, op)
+	s.wakeSyncer()
+	return nil
 }
 
-// drain applies every op still queued at Close, waits for the running round,
-// and runs a last round for what remains.
-func (c *committer) drain() {
-	for len(c.s.ops) > 0 {
-		c.apply(<-c.s.ops)
-	}
-	if c.syncing {
-		<-c.s.roundEnded
-		c.syncing = false
-	}
-	if c.startRound() {
-		<-c.s.roundEnded
+func (s *Store) wakeSyncer() {
+	select {
+	case s.batch.wake <- struct{}{}:
+	default:
 	}
 }
 
-// apply performs op's check and set in the open transaction. An op whose check
-// fails receives its error at once.
-func (c *committer) apply(op *writeOp) {
-	if err := c.s.failure(); err != nil {
-		op.done <- err
-		return
+// applyLocked performs op's check and set in the open transaction, which it
+// commits first when it holds maxBatchOps ops or has no room for op.
+func (s *Store) applyLocked(op *writeOp) error {
+	b := &s.batch
+	if len(b.applied) >= maxBatchOps {
+		s.commitLocked()
 	}
-	if op.barrier {
-		c.applied = append(c.applied, op)
-		return
-	}
-	if len(c.applied) >= maxBatchOps {
-		c.commit()
+	if b.txn == nil {
+		b.txn = s.db.NewTransaction(true)
 	}
 
-	if c.txn == nil {
-		c.txn = c.s.db.NewTransaction(true)
+	err := applyWrite(b.txn, op)
+	if errors.Is(err, badger.ErrTxnTooBig) && len(b.applied) > 0 {
+		s.commitLocked()
+		b.txn = s.db.NewTransaction(true)
+		err = applyWrite(b.txn, op)
 	}
-	err := applyWrite(c.txn, op)
-	if errors.Is(err, badger.ErrTxnTooBig) && len(c.applied) > 0 {
-		c.commit()
-		c.txn = c.s.db.NewTransaction(true)
-		err = applyWrite(c.txn, op)
-	}
-	if err != nil {
-		op.done <- err
-		return
-	}
-	c.applied = append(c.applied, op)
+	return err
 }
 
-// commit commits the open transaction in memory and moves its ops to the
-// writes that wait for a sync. The sessions it writes are marked unsynced
+// commitLocked commits the open transaction in memory and moves its ops to
+// the writes that wait for a sync. The sessions it writes are marked unsynced
 // before the commit makes them visible, so that no reader acts on a record
 // that a crash could still lose.
-func (c *committer) commit() {
-	txn, applied := c.txn, c.applied
-	c.txn, c.applied = nil, nil
+func (s *Store) commitLocked() {
+	b := &s.batch
+	txn, applied := b.txn, b.applied
+	b.txn, b.applied = nil, nil
 	if txn == nil {
-		c.committed = append(c.committed, applied...)
+		b.committed = append(b.committed, applied...)
 		return
 	}
 
-	c.committedSeq++
-	c.s.markUnsynced(applied, c.committedSeq)
+	b.seq++
+	s.markUnsynced(applied, b.seq)
 	err := txn.Commit()
 	if err != nil {
-		c.s.log.Error("badger commit failed", "writes", len(applied), "error", err)
+		s.log.Error("badger commit failed", "writes", len(applied), "error", err)
 		err = fmt.Errorf("commit to badger: %w", err)
 		for _, op := range applied {
 			op.done <- err
 		}
 		return
 	}
-	c.s.stats.batches.Add(1)
-	c.s.stats.writes.Add(uint64(len(applied)))
-	c.committed = append(c.committed, applied...)
+	s.stats.batches.Add(1)
+	for _, op := range applied {
+		if !op.barrier && op.checkErr == nil {
+			s.stats.writes.Add(1)
+		}
+	}
+	b.committed = append(b.committed, applied...)
 }
 
-// startRound commits the open transaction and hands every committed write to
-// the sync stage. It reports whether a round started: there is none when
-// nothing was committed or marked since the last round.
-func (c *committer) startRound() bool {
-	if err := c.s.failure(); err != nil {
-		c.abort(err)
-		return false
-	}
-	if c.txn != nil || len(c.applied) > 0 {
-		c.commit()
-	}
-	if len(c.committed) == 0 && c.committedSeq == c.roundSeq {
-		return false
-	}
+// nextRound commits the open transaction and returns a round of every write
+// committed since the last one. It waits while there is none, and reports
+// false once the store is closing and nothing is left.
+func (s *Store) nextRound() (syncRound, bool) {
+	for {
+		s.batch.mu.Lock()
+		round, ok := s.takeRoundLocked()
+		closing := s.batch.closing
+		s.batch.mu.Unlock()
 
-	c.s.rounds <- syncRound{waiters: c.committed, seq: c.committedSeq}
-	c.committed = nil
-	c.roundSeq = c.committedSeq
-	c.syncing = true
-	return true
+		switch {
+		case ok:
+			return round, true
+		case closing:
+			return syncRound{}, false
+		}
+		<-s.batch.wake
+	}
 }
 
-// abort fails every op that waits for a sync, after a sync failed. The open
-// transaction is discarded. Committed transactions stay visible, but their
-// sessions stay marked unsynced, so reads of them fail as well.
-func (c *committer) abort(err error) {
-	if c.txn != nil {
-		c.txn.Discard()
-		c.txn = nil
+// takeRoundLocked commits the open transaction and takes the committed
+// writes, and reports whether there was anything to sync: writes, barriers,
+// or marks left by a failed commit. After a failed sync it fails every
+// waiting op instead.
+func (s *Store) takeRoundLocked() (syncRound, bool) {
+	b := &s.batch
+	if err := s.failure(); err != nil {
+		s.abortLocked(err)
+		return syncRound{}, false
 	}
-	for _, op := range c.applied {
+	if b.txn != nil || len(b.applied) > 0 {
+		s.commitLocked()
+	}
+	if len(b.committed) == 0 && b.seq == b.roundSeq {
+		return syncRound{}, false
+	}
+
+	round := syncRound{waiters: b.committed, seq: b.seq}
+	b.committed = nil
+	b.roundSeq = b.seq
+	return round, true
+}
+
+// abortLocked fails every op that waits for a sync, after a sync failed. The
+// open transaction is discarded. Committed transactions stay visible, but
+// their sessions stay marked unsynced, so reads of them fail as well.
+func (s *Store) abortLocked(err error) {
+	b := &s.batch
+	if b.txn != nil {
+		b.txn.Discard()
+		b.txn = nil
+	}
+	for _, op := range b.applied {
 		op.done <- err
 	}
-	for _, op := range c.committed {
+	for _, op := range b.committed {
 		op.done <- err
 	}
-	c.applied, c.committed = nil, nil
-	c.roundSeq = c.committedSeq
+	b.applied, b.committed = nil, nil
+	b.roundSeq = b.seq
 }
 
 // applyWrite performs one write's check and set inside txn.

@@ -47,29 +47,21 @@ type Store struct {
 	db       *badger.DB
 	log      *slog.Logger
 	inMemory bool
-	// ops queues writes for the committer goroutine.
-	ops chan *writeOp
-	// rounds hands committed writes from the committer to the sync stage, and
-	// roundEnded tells the committer that the running round ended.
-	rounds     chan syncRound
-	roundEnded chan struct{}
-	sync       syncState
+	batch    batchState
+	sync     syncState
 	// sealed is used by the sync stage only.
 	sealed *sealedLogs
 	// syncLogs runs one sync round's sync.
 	syncLogs func() error
 	stats    syncCounters
 
-	// closeMu guards closing; writers hold it for reading while they queue.
-	closeMu sync.RWMutex
-	closing bool
 	// stopGC ends garbage collection, which Close waits for in gcDone before
-	// it stops the committer through stop.
+	// it stops the sync stage.
 	stopGC chan struct{}
 	gcDone sync.WaitGroup
-	stop   chan struct{}
 	closed sync.Once
-	wg     sync.WaitGroup
+	// wg waits for the sync stage.
+	wg sync.WaitGroup
 }
 
 var _ authority.Store = (*Store)(nil)
@@ -114,24 +106,20 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 
 	s := &Store{
-		db:         db,
-		log:        opts.Logger,
-		inMemory:   opts.InMemory,
-		ops:        make(chan *writeOp, 4*maxBatchOps),
-		rounds:     make(chan syncRound, 1),
-		roundEnded: make(chan struct{}, 1),
-		sync:       syncState{unsynced: map[string]uint64{}, ended: make(chan struct{})},
-		sealed:     newSealedLogs(db.Opts().Dir, db.Opts().ValueDir),
-		stopGC:     make(chan struct{}),
-		stop:       make(chan struct{}),
+		db:       db,
+		log:      opts.Logger,
+		inMemory: opts.InMemory,
+		batch:    batchState{wake: make(chan struct{}, 1)},
+		sync:     syncState{unsynced: map[string]uint64{}, ended: make(chan struct{})},
+		sealed:   newSealedLogs(db.Opts().Dir, db.Opts().ValueDir),
+		stopGC:   make(chan struct{}),
 	}
 	s.syncLogs = s.syncBadgerLogs
 	if opts.wrapSync != nil {
 		s.syncLogs = func() error { return opts.wrapSync(s.syncBadgerLogs) }
 	}
 
-	s.wg.Add(2)
-	go s.commitLoop()
+	s.wg.Add(1)
 	go s.syncLoop()
 	if !opts.InMemory {
 		s.gcDone.Add(1)
@@ -220,10 +208,10 @@ func (s *Store) Close() error {
 		close(s.stopGC)
 		s.gcDone.Wait()
 
-		s.closeMu.Lock()
-		s.closing = true
-		s.closeMu.Unlock()
-		close(s.stop)
+		s.batch.mu.Lock()
+		s.batch.closing = true
+		s.batch.mu.Unlock()
+		s.wakeSyncer()
 		s.wg.Wait()
 
 		stats := s.Stats()

@@ -39,7 +39,7 @@ type syncState struct {
 	size atomic.Int64
 }
 
-// SyncStats counts the work of the committer and the sync stage since Open.
+// SyncStats counts the transactions and syncs of the store since Open.
 type SyncStats struct {
 	// Transactions is the number of Badger transactions committed.
 	Transactions uint64
@@ -70,7 +70,7 @@ func (s *Store) markUnsynced(ops []*writeOp, seq uint64) {
 	s.sync.mu.Lock()
 	defer s.sync.mu.Unlock()
 	for _, op := range ops {
-		if !op.barrier {
+		if !op.barrier && op.checkErr == nil {
 			s.sync.unsynced[op.session.ID] = seq
 		}
 	}
@@ -115,14 +115,17 @@ func (s *Store) waitSynced(ctx context.Context, id string) error {
 // before the round durable and then releases the round's waiters.
 func (s *Store) syncLoop() {
 	defer s.wg.Done()
-	for round := range s.rounds {
+	for {
+		round, ok := s.nextRound()
+		if !ok {
+			return
+		}
 		err := s.syncLogs()
 		s.endRound(round, err)
 	}
 }
 
-// endRound records the outcome of a round, lets the committer start the next
-// one and releases the round's waiters.
+// endRound records the outcome of a round and releases the round's waiters.
 func (s *Store) endRound(round syncRound, err error) {
 	s.stats.syncs.Add(1)
 	s.sync.mu.Lock()
@@ -149,8 +152,11 @@ func (s *Store) endRound(round syncRound, err error) {
 		s.log.Error("badger sync failed; the store rejects writes until the authority restarts",
 			"writes", len(round.waiters), "error", err)
 	}
-	s.roundEnded <- struct{}{}
 	for _, op := range round.waiters {
+		if err == nil && op.checkErr != nil {
+			op.done <- op.checkErr
+			continue
+		}
 		op.done <- err
 	}
 }

@@ -68,8 +68,9 @@ func openGated(t *testing.T, dir string, logger *slog.Logger) (*Store, *syncGate
 	return store, gate
 }
 
-// queueCreate puts the creation of session into the committer's queue and
-// returns once it is queued; its outcome arrives on the op's done channel.
+// queueCreate applies the creation of session to the open transaction and
+// returns without waiting for the sync; the outcome arrives on the op's done
+// channel.
 func queueCreate(t *testing.T, store *Store, session *authority.Session) *writeOp {
 	t.Helper()
 	value, err := authority.MarshalSession(session)
@@ -77,7 +78,9 @@ func queueCreate(t *testing.T, store *Store, session *authority.Session) *writeO
 		t.Fatal(err)
 	}
 	op := &writeOp{create: true, session: session, value: value, done: make(chan error, 1)}
-	store.ops <- op
+	if err := store.submit(op); err != nil {
+		t.Fatalf("submit the creation of session %s: %v", session.ID, err)
+	}
 	return op
 }
 
@@ -125,6 +128,38 @@ func TestWriteWaitsForItsSync(t *testing.T) {
 	}
 	if _, err := store.Get(canceled, second.session.ID); err != nil {
 		t.Fatalf("Get after the second sync: %v", err)
+	}
+}
+
+func TestFailedCheckReturnsAfterSync(t *testing.T) {
+	store, gate := openGated(t, t.TempDir(), nil)
+
+	created := queueCreate(t, store, storetest.NewSession())
+	<-gate.started
+
+	// The swap expects a version that the session never had. Its check runs
+	// against the creation, which is not synced yet.
+	next := *created.session
+	next.Version = 3
+	value, err := authority.MarshalSession(&next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap := &writeOp{session: &next, value: value, expectedVersion: 2, done: make(chan error, 1)}
+	if err := store.submit(swap); err != nil {
+		t.Fatalf("submit the swap: %v", err)
+	}
+	requirePending(t, swap, "while the creation it was checked against was not synced")
+
+	gate.release <- nil
+	if err := <-created.done; err != nil {
+		t.Fatalf("creation: %v", err)
+	}
+	<-gate.started
+	requirePending(t, swap, "before the sync after its check")
+	gate.release <- nil
+	if err := <-swap.done; !errors.Is(err, authority.ErrConflict) {
+		t.Fatalf("swap with a wrong version returned %v, expected ErrConflict", err)
 	}
 }
 

@@ -27,9 +27,10 @@ type writeOp struct {
 	session         *authority.Session
 	value           []byte
 	expectedVersion uint64
-	// checkErr is why the write's own check failed. It is returned after the
-	// next sync, because the state it was checked against may not be durable
-	// yet, and a caller that retries at once would read the same state again.
+	// checkErr is the error of the write's own check, or nil. It is returned
+	// after the next sync, because the state it was checked against may not be
+	// durable yet, and a caller that retries at once would read the same state
+	// again.
 	checkErr error
 	// done receives the outcome once the transaction holding the write has
 	// been committed and a later sync has made it durable, or once the write's
@@ -47,7 +48,7 @@ type writeOp struct {
 // sync runs, writers already apply the next transaction, so syncs follow each
 // other without a gap and each covers every write that arrived during the
 // previous one. The open transaction is the only writer, so transactions
-// never conflict, and each write's check-and-set sees the writes committed
+// never conflict, and each write's check-and-set reads the writes committed
 // before it, synced or not.
 func (s *Store) write(ctx context.Context, op *writeOp) error {
 	if err := ctx.Err(); err != nil {
@@ -71,15 +72,15 @@ type batchState struct {
 	txn     *badger.Txn
 	applied []*writeOp
 	// committed are the writes of transactions committed since the last
-	// round started; seq is the sequence number of the newest transaction and
-	// roundSeq that of the newest one a round covers.
+	// round started. seq is the sequence number of the newest transaction, and
+	// roundSeq is that of the newest one that a round covers.
 	committed []*writeOp
 	seq       uint64
 	roundSeq  uint64
 	// closing rejects new writes once Close has started.
 	closing bool
 
-	// wake tells the sync stage that there is work or that Close started.
+	// wake signals the sync stage that there is work or that Close started.
 	wake chan struct{}
 }
 

@@ -76,7 +76,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.GCInterval = defaults.GCInterval
 	}
 
-	// The store syncs Badger's logs itself, once per group of transactions,
+	// The store syncs Badger's logs itself, once per group of writes,
 	// and acknowledges a write only after the sync that covers it (batch.go).
 	badgerOpts := badger.DefaultOptions(dir).
 		WithSyncWrites(false).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -16,122 +17,224 @@ const maxBatchOps = 256
 // errClosed is returned for writes submitted after Close.
 var errClosed = errors.New("badger store is closed")
 
-// writeOp is one Create or CompareAndSwap waiting for the committer.
+// writeOp is one Create or CompareAndSwap waiting for its sync, or a barrier
+// that only waits for the next sync.
 type writeOp struct {
-	create          bool
+	create bool
+	// barrier marks an op that writes nothing: it completes after a sync that
+	// started after the op was queued.
+	barrier         bool
 	session         *authority.Session
 	value           []byte
 	expectedVersion uint64
+	// checkErr is the error of the write's own check, or nil. It is returned
+	// after the next sync, because the state it was checked against may not be
+	// durable yet, and a caller that retries at once would read the same state
+	// again.
+	checkErr error
 	// done receives the outcome once the transaction holding the write has
-	// been committed and synced, or the write's own check failed.
+	// been committed and a later sync has made it durable, or once the write's
+	// own check failed.
 	done chan error
 }
 
-// write hands op to the committer and waits for its outcome.
+// write applies op's check and set to the open transaction and waits until
+// a sync covers it.
 //
-// Badger with synced writes syncs its write-ahead log once per transaction,
-// so concurrent rotations would each wait for their own fsync. The committer
-// instead applies every write that queued up during the previous commit in
-// one transaction and syncs once for all of them. It is the only writer, so
-// its transactions never conflict, and each write's check-and-set still sees
-// the writes before it in the same transaction.
+// Badger runs with SyncWrites off, and the store syncs its logs itself. Each
+// writer applies its write to the open transaction, and the sync stage
+// commits that transaction in memory, calls db.Sync and then releases the
+// waiters of every transaction committed before that sync started. While one
+// sync runs, writers already apply the next transaction, so syncs follow each
+// other without a gap and each covers every write that arrived during the
+// previous one. The open transaction is the only writer, so transactions
+// never conflict, and each write's check-and-set reads the writes committed
+// before it, synced or not.
 func (s *Store) write(ctx context.Context, op *writeOp) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	op.done = make(chan error, 1)
-
-	// Holding the read lock while queueing guarantees that Close, which takes
-	// the write lock, sees every queued write before the committer stops.
-	s.closeMu.RLock()
-	if s.closing {
-		s.closeMu.RUnlock()
-		return errClosed
+	if err := s.submit(op); err != nil {
+		return err
 	}
-	select {
-	case s.ops <- op:
-	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return ctx.Err()
-	}
-	s.closeMu.RUnlock()
 
-	// Once queued, the write will land; waiting for its outcome is not
-	// cancelled, so the caller never reports a failure for a stored write.
+	// Once applied, the write will be committed; waiting for its outcome is
+	// not cancelled, so the caller never reports a failure for a stored write.
 	return <-op.done
 }
 
-// commitLoop is the committer goroutine.
-func (s *Store) commitLoop() {
-	defer s.wg.Done()
-	for {
-		var first *writeOp
-		select {
-		case first = <-s.ops:
-		case <-s.stop:
-			s.commitRemaining()
-			return
-		}
+// batchState is the open transaction and the writes that wait for a sync.
+type batchState struct {
+	mu sync.Mutex // guards the fields below
+	// txn is the open transaction, or nil, and applied are its writes and
+	// barriers in the order they were applied.
+	txn     *badger.Txn
+	applied []*writeOp
+	// committed are the writes of transactions committed since the last
+	// round started. seq is the sequence number of the newest transaction, and
+	// roundSeq is that of the newest one that a round covers.
+	committed []*writeOp
+	seq       uint64
+	roundSeq  uint64
+	// closing rejects new writes once Close has started.
+	closing bool
 
-		batch := []*writeOp{first}
-	collect:
-		for len(batch) < maxBatchOps {
-			select {
-			case op := <-s.ops:
-				batch = append(batch, op)
-			default:
-				break collect
-			}
+	// wake signals the sync stage that there is work or that Close started.
+	wake chan struct{}
+}
+
+// submit applies op to the open transaction, or returns the error that
+// rejects it: its own check failed, the store is closing, or a sync failed.
+func (s *Store) submit(op *writeOp) error {
+	s.batch.mu.Lock()
+	defer s.batch.mu.Unlock()
+	if s.batch.closing {
+		return errClosed
+	}
+	if err := s.failure(); err != nil {
+		return err
+	}
+
+	if !op.barrier {
+		err := s.applyLocked(op)
+		switch {
+		case errors.Is(err, authority.ErrConflict), errors.Is(err, authority.ErrExists),
+			errors.Is(err, authority.ErrNotFound):
+			op.checkErr = err
+		case err != nil:
+			return err
 		}
-		s.commitBatch(batch)
+	}
+	s.batch.applied = append(s.batch.applied, op)
+	s.wakeSyncer()
+	return nil
+}
+
+func (s *Store) wakeSyncer() {
+	select {
+	case s.batch.wake <- struct{}{}:
+	default:
 	}
 }
 
-// commitRemaining commits the writes that were queued when Close was called.
-func (s *Store) commitRemaining() {
-	var batch []*writeOp
-	for {
-		select {
-		case op := <-s.ops:
-			batch = append(batch, op)
-		default:
-			s.commitBatch(batch)
-			return
-		}
+// applyLocked performs op's check and set in the open transaction, which it
+// commits first when it holds maxBatchOps ops or has no room for op.
+func (s *Store) applyLocked(op *writeOp) error {
+	b := &s.batch
+	if len(b.applied) >= maxBatchOps {
+		s.commitLocked()
 	}
+	if b.txn == nil {
+		b.txn = s.db.NewTransaction(true)
+	}
+
+	err := applyWrite(b.txn, op)
+	if errors.Is(err, badger.ErrTxnTooBig) && len(b.applied) > 0 {
+		s.commitLocked()
+		b.txn = s.db.NewTransaction(true)
+		err = applyWrite(b.txn, op)
+	}
+	return err
 }
 
-// commitBatch applies the writes in order within transactions and commits.
-func (s *Store) commitBatch(batch []*writeOp) {
-	for len(batch) > 0 {
-		txn := s.db.NewTransaction(true)
-		var applied []*writeOp
-		rest := batch[:0:0]
+// commitLocked commits the open transaction in memory and moves its ops to
+// the writes that wait for a sync. The sessions it writes are marked unsynced
+// before the commit makes them visible, so that no reader acts on a record
+// that a crash could still lose.
+func (s *Store) commitLocked() {
+	b := &s.batch
+	txn, applied := b.txn, b.applied
+	b.txn, b.applied = nil, nil
+	if txn == nil {
+		b.committed = append(b.committed, applied...)
+		return
+	}
 
-		for i, op := range batch {
-			err := apply(txn, op)
-			if errors.Is(err, badger.ErrTxnTooBig) && len(applied) > 0 {
-				rest = batch[i:]
-				break
-			}
-			if err != nil {
-				op.done <- err
-				continue
-			}
-			applied = append(applied, op)
-		}
-
-		err := txn.Commit()
-		if err != nil {
-			s.log.Error("badger commit failed", "writes", len(applied), "error", err)
-			err = fmt.Errorf("commit to badger: %w", err)
-		}
+	b.seq++
+	s.markUnsynced(applied, b.seq)
+	err := txn.Commit()
+	if err != nil {
+		s.log.Error("badger commit failed", "writes", len(applied), "error", err)
+		err = fmt.Errorf("commit to badger: %w", err)
 		for _, op := range applied {
 			op.done <- err
 		}
-		batch = rest
+		return
+	}
+	s.stats.batches.Add(1)
+	for _, op := range applied {
+		if !op.barrier && op.checkErr == nil {
+			s.stats.writes.Add(1)
+		}
+	}
+	b.committed = append(b.committed, applied...)
+}
+
+// nextRound commits the open transaction and returns a round of every write
+// committed since the last one. It waits while there is none, and reports
+// false once the store is closing and nothing is left.
+func (s *Store) nextRound() (syncRound, bool) {
+	for {
+		s.batch.mu.Lock()
+		round, ok := s.takeRoundLocked()
+		closing := s.batch.closing
+		s.batch.mu.Unlock()
+
+		switch {
+		case ok:
+			return round, true
+		case closing:
+			return syncRound{}, false
+		}
+		<-s.batch.wake
 	}
 }
 
-// apply performs one write's check and set inside txn.
-func apply(txn *badger.Txn, op *writeOp) error {
+// takeRoundLocked commits the open transaction and takes the committed
+// writes, and reports whether there was anything to sync: writes, barriers,
+// or marks left by a failed commit. After a failed sync it fails every
+// waiting op instead.
+func (s *Store) takeRoundLocked() (syncRound, bool) {
+	b := &s.batch
+	if err := s.failure(); err != nil {
+		s.abortLocked(err)
+		return syncRound{}, false
+	}
+	if b.txn != nil || len(b.applied) > 0 {
+		s.commitLocked()
+	}
+	if len(b.committed) == 0 && b.seq == b.roundSeq {
+		return syncRound{}, false
+	}
+
+	round := syncRound{waiters: b.committed, seq: b.seq}
+	b.committed = nil
+	b.roundSeq = b.seq
+	return round, true
+}
+
+// abortLocked fails every op that waits for a sync, after a sync failed. The
+// open transaction is discarded. Committed transactions stay visible, but
+// their sessions stay marked unsynced, so reads of them fail as well.
+func (s *Store) abortLocked(err error) {
+	b := &s.batch
+	if b.txn != nil {
+		b.txn.Discard()
+		b.txn = nil
+	}
+	for _, op := range b.applied {
+		op.done <- err
+	}
+	for _, op := range b.committed {
+		op.done <- err
+	}
+	b.applied, b.committed = nil, nil
+	b.roundSeq = b.seq
+}
+
+// applyWrite performs one write's check and set inside txn.
+func applyWrite(txn *badger.Txn, op *writeOp) error {
 	if op.create {
 		_, err := txn.Get(sessionKey(op.session.ID))
 		if err == nil {

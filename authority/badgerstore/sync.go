@@ -1,0 +1,306 @@
+package badgerstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// syncRound is the work of one sync: the waiters to release afterwards and
+// the sequence number of the newest transaction committed before it started.
+type syncRound struct {
+	waiters []*writeOp
+	seq     uint64
+}
+
+// syncState records which sessions have committed writes that no sync has
+// covered yet, and whether a sync failed.
+type syncState struct {
+	mu sync.Mutex // guards the fields below
+	// unsynced maps the id of each session written by a committed but unsynced
+	// transaction to the sequence number of the newest such transaction.
+	unsynced map[string]uint64
+	// ended is closed when the running sync round ends, and then replaced.
+	ended chan struct{}
+	// failed is set by the first failed sync, and every later write fails
+	// with it.
+	failed error
+
+	// size mirrors len(unsynced), so that readers skip the lock when no write
+	// is waiting for a sync.
+	size atomic.Int64
+}
+
+// SyncStats counts the transactions and syncs of the store since Open.
+type SyncStats struct {
+	// Transactions is the number of Badger transactions committed.
+	Transactions uint64
+	// Writes is the number of session writes in those transactions.
+	Writes uint64
+	// Syncs is the number of sync rounds, each one db.Sync call.
+	Syncs uint64
+}
+
+// syncCounters are the atomic counters behind SyncStats.
+type syncCounters struct {
+	batches, writes, syncs atomic.Uint64
+}
+
+// Stats returns the counters of committed transactions, writes and syncs. It
+// is safe for concurrent use.
+func (s *Store) Stats() SyncStats {
+	return SyncStats{
+		Transactions: s.stats.batches.Load(),
+		Writes:       s.stats.writes.Load(),
+		Syncs:        s.stats.syncs.Load(),
+	}
+}
+
+// markUnsynced records that ops are about to become visible in the
+// transaction with sequence number seq. It must run before the commit.
+func (s *Store) markUnsynced(ops []*writeOp, seq uint64) {
+	s.sync.mu.Lock()
+	defer s.sync.mu.Unlock()
+	for _, op := range ops {
+		if !op.barrier && op.checkErr == nil {
+			s.sync.unsynced[op.session.ID] = seq
+		}
+	}
+	s.sync.size.Store(int64(len(s.sync.unsynced)))
+}
+
+// failure returns the error of the failed sync, or nil.
+func (s *Store) failure() error {
+	s.sync.mu.Lock()
+	defer s.sync.mu.Unlock()
+	return s.sync.failed
+}
+
+// waitSynced waits until no committed write of session id is waiting for a
+// sync, so that a reader never acts on a record that a crash could still
+// lose. It returns the sync's error when the sync covering id failed.
+func (s *Store) waitSynced(ctx context.Context, id string) error {
+	if s.sync.size.Load() == 0 {
+		return nil
+	}
+	for {
+		s.sync.mu.Lock()
+		_, waiting := s.sync.unsynced[id]
+		failed, ended := s.sync.failed, s.sync.ended
+		s.sync.mu.Unlock()
+
+		switch {
+		case !waiting:
+			return nil
+		case failed != nil:
+			return failed
+		}
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// syncLoop is the sync stage: for each round it makes every write committed
+// before the round durable and then releases the round's waiters.
+func (s *Store) syncLoop() {
+	defer s.wg.Done()
+	for {
+		round, ok := s.nextRound()
+		if !ok {
+			return
+		}
+		err := s.syncLogs()
+		s.endRound(round, err)
+	}
+}
+
+// endRound records the outcome of a round and releases the round's waiters.
+func (s *Store) endRound(round syncRound, err error) {
+	s.stats.syncs.Add(1)
+	s.sync.mu.Lock()
+	if err != nil {
+		err = fmt.Errorf("sync badger logs: %w", err)
+		if s.sync.failed == nil {
+			s.sync.failed = fmt.Errorf("writes are rejected since a sync of the badger logs failed, because the "+
+				"kernel may have dropped the unsynced pages; check the disk and restart the authority: %w", err)
+		}
+		// The sessions of the round stay marked, so that reads of them fail too.
+	} else {
+		for id, seq := range s.sync.unsynced {
+			if seq <= round.seq {
+				delete(s.sync.unsynced, id)
+			}
+		}
+		s.sync.size.Store(int64(len(s.sync.unsynced)))
+	}
+	close(s.sync.ended)
+	s.sync.ended = make(chan struct{})
+	s.sync.mu.Unlock()
+
+	if err != nil {
+		s.log.Error("badger sync failed; the store rejects writes until the authority restarts",
+			"writes", len(round.waiters), "error", err)
+	}
+	for _, op := range round.waiters {
+		if err == nil && op.checkErr != nil {
+			op.done <- op.checkErr
+			continue
+		}
+		op.done <- err
+	}
+}
+
+// syncBadgerLogs makes every committed write durable. db.Sync syncs the
+// write-ahead log of the active memtable and the newest value-log file only
+// (badger v4.9.6, DB.Sync), so the log files that Badger switched away from
+// since the last round are synced here as well.
+func (s *Store) syncBadgerLogs() error {
+	if s.inMemory {
+		return nil
+	}
+	if err := s.db.Sync(); err != nil {
+		return err
+	}
+	return s.sealed.sync()
+}
+
+// logExtensions are the suffixes of Badger's log files: the write-ahead log of
+// each memtable, and the value log. Badger numbers each kind from one
+// upwards, and only the file with the highest number is still written to.
+var logExtensions = []string{".mem", ".vlog"}
+
+// sealedLogs syncs the log files that Badger stopped writing to: the logs of
+// memtables switched out and waiting to be flushed, and value-log files that
+// were rotated. With SyncWrites off, Badger syncs neither at the switch. Only
+// the sync stage uses it.
+type sealedLogs struct {
+	dirs []string
+	// syncedRound maps the path of each sealed file already synced to the
+	// last round that saw it; round counts the calls of sync.
+	syncedRound map[string]uint64
+	round       uint64
+	// newest maps each folder and extension to the newest file name seen, so
+	// that the folder is synced once after Badger creates a file in it.
+	newest map[string]string
+	// syncFile syncs one file; tests replace it.
+	syncFile func(path string) error
+}
+
+func newSealedLogs(dirs ...string) *sealedLogs {
+	l := &sealedLogs{syncedRound: map[string]uint64{}, newest: map[string]string{}, syncFile: syncPath}
+	for _, dir := range dirs {
+		if dir != "" && !slices.Contains(l.dirs, dir) {
+			l.dirs = append(l.dirs, dir)
+		}
+	}
+	return l
+}
+
+// sync syncs every sealed log file that no earlier call synced, and each
+// folder in which a new log file appeared. A file that disappears meanwhile
+// was flushed into a table or collected, and needs no sync.
+func (l *sealedLogs) sync() error {
+	l.round++
+	for _, dir := range l.dirs {
+		names, err := readDirNames(dir)
+		if err != nil {
+			return err
+		}
+		for _, ext := range logExtensions {
+			newest, sealed := splitLogs(names, ext)
+			for _, name := range sealed {
+				path := filepath.Join(dir, name)
+				if _, done := l.syncedRound[path]; !done {
+					err := l.syncFile(path)
+					if errors.Is(err, fs.ErrNotExist) {
+						continue
+					}
+					if err != nil {
+						return err
+					}
+				}
+				l.syncedRound[path] = l.round
+			}
+
+			key := dir + string(filepath.Separator) + ext
+			if newest != "" && l.newest[key] != newest {
+				if err := l.syncFile(dir); err != nil {
+					return err
+				}
+				l.newest[key] = newest
+			}
+		}
+	}
+
+	for path, round := range l.syncedRound {
+		if round != l.round {
+			delete(l.syncedRound, path)
+		}
+	}
+	return nil
+}
+
+// splitLogs returns the name of the newest log file with extension ext and
+// the names of the others.
+func splitLogs(names []string, ext string) (newest string, sealed []string) {
+	newestID := uint64(0)
+	for _, name := range names {
+		base, ok := strings.CutSuffix(name, ext)
+		if !ok {
+			continue
+		}
+		id, err := strconv.ParseUint(base, 10, 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case newest == "":
+			newest, newestID = name, id
+		case id > newestID:
+			sealed = append(sealed, newest)
+			newest, newestID = name, id
+		default:
+			sealed = append(sealed, name)
+		}
+	}
+	return newest, sealed
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// syncPath opens path, which may be a file or a folder, and fsyncs it. Badger
+// writes its logs through shared memory mappings, and Linux keeps the pages
+// written that way in the file's page cache, so fsync writes them back just
+// as Badger's own msync does.
+func syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if closeErr := f.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
+}

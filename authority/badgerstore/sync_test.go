@@ -1,0 +1,374 @@
+package badgerstore
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/sockauth/sockauth/authority"
+	"github.com/sockauth/sockauth/authority/storetest"
+)
+
+// syncGate holds each sync round until the test releases it.
+type syncGate struct {
+	// started receives one value when a round starts.
+	started chan struct{}
+	// release takes the outcome of the held round: nil runs the real sync,
+	// an error fails the round without syncing.
+	release chan error
+	// open, once closed, lets every round sync without waiting.
+	open     chan struct{}
+	openOnce sync.Once
+}
+
+func newSyncGate() *syncGate {
+	return &syncGate{started: make(chan struct{}), release: make(chan error), open: make(chan struct{})}
+}
+
+func (g *syncGate) wrap(sync func() error) error {
+	select {
+	case g.started <- struct{}{}:
+	case <-g.open:
+		return sync()
+	}
+	select {
+	case err := <-g.release:
+		if err != nil {
+			return err
+		}
+	case <-g.open:
+	}
+	return sync()
+}
+
+func (g *syncGate) openAll() { g.openOnce.Do(func() { close(g.open) }) }
+
+// openGated opens an on-disk store in dir whose syncs wait for gate. The
+// store is closed at cleanup, with the gate open.
+func openGated(t *testing.T, dir string, logger *slog.Logger) (*Store, *syncGate) {
+	t.Helper()
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	gate := newSyncGate()
+	store, err := Open(dir, Options{Logger: logger, wrapSync: gate.wrap})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		gate.openAll()
+		store.Close()
+	})
+	return store, gate
+}
+
+// queueCreate applies the creation of session to the open transaction and
+// returns without waiting for the sync; the outcome arrives on the op's done
+// channel.
+func queueCreate(t *testing.T, store *Store, session *authority.Session) *writeOp {
+	t.Helper()
+	value, err := authority.MarshalSession(session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := &writeOp{create: true, session: session, value: value, done: make(chan error, 1)}
+	if err := store.submit(op); err != nil {
+		t.Fatalf("submit the creation of session %s: %v", session.ID, err)
+	}
+	return op
+}
+
+// requirePending fails the test if op already has an outcome.
+func requirePending(t *testing.T, op *writeOp, when string) {
+	t.Helper()
+	select {
+	case err := <-op.done:
+		t.Fatalf("write of session %s returned %v %s, before the sync that covers it", op.session.ID, err, when)
+	default:
+	}
+}
+
+func TestWriteWaitsForItsSync(t *testing.T) {
+	store, gate := openGated(t, t.TempDir(), nil)
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	first := queueCreate(t, store, storetest.NewSession())
+	<-gate.started
+	second := queueCreate(t, store, storetest.NewSession())
+	requirePending(t, first, "while its sync was held")
+	gate.release <- nil
+	if err := <-first.done; err != nil {
+		t.Fatalf("first write: %v", err)
+	}
+
+	// The second write queued while the first round ran, so only the second
+	// round covers it.
+	<-gate.started
+	requirePending(t, second, "while the second sync was held")
+
+	// Its record is committed but not synced: a read waits for the sync and
+	// gives up only when its context ends.
+	if _, err := store.Get(canceled, second.session.ID); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get of the unsynced session: %v, expected it to wait until its context was canceled", err)
+	}
+	if _, err := store.Get(canceled, first.session.ID); err != nil {
+		t.Fatalf("Get of the synced session: %v, expected it without waiting", err)
+	}
+
+	gate.release <- nil
+	if err := <-second.done; err != nil {
+		t.Fatalf("second write: %v", err)
+	}
+	if _, err := store.Get(canceled, second.session.ID); err != nil {
+		t.Fatalf("Get after the second sync: %v", err)
+	}
+}
+
+func TestFailedCheckReturnsAfterSync(t *testing.T) {
+	store, gate := openGated(t, t.TempDir(), nil)
+
+	created := queueCreate(t, store, storetest.NewSession())
+	<-gate.started
+
+	// The swap expects a version that the session never had. Its check runs
+	// against the creation, which is not synced yet.
+	next := *created.session
+	next.Version = 3
+	value, err := authority.MarshalSession(&next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap := &writeOp{session: &next, value: value, expectedVersion: 2, done: make(chan error, 1)}
+	if err := store.submit(swap); err != nil {
+		t.Fatalf("submit the swap: %v", err)
+	}
+	requirePending(t, swap, "while the creation it was checked against was not synced")
+
+	gate.release <- nil
+	if err := <-created.done; err != nil {
+		t.Fatalf("creation: %v", err)
+	}
+	<-gate.started
+	requirePending(t, swap, "before the sync after its check")
+	gate.release <- nil
+	if err := <-swap.done; !errors.Is(err, authority.ErrConflict) {
+		t.Fatalf("swap with a wrong version returned %v, expected ErrConflict", err)
+	}
+}
+
+// recordingHandler keeps every log record.
+type recordingHandler struct {
+	mu      sync.Mutex // guards records
+	records []slog.Record
+}
+
+func (h *recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *recordingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r.Clone())
+	return nil
+}
+
+func (h *recordingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordingHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *recordingHandler) errorsLogged() []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var found []slog.Record
+	for _, r := range h.records {
+		if r.Level >= slog.LevelError {
+			found = append(found, r)
+		}
+	}
+	return found
+}
+
+func TestFailedSyncFailsItsWaiters(t *testing.T) {
+	handler := &recordingHandler{}
+	store, gate := openGated(t, t.TempDir(), slog.New(handler))
+	ctx := context.Background()
+	injected := errors.New("injected sync failure")
+
+	synced := queueCreate(t, store, storetest.NewSession())
+	<-gate.started
+	covered := []*writeOp{
+		queueCreate(t, store, storetest.NewSession()),
+		queueCreate(t, store, storetest.NewSession()),
+		queueCreate(t, store, storetest.NewSession()),
+	}
+	gate.release <- nil
+	if err := <-synced.done; err != nil {
+		t.Fatalf("write before the failure: %v", err)
+	}
+
+	// The three writes queued during the first round; the second covers them
+	// all, and it fails. Any later round would sync for real.
+	<-gate.started
+	gate.release <- injected
+	gate.openAll()
+	for i, op := range covered {
+		if err := <-op.done; !errors.Is(err, injected) {
+			t.Errorf("write %d covered by the failed sync returned %v, expected the sync's error", i, err)
+		}
+		if _, err := store.Get(ctx, op.session.ID); !errors.Is(err, injected) {
+			t.Errorf("Get of session %d written before the failed sync returned %v, expected the sync's error", i, err)
+		}
+	}
+
+	logged := handler.errorsLogged()
+	if len(logged) != 1 {
+		t.Fatalf("%d error records logged, expected 1 for the failed sync", len(logged))
+	}
+	var loggedErr error
+	logged[0].Attrs(func(a slog.Attr) bool {
+		if a.Key == "error" {
+			loggedErr, _ = a.Value.Any().(error)
+		}
+		return true
+	})
+	if !errors.Is(loggedErr, injected) {
+		t.Errorf("logged error attribute %v, expected the sync's error", loggedErr)
+	}
+
+	// The kernel may have dropped the pages that failed to sync, so a later
+	// sync would prove nothing: the store rejects writes from now on.
+	if err := store.Create(ctx, storetest.NewSession()); !errors.Is(err, injected) {
+		t.Errorf("Create after the failed sync returned %v, expected the sync's error", err)
+	}
+	if _, err := store.Get(ctx, synced.session.ID); err != nil {
+		t.Errorf("Get of a session synced before the failure: %v", err)
+	}
+}
+
+func TestCloseWaitsForRunningSync(t *testing.T) {
+	dir := t.TempDir()
+	store, gate := openGated(t, dir, nil)
+
+	first := queueCreate(t, store, storetest.NewSession())
+	<-gate.started
+	second := queueCreate(t, store, storetest.NewSession())
+
+	closed := make(chan error, 1)
+	go func() { closed <- store.Close() }()
+	gate.release <- nil
+	if err := <-first.done; err != nil {
+		t.Fatalf("write synced when Close started: %v", err)
+	}
+
+	// The write queued before Close gets a round of its own.
+	<-gate.started
+	requirePending(t, second, "while Close held its sync")
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned %v while a sync was held", err)
+	default:
+	}
+	gate.release <- nil
+	if err := <-second.done; err != nil {
+		t.Fatalf("write queued before Close: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	reopened, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer reopened.Close()
+	for _, op := range []*writeOp{first, second} {
+		if _, err := reopened.Get(context.Background(), op.session.ID); err != nil {
+			t.Errorf("session %s acknowledged before Close is missing after reopen: %v", op.session.ID, err)
+		}
+	}
+}
+
+func TestSealedLogsSyncedOnce(t *testing.T) {
+	dir := t.TempDir()
+	touch := func(name string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var synced []string
+	logs := newSealedLogs(dir)
+	logs.syncFile = func(path string) error {
+		synced = append(synced, filepath.Base(path))
+		return nil
+	}
+	sorted := func(names ...string) []string {
+		slices.Sort(names)
+		return names
+	}
+	syncRound := func() []string {
+		t.Helper()
+		synced = nil
+		if err := logs.sync(); err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+		slices.Sort(synced)
+		return synced
+	}
+
+	for _, name := range []string{"00001.mem", "00002.mem", "000001.vlog", "MANIFEST", "000003.sst"} {
+		touch(name)
+	}
+	base := filepath.Base(dir)
+	if got, want := syncRound(), sorted("00001.mem", base, base); !slices.Equal(got, want) {
+		t.Fatalf("first round synced %q, expected the sealed memtable log and the folder for each kind: %q", got, want)
+	}
+	if got := syncRound(); len(got) != 0 {
+		t.Fatalf("round without new files synced %q, expected nothing", got)
+	}
+
+	// Badger switched memtables and rotated the value log: the files it left
+	// are sealed now, and the folder holds new entries.
+	touch("00003.mem")
+	touch("000002.vlog")
+	if got, want := syncRound(), sorted("00002.mem", "000001.vlog", base, base); !slices.Equal(got, want) {
+		t.Fatalf("round after the switch synced %q, expected %q", got, want)
+	}
+
+	// A sealed file that disappears was flushed into a table.
+	if err := os.Remove(filepath.Join(dir, "00001.mem")); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncRound(); len(got) != 0 {
+		t.Fatalf("round after a flush synced %q, expected nothing", got)
+	}
+}
+
+// TestBadgerLogNames checks that the log files of the Badger version in use
+// carry the names that sealedLogs looks for.
+func TestBadgerLogNames(t *testing.T) {
+	dir := t.TempDir()
+	store, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer store.Close()
+	if err := store.Create(context.Background(), storetest.NewSession()); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+
+	names, err := readDirNames(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ext := range logExtensions {
+		if newest, _ := splitLogs(names, ext); newest == "" {
+			t.Errorf("no %s file among %q; Badger names its log files differently", ext, names)
+		}
+	}
+}

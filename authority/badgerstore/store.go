@@ -193,7 +193,7 @@ func load(txn *badger.Txn, id string) (*authority.Session, error) {
 
 	var session *authority.Session
 	err = item.Value(func(value []byte) error {
-		session, err = authority.UnmarshalSession(value)
+		session, err = authority.UnmarshalSession(id, value)
 		return err
 	})
 	if err != nil {

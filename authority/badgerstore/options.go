@@ -1,6 +1,9 @@
 package badgerstore
 
-import "github.com/dgraph-io/badger/v4"
+import (
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
 
 // badgerOptions returns the Badger options of a Store in dir.
 func badgerOptions(dir string, opts Options) badger.Options {
@@ -8,14 +11,19 @@ func badgerOptions(dir string, opts Options) badger.Options {
 		WithSyncWrites(true).
 		WithLogger(badgerLogger{opts.Logger}).
 		WithInMemory(opts.InMemory).
-		// Session records are a few hundred bytes: small memtables, tables and
-		// caches keep the resident memory of a service holding a million
-		// sessions near 150 MiB (measured with make bench).
-		WithMemTableSize(8 << 20).
+		// Session records are about 100 bytes. Small memtables, tables and
+		// caches keep the Go heap small, but Badger maps its tables into
+		// memory and writes them through the map, so every table byte stays
+		// resident: 126 MiB of tables for a million sessions (make bench).
+		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
 		WithBaseTableSize(1 << 20).
+		// Random token and session ids leave little to compress, but ZSTD
+		// still stores a session in about 16% fewer bytes than Snappy.
+		WithCompression(options.ZSTD).
+		WithZSTDCompressionLevel(1).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithValueLogFileSize(64 << 20).

@@ -14,7 +14,8 @@ func badgerOptions(dir string, opts Options) badger.Options {
 		// Session records are about 100 bytes. Small memtables, tables and
 		// caches keep the Go heap small, but Badger maps its tables into
 		// memory and writes them through the map, so every table byte stays
-		// resident: 126 MiB of tables for a million sessions (make bench).
+		// resident: 126 MiB of tables for a million sessions, measured as
+		// bench/run.sh does.
 		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).

@@ -21,6 +21,10 @@ go build -o "$work/chat-demo" ./cmd/chat-demo
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# rss_split prints the resident size of process $1 in KiB, split into anonymous
+# memory (Go heap, Badger's caches and memtables) and file pages (the binary
+# and Badger's memory-mapped tables).
+rss_split() { awk '/^(VmRSS|RssAnon|RssFile):/ {printf "%s %s KiB  ", $1, $2}' "/proc/$1/status"; }
 wait_port() {
 	for _ in $(seq 200); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
@@ -58,6 +62,11 @@ before=$(rss_kib "$fill_pid")
 sleep 5
 after=$(rss_kib "$fill_pid")
 echo "sockauth serve RSS: ${before} KiB before, ${after} KiB with $FILL_SESSIONS live sessions ($(du -sh "$work/fill/badger" | cut -f1) on disk)"
+echo "  split 5 s after the fill: $(rss_split "$fill_pid")"
+echo "  sst files: $(find "$work/fill/badger" -name '*.sst' | wc -l), $(du -ch "$work/fill/badger"/*.sst | tail -1 | cut -f1)"
+# Badger keeps compacting for a while after the last write.
+sleep 55
+echo "  split 60 s after the fill: $(rss_split "$fill_pid")"
 kill "$fill_pid"
 
 echo

@@ -76,31 +76,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.GCInterval = defaults.GCInterval
 	}
 
-	// The store syncs Badger's logs itself, once per group of writes,
-	// and acknowledges a write only after the sync that covers it (batch.go).
-	badgerOpts := badger.DefaultOptions(dir).
-		WithSyncWrites(false).
-		WithLogger(badgerLogger{opts.Logger}).
-		WithInMemory(opts.InMemory).
-		// Session records are a few hundred bytes: small memtables, tables and
-		// caches keep the resident memory of a service holding a million
-		// sessions near 150 MiB (measured with make bench).
-		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(8).
-		WithBaseTableSize(1 << 20).
-		WithBlockCacheSize(8 << 20).
-		WithIndexCacheSize(4 << 20).
-		WithValueLogFileSize(64 << 20).
-		WithValueThreshold(1 << 10).
-		WithNumCompactors(2).
-		WithCompactL0OnClose(true)
-	if opts.InMemory {
-		badgerOpts = badgerOpts.WithDir("").WithValueDir("")
-	}
-
-	db, err := badger.Open(badgerOpts)
+	db, err := badger.Open(badgerOptions(dir, opts))
 	if err != nil {
 		return nil, fmt.Errorf("open badger database in %q: %w", dir, err)
 	}
@@ -284,7 +260,7 @@ func load(txn *badger.Txn, id string) (*authority.Session, error) {
 
 	var session *authority.Session
 	err = item.Value(func(value []byte) error {
-		session, err = authority.UnmarshalSession(value)
+		session, err = authority.UnmarshalSession(id, value)
 		return err
 	})
 	if err != nil {

@@ -130,7 +130,7 @@ func (s *Store) Get(ctx context.Context, id string) (*authority.Session, error) 
 		return nil, fmt.Errorf("read session %s from Redis: %w", id, err)
 	}
 
-	session, err := authority.UnmarshalSession(value)
+	session, err := authority.UnmarshalSession(id, value)
 	if err != nil {
 		return nil, fmt.Errorf("session %s: %w", id, err)
 	}

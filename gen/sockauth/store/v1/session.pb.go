@@ -25,27 +25,51 @@ const (
 )
 
 // SessionRecord is one stored session. Times are Unix nanoseconds, zero when
-// unset.
+// unset. A time that falls on a whole second is written to its _seconds field
+// as Unix seconds instead, which takes 5 bytes rather than 9; its nanosecond
+// field is then zero.
+//
+// A million stored sessions occupy a million records in the store's memory,
+// so writers keep records small: fields that the store's key already carries
+// and token ids in their 22-character text form are not written.
 type SessionRecord struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Subject          string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
-	Claims           map[string]string      `protobuf:"bytes,3,rep,name=claims,proto3" json:"claims,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	CurrentTokenId   string                 `protobuf:"bytes,4,opt,name=current_token_id,json=currentTokenId,proto3" json:"current_token_id,omitempty"`
-	CurrentIssuedAt  int64                  `protobuf:"varint,5,opt,name=current_issued_at,json=currentIssuedAt,proto3" json:"current_issued_at,omitempty"`
-	CurrentExpiresAt int64                  `protobuf:"varint,6,opt,name=current_expires_at,json=currentExpiresAt,proto3" json:"current_expires_at,omitempty"`
-	PreviousTokenId  string                 `protobuf:"bytes,7,opt,name=previous_token_id,json=previousTokenId,proto3" json:"previous_token_id,omitempty"`
-	RotatedAt        int64                  `protobuf:"varint,8,opt,name=rotated_at,json=rotatedAt,proto3" json:"rotated_at,omitempty"`
-	Confirmed        bool                   `protobuf:"varint,9,opt,name=confirmed,proto3" json:"confirmed,omitempty"`
-	Generation       uint64                 `protobuf:"varint,10,opt,name=generation,proto3" json:"generation,omitempty"`
-	CreatedAt        int64                  `protobuf:"varint,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	ExpiresAt        int64                  `protobuf:"varint,12,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	RevokedReason    string                 `protobuf:"bytes,13,opt,name=revoked_reason,json=revokedReason,proto3" json:"revoked_reason,omitempty"`
-	RevokedAt        int64                  `protobuf:"varint,14,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
-	RetainUntil      int64                  `protobuf:"varint,15,opt,name=retain_until,json=retainUntil,proto3" json:"retain_until,omitempty"`
-	Version          uint64                 `protobuf:"varint,16,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deprecated: the session id is the store's key. Records written before
+	// that change carry it; readers check it against the key.
+	//
+	// Deprecated: Marked as deprecated in sockauth/store/v1/session.proto.
+	Id      string            `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Subject string            `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Claims  map[string]string `protobuf:"bytes,3,rep,name=claims,proto3" json:"claims,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The current token id when current_token_id_bytes cannot hold it.
+	CurrentTokenId   string `protobuf:"bytes,4,opt,name=current_token_id,json=currentTokenId,proto3" json:"current_token_id,omitempty"`
+	CurrentIssuedAt  int64  `protobuf:"varint,5,opt,name=current_issued_at,json=currentIssuedAt,proto3" json:"current_issued_at,omitempty"`
+	CurrentExpiresAt int64  `protobuf:"varint,6,opt,name=current_expires_at,json=currentExpiresAt,proto3" json:"current_expires_at,omitempty"`
+	// The previous token id when previous_token_id_bytes cannot hold it.
+	PreviousTokenId string `protobuf:"bytes,7,opt,name=previous_token_id,json=previousTokenId,proto3" json:"previous_token_id,omitempty"`
+	RotatedAt       int64  `protobuf:"varint,8,opt,name=rotated_at,json=rotatedAt,proto3" json:"rotated_at,omitempty"`
+	Confirmed       bool   `protobuf:"varint,9,opt,name=confirmed,proto3" json:"confirmed,omitempty"`
+	Generation      uint64 `protobuf:"varint,10,opt,name=generation,proto3" json:"generation,omitempty"`
+	CreatedAt       int64  `protobuf:"varint,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ExpiresAt       int64  `protobuf:"varint,12,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	RevokedReason   string `protobuf:"bytes,13,opt,name=revoked_reason,json=revokedReason,proto3" json:"revoked_reason,omitempty"`
+	RevokedAt       int64  `protobuf:"varint,14,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RetainUntil     int64  `protobuf:"varint,15,opt,name=retain_until,json=retainUntil,proto3" json:"retain_until,omitempty"`
+	Version         uint64 `protobuf:"varint,16,opt,name=version,proto3" json:"version,omitempty"`
+	// The current token id decoded from unpadded base64url, for ids that
+	// encode exactly 16 bytes that way, as the authority's ids do.
+	CurrentTokenIdBytes []byte `protobuf:"bytes,17,opt,name=current_token_id_bytes,json=currentTokenIdBytes,proto3" json:"current_token_id_bytes,omitempty"`
+	// The previous token id decoded like current_token_id_bytes.
+	PreviousTokenIdBytes    []byte `protobuf:"bytes,18,opt,name=previous_token_id_bytes,json=previousTokenIdBytes,proto3" json:"previous_token_id_bytes,omitempty"`
+	CurrentIssuedAtSeconds  int64  `protobuf:"varint,19,opt,name=current_issued_at_seconds,json=currentIssuedAtSeconds,proto3" json:"current_issued_at_seconds,omitempty"`
+	CurrentExpiresAtSeconds int64  `protobuf:"varint,20,opt,name=current_expires_at_seconds,json=currentExpiresAtSeconds,proto3" json:"current_expires_at_seconds,omitempty"`
+	RotatedAtSeconds        int64  `protobuf:"varint,21,opt,name=rotated_at_seconds,json=rotatedAtSeconds,proto3" json:"rotated_at_seconds,omitempty"`
+	CreatedAtSeconds        int64  `protobuf:"varint,22,opt,name=created_at_seconds,json=createdAtSeconds,proto3" json:"created_at_seconds,omitempty"`
+	ExpiresAtSeconds        int64  `protobuf:"varint,23,opt,name=expires_at_seconds,json=expiresAtSeconds,proto3" json:"expires_at_seconds,omitempty"`
+	RevokedAtSeconds        int64  `protobuf:"varint,24,opt,name=revoked_at_seconds,json=revokedAtSeconds,proto3" json:"revoked_at_seconds,omitempty"`
+	RetainUntilSeconds      int64  `protobuf:"varint,25,opt,name=retain_until_seconds,json=retainUntilSeconds,proto3" json:"retain_until_seconds,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *SessionRecord) Reset() {
@@ -78,6 +102,7 @@ func (*SessionRecord) Descriptor() ([]byte, []int) {
 	return file_sockauth_store_v1_session_proto_rawDescGZIP(), []int{0}
 }
 
+// Deprecated: Marked as deprecated in sockauth/store/v1/session.proto.
 func (x *SessionRecord) GetId() string {
 	if x != nil {
 		return x.Id
@@ -190,13 +215,76 @@ func (x *SessionRecord) GetVersion() uint64 {
 	return 0
 }
 
+func (x *SessionRecord) GetCurrentTokenIdBytes() []byte {
+	if x != nil {
+		return x.CurrentTokenIdBytes
+	}
+	return nil
+}
+
+func (x *SessionRecord) GetPreviousTokenIdBytes() []byte {
+	if x != nil {
+		return x.PreviousTokenIdBytes
+	}
+	return nil
+}
+
+func (x *SessionRecord) GetCurrentIssuedAtSeconds() int64 {
+	if x != nil {
+		return x.CurrentIssuedAtSeconds
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetCurrentExpiresAtSeconds() int64 {
+	if x != nil {
+		return x.CurrentExpiresAtSeconds
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetRotatedAtSeconds() int64 {
+	if x != nil {
+		return x.RotatedAtSeconds
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetCreatedAtSeconds() int64 {
+	if x != nil {
+		return x.CreatedAtSeconds
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetExpiresAtSeconds() int64 {
+	if x != nil {
+		return x.ExpiresAtSeconds
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetRevokedAtSeconds() int64 {
+	if x != nil {
+		return x.RevokedAtSeconds
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetRetainUntilSeconds() int64 {
+	if x != nil {
+		return x.RetainUntilSeconds
+	}
+	return 0
+}
+
 var File_sockauth_store_v1_session_proto protoreflect.FileDescriptor
 
 const file_sockauth_store_v1_session_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsockauth/store/v1/session.proto\x12\x11sockauth.store.v1\"\x88\x05\n" +
-	"\rSessionRecord\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\x1fsockauth/store/v1/session.proto\x12\x11sockauth.store.v1\"\xda\b\n" +
+	"\rSessionRecord\x12\x12\n" +
+	"\x02id\x18\x01 \x01(\tB\x02\x18\x01R\x02id\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12D\n" +
 	"\x06claims\x18\x03 \x03(\v2,.sockauth.store.v1.SessionRecord.ClaimsEntryR\x06claims\x12(\n" +
 	"\x10current_token_id\x18\x04 \x01(\tR\x0ecurrentTokenId\x12*\n" +
@@ -218,7 +306,16 @@ const file_sockauth_store_v1_session_proto_rawDesc = "" +
 	"\n" +
 	"revoked_at\x18\x0e \x01(\x03R\trevokedAt\x12!\n" +
 	"\fretain_until\x18\x0f \x01(\x03R\vretainUntil\x12\x18\n" +
-	"\aversion\x18\x10 \x01(\x04R\aversion\x1a9\n" +
+	"\aversion\x18\x10 \x01(\x04R\aversion\x123\n" +
+	"\x16current_token_id_bytes\x18\x11 \x01(\fR\x13currentTokenIdBytes\x125\n" +
+	"\x17previous_token_id_bytes\x18\x12 \x01(\fR\x14previousTokenIdBytes\x129\n" +
+	"\x19current_issued_at_seconds\x18\x13 \x01(\x03R\x16currentIssuedAtSeconds\x12;\n" +
+	"\x1acurrent_expires_at_seconds\x18\x14 \x01(\x03R\x17currentExpiresAtSeconds\x12,\n" +
+	"\x12rotated_at_seconds\x18\x15 \x01(\x03R\x10rotatedAtSeconds\x12,\n" +
+	"\x12created_at_seconds\x18\x16 \x01(\x03R\x10createdAtSeconds\x12,\n" +
+	"\x12expires_at_seconds\x18\x17 \x01(\x03R\x10expiresAtSeconds\x12,\n" +
+	"\x12revoked_at_seconds\x18\x18 \x01(\x03R\x10revokedAtSeconds\x120\n" +
+	"\x14retain_until_seconds\x18\x19 \x01(\x03R\x12retainUntilSeconds\x1a9\n" +
 	"\vClaimsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B<Z:github.com/sockauth/sockauth/gen/sockauth/store/v1;storev1b\x06proto3"

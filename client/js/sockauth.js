@@ -269,7 +269,12 @@ function localStore() {
   return processStore;
 }
 
-function defaultStore() {
+/**
+ * Return the store that connect uses without options.store: one
+ * createIndexedDBStore store where there is IndexedDB, else localStorage,
+ * else one in-memory store per process.
+ */
+export function defaultStore() {
   if (globalThis.indexedDB) {
     if (!browserStore) {
       browserStore = createIndexedDBStore({ fallback: localStore() });

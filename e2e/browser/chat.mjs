@@ -35,6 +35,10 @@ const WAIT_MS = 10000;
 const CROWD_TABS = 5;
 const CROWD_ROUNDS = 6;
 
+// HANDOFF_INCREMENTS is how often each crowd tab increments a shared counter
+// while holding a Web Lock.
+const HANDOFF_INCREMENTS = 60;
+
 const url = process.env.CHAT_URL;
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -71,6 +75,25 @@ function state(page) {
 
 async function waitForState(page, expected) {
   await page.waitForFunction((value) => document.getElementById('status').dataset.state === value, expected, { timeout: WAIT_MS });
+}
+
+// incrementUnderLock runs in a page: it increments the counter
+// sockauth.handoff-test in the default store of sockauth.js count times, each
+// time holding the Web Lock of the same name.
+async function incrementUnderLock(count) {
+  const { defaultStore } = await import('/static/sockauth.js');
+  const store = defaultStore();
+  for (let i = 0; i < count; i++) {
+    await navigator.locks.request('sockauth.handoff-test', async () => {
+      const value = Number((await store.getItem('sockauth.handoff-test')) || 0);
+      await store.setItem('sockauth.handoff-test', String(value + 1));
+    });
+  }
+}
+
+async function readHandoffCounter() {
+  const { defaultStore } = await import('/static/sockauth.js');
+  return Number((await defaultStore().getItem('sockauth.handoff-test')) || 0);
 }
 
 // storedToken returns the token that the page's sockauth.js stored, or null.
@@ -179,6 +202,18 @@ async function main() {
       connected: crowdStates.filter((value) => value === 'connected').length,
       same_token: crowdTokens.every((token) => token !== null && token === crowdTokens[0])
     });
+
+    // Every crowd tab increments a counter in the default store many times,
+    // each time holding one Web Lock. A tab that reads a value older than
+    // the previous holder wrote loses an increment, as a tab that presents a
+    // rotated token revokes the session.
+    await Promise.all(crowd.map((page) => page.evaluate(incrementUnderLock, HANDOFF_INCREMENTS)));
+    writeLine({
+      step: 'handoff',
+      expected: crowd.length * HANDOFF_INCREMENTS,
+      counted: await tab1.evaluate(readHandoffCounter)
+    });
+
     for (const page of crowd.slice(2)) {
       await page.close();
     }

@@ -273,6 +273,9 @@ function localStore() {
  * Return the store that connect uses without options.store: one
  * createIndexedDBStore store where there is IndexedDB, else localStorage,
  * else one in-memory store per process.
+ *
+ * NOTE: a session that an older version of this module kept in localStorage
+ * is not moved to IndexedDB, so such a browser logs in once more.
  */
 export function defaultStore() {
   if (globalThis.indexedDB) {

@@ -452,7 +452,7 @@ describe('IndexedDB store', () => {
     assert.equal(await store.getItem('key'), null);
   });
 
-  test('a committed write is visible to another connection', async () => {
+  test('committed write visible to another connection', async () => {
     const factory = new IDBFactory();
     const writer = createIndexedDBStore({ indexedDB: factory, BroadcastChannel: null });
     const reader = createIndexedDBStore({ indexedDB: factory, BroadcastChannel: null });

@@ -184,8 +184,8 @@ async function main() {
     // More tabs reconnect together several times. Each rotation hands the
     // lock to a tab that must read the token the previous holder stored.
     const crowd = [tab1, tab2];
-    for (let i = 0; i < CROWD_TABS - crowd.length + 2; i++) {
-      crowd.push(await openPage(alice, '/', errors, 'alice crowd tab ' + (i + 1)));
+    while (crowd.length < CROWD_TABS) {
+      crowd.push(await openPage(alice, '/', errors, 'alice tab ' + (crowd.length + 1)));
     }
     await Promise.all(crowd.map((page) => waitForState(page, 'connected')));
     for (let round = 0; round < CROWD_ROUNDS; round++) {

@@ -79,8 +79,10 @@ browser:
 	./scripts/ensure-chromium.sh
 	npm ci --prefix e2e/browser --no-audit --no-fund
 
-## client-js: the unit tests of the client helper in client/js.
+## client-js: the unit tests of the client helper in client/js, with its
+## development npm packages from client/js/package-lock.json.
 client-js:
+	npm ci --prefix client/js --no-audit --no-fund
 	node --test client/js/test/*.test.js
 
 ## test: every check and every test, with the race detector.

@@ -26,8 +26,8 @@ const (
 	screenshotEnv = "SOCKAUTH_SCREENSHOT"
 
 	// browserTimeout bounds the browser script, which stops itself after
-	// 90 s.
-	browserTimeout = 2 * time.Minute
+	// 150 s.
+	browserTimeout = 3 * time.Minute
 )
 
 // browserStep is one JSON line written by e2e/browser/chat.mjs.
@@ -47,6 +47,11 @@ type browserStep struct {
 	Tab2      string   `json:"tab2"`
 	Tab3      string   `json:"tab3"`
 	SameToken bool     `json:"same_token"`
+	Tabs      int      `json:"tabs"`
+	Rounds    int      `json:"rounds"`
+	Connected int      `json:"connected"`
+	Expected  int      `json:"expected"`
+	Counted   int      `json:"counted"`
 	Stored    *string  `json:"stored"`
 	Errors    []string `json:"errors"`
 
@@ -79,9 +84,9 @@ func requireBrowser(t *testing.T) string {
 
 // TestBrowserChat drives the chat page in headless Chromium. Two users log
 // in, and a message reaches the other user. A reload reconnects with the
-// stored token, and tabs that reconnect at the same moment keep the session
-// alive. A tab with socket.io-client 2.5.0 joins, and a logout ends every
-// tab.
+// stored token, and tabs that reconnect at the same moment, two and then a
+// crowd reloaded together several times, keep the session alive. A tab
+// with socket.io-client 2.5.0 joins, and a logout ends every tab.
 func TestBrowserChat(t *testing.T) {
 	requireE2E(t)
 	browserDir := requireBrowser(t)
@@ -126,6 +131,22 @@ func TestBrowserChat(t *testing.T) {
 	}
 	if !tabs.SameToken {
 		t.Error("the tabs see different stored tokens, want the one shared token")
+	}
+
+	crowd := steps.get(t, "crowd")
+	if crowd.Tabs < 3 || crowd.Rounds < 1 {
+		t.Errorf("crowd step reloaded %d tabs %d times, want at least 3 tabs at least once", crowd.Tabs, crowd.Rounds)
+	}
+	if crowd.Connected != crowd.Tabs {
+		t.Errorf("%d of %d tabs connected after reloading together %d times, want all", crowd.Connected, crowd.Tabs, crowd.Rounds)
+	}
+	if !crowd.SameToken {
+		t.Error("the crowd of tabs sees different stored tokens, want the one shared token")
+	}
+
+	handoff := steps.get(t, "handoff")
+	if handoff.Expected == 0 || handoff.Counted != handoff.Expected {
+		t.Errorf("tabs incrementing a stored counter under a Web Lock counted %d, want %d: a lock holder read a value older than the previous holder wrote", handoff.Counted, handoff.Expected)
 	}
 
 	client2 := steps.get(t, "client2")

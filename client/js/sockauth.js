@@ -89,11 +89,176 @@ export function createMemoryStore() {
   };
 }
 
-// processStore is the default store where there is no localStorage, shared
-// by every session of the process as localStorage is by every tab.
+/** Default name of the IndexedDB database that keeps the session in browsers. */
+export const DEFAULT_DATABASE_NAME = 'sockauth';
+
+const OBJECT_STORE_NAME = 'session';
+
+// openDatabase opens databaseName with factory, an IDBFactory, and creates
+// its object store on first use.
+function openDatabase(factory, databaseName) {
+  return new Promise((resolve, reject) => {
+    const request = factory.open(databaseName, 1);
+    request.onupgradeneeded = () => {
+      request.result.createObjectStore(OBJECT_STORE_NAME);
+    };
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+// runTransaction runs operate on the object store in a transaction of mode
+// and resolves with the result of its request once the transaction
+// completed, so that a readwrite transaction is committed by then.
+function runTransaction(database, mode, operate) {
+  return new Promise((resolve, reject) => {
+    const transaction = mode === 'readwrite' ? database.transaction(OBJECT_STORE_NAME, mode, { durability: 'strict' }) : database.transaction(OBJECT_STORE_NAME, mode);
+    const request = operate(transaction.objectStore(OBJECT_STORE_NAME));
+    transaction.oncomplete = () => resolve(request.result);
+    transaction.onerror = () => reject(transaction.error || request.error);
+    transaction.onabort = () => reject(transaction.error || new Error('IndexedDB transaction aborted'));
+  });
+}
+
+/**
+ * Return a store that keeps its values in IndexedDB, the default store in
+ * browsers. getItem, setItem and removeItem return promises, and a write
+ * resolves once its readwrite transaction has committed. The browser orders
+ * transactions on the same object store, so a tab that reads after another
+ * tab's write resolved reads the new value; localStorage gives no such
+ * guarantee between the processes of one browser. watch(key, listener)
+ * calls listener(value) with the new value, null after a removal, when
+ * another store of the origin wrote key, and returns a function that stops
+ * the calls; it uses BroadcastChannel and does nothing where that is missing.
+ *
+ * options:
+ * - databaseName: default DEFAULT_DATABASE_NAME.
+ * - indexedDB: the IDBFactory. Default globalThis.indexedDB.
+ * - BroadcastChannel: the BroadcastChannel constructor. Default
+ *   globalThis.BroadcastChannel.
+ * - fallback: the store to use when the database cannot be opened, as in
+ *   some private browsing modes. Without it such a failure rejects every
+ *   call.
+ */
+export function createIndexedDBStore(options = {}) {
+  const factory = options.indexedDB || globalThis.indexedDB;
+  if (!factory || typeof factory.open !== 'function') {
+    throw new TypeError('createIndexedDBStore: IndexedDB is missing: pass options.indexedDB');
+  }
+  const databaseName = options.databaseName || DEFAULT_DATABASE_NAME;
+  const Channel = options.BroadcastChannel === undefined ? globalThis.BroadcastChannel : options.BroadcastChannel;
+  const channelName = 'sockauth:' + databaseName;
+  const fallback = options.fallback || null;
+
+  let opening = null;
+  // database resolves with the open database, or with null when it cannot
+  // be opened and there is a fallback.
+  function database() {
+    if (!opening) {
+      opening = openDatabase(factory, databaseName).then((db) => {
+        // A newer version opened elsewhere waits until this connection
+        // closes. The next call opens the database again.
+        db.onversionchange = () => {
+          db.close();
+          opening = null;
+        };
+        return db;
+      }, (error) => {
+        opening = null;
+        if (fallback) {
+          return null;
+        }
+        throw error;
+      });
+    }
+    return opening;
+  }
+
+  const watchers = new Set();
+  let channel = null;
+
+  function notify(key, value) {
+    if (typeof Channel !== 'function') {
+      return;
+    }
+    const message = { key: key, value: value };
+    if (channel) {
+      channel.postMessage(message);
+      return;
+    }
+    const sender = new Channel(channelName);
+    sender.postMessage(message);
+    sender.close();
+  }
+
+  return {
+    async getItem(key) {
+      const db = await database();
+      if (!db) {
+        return fallback.getItem(key);
+      }
+      const value = await runTransaction(db, 'readonly', (objectStore) => objectStore.get(key));
+      return typeof value === 'string' ? value : null;
+    },
+
+    async setItem(key, value) {
+      const db = await database();
+      if (db) {
+        await runTransaction(db, 'readwrite', (objectStore) => objectStore.put(String(value), key));
+      } else {
+        await fallback.setItem(key, value);
+      }
+      notify(key, String(value));
+    },
+
+    async removeItem(key) {
+      const db = await database();
+      if (db) {
+        await runTransaction(db, 'readwrite', (objectStore) => objectStore.delete(key));
+      } else {
+        await fallback.removeItem(key);
+      }
+      notify(key, null);
+    },
+
+    watch(key, listener) {
+      if (typeof Channel !== 'function') {
+        return () => {};
+      }
+      const watcher = { key: key, listener: listener };
+      watchers.add(watcher);
+      if (!channel) {
+        channel = new Channel(channelName);
+        channel.onmessage = (event) => {
+          const message = event.data || {};
+          for (const each of Array.from(watchers)) {
+            if (each.key === message.key) {
+              each.listener(typeof message.value === 'string' ? message.value : null);
+            }
+          }
+        };
+      }
+      return () => {
+        watchers.delete(watcher);
+        if (watchers.size === 0 && channel) {
+          channel.close();
+          channel = null;
+        }
+      };
+    }
+  };
+}
+
+// processStore is the default store where there is neither IndexedDB nor
+// localStorage, shared by every session of the process as the browser's
+// storage is by every tab.
 const processStore = createMemoryStore();
 
-function defaultStore() {
+// browserStore is the default store where there is IndexedDB, created on
+// first use.
+let browserStore = null;
+
+function localStore() {
   try {
     if (globalThis.localStorage) {
       return globalThis.localStorage;
@@ -102,6 +267,24 @@ function defaultStore() {
     // Reading localStorage throws where storage is disabled.
   }
   return processStore;
+}
+
+/**
+ * Return the store that connect uses without options.store: one
+ * createIndexedDBStore store where there is IndexedDB, else localStorage,
+ * else one in-memory store per process.
+ *
+ * NOTE: a session that an older version of this module kept in localStorage
+ * is not moved to IndexedDB, so such a browser logs in once more.
+ */
+export function defaultStore() {
+  if (globalThis.indexedDB) {
+    if (!browserStore) {
+      browserStore = createIndexedDBStore({ fallback: localStore() });
+    }
+    return browserStore;
+  }
+  return localStore();
 }
 
 // localLocks holds, by lock name, the promise that settles when the last
@@ -277,12 +460,17 @@ export class Session extends Emitter {
       this.finishRotation();
     });
 
+    // A store with watch reports the writes of other tabs itself, and
+    // localStorage reports them with storage events.
+    this.unwatch = null;
     this.onStorage = (event) => {
       if (event.key === this.storageKey && (event.storageArea === undefined || event.storageArea === this.store)) {
         this.onStoredChange(event.newValue);
       }
     };
-    if (this.store === globalThis.localStorage && typeof globalThis.addEventListener === 'function') {
+    if (typeof this.store.watch === 'function') {
+      this.unwatch = this.store.watch(this.storageKey, (value) => this.onStoredChange(value));
+    } else if (this.store === globalThis.localStorage && typeof globalThis.addEventListener === 'function') {
       globalThis.addEventListener('storage', this.onStorage);
     }
   }
@@ -545,6 +733,10 @@ export class Session extends Emitter {
     this.ended = true;
     this.clearRefresh();
     this.finishRotation();
+    if (this.unwatch) {
+      this.unwatch();
+      this.unwatch = null;
+    }
     if (typeof globalThis.removeEventListener === 'function') {
       globalThis.removeEventListener('storage', this.onStorage);
     }
@@ -559,8 +751,10 @@ export class Session extends Emitter {
  * options:
  * - code: the login code from login; without it the stored token is used.
  * - store: where the session is kept, with the Web Storage methods getItem,
- *   setItem and removeItem, synchronous or returning promises. Default:
- *   localStorage in browsers, one in-memory store per process elsewhere.
+ *   setItem and removeItem, synchronous or returning promises, and
+ *   optionally watch as createIndexedDBStore has it. Default: one
+ *   createIndexedDBStore store where there is IndexedDB, else localStorage,
+ *   else one in-memory store per process.
  * - storageKey: the key of the session in the store. Default
  *   DEFAULT_STORAGE_KEY.
  * - socketOptions: options passed to io.
@@ -573,8 +767,9 @@ export class Session extends Emitter {
  *   for a lock of this process only. Default: navigator.locks when present.
  *
  * Throws when there is neither a code nor a stored session, except with a
- * store whose getItem returns a promise, which only the first connection
- * attempt reads.
+ * store whose getItem returns a promise, such as the default store in
+ * browsers, which only the first connection attempt reads. storedSession
+ * checks such a store beforehand.
  */
 export function connect(io, url, options = {}) {
   if (typeof io !== 'function') {
@@ -589,4 +784,14 @@ export function connect(io, url, options = {}) {
     }
   }
   return new Session(io, url, Object.assign({}, options, { store: store }));
+}
+
+/**
+ * Read the stored session {token, expires_at, session_id, subject} from
+ * options.store under options.storageKey, with the defaults of connect, and
+ * resolve with it, or with null when there is none.
+ */
+export async function storedSession(options = {}) {
+  const store = options.store || defaultStore();
+  return parseSession(await store.getItem(options.storageKey || DEFAULT_STORAGE_KEY));
 }

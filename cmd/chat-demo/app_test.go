@@ -74,7 +74,7 @@ func TestAppServesPage(t *testing.T) {
 			path:         "/static/app.js",
 			wantStatus:   http.StatusOK,
 			wantType:     "text/javascript; charset=utf-8",
-			wantContains: []string{"import { connect, login } from './sockauth.js';", "transports: ['websocket']"},
+			wantContains: []string{"import { connect, login, storedSession } from './sockauth.js';", "transports: ['websocket']"},
 		},
 		{
 			name:         "client helper",

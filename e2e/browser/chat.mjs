@@ -1,7 +1,8 @@
 // Drives the chat demo at CHAT_URL, which no other client uses, in headless
 // Chromium, for the Go test TestBrowserChat. Alice and bob log in from two
 // browser profiles, and alice's message reaches bob. Alice reloads and opens
-// more tabs that reconnect with the stored token at the same moment. A tab
+// more tabs that reconnect with the stored token at the same moment, then
+// reloads a crowd of tabs together several times. A tab
 // with socket.io-client 2.5.0 joins, and a logout ends every tab of alice.
 // The script writes one JSON object per line to stdout: a step with its
 // findings, then {"step":"done"}, or {"step":"error","message":...} and exit
@@ -29,7 +30,14 @@ const CHROMIUM_ARGS = [
 ];
 
 const WAIT_MS = 10000;
-const STORAGE_KEY = 'sockauth.session';
+
+// CROWD_TABS tabs of alice reload together CROWD_ROUNDS times.
+const CROWD_TABS = 5;
+const CROWD_ROUNDS = 6;
+
+// HANDOFF_INCREMENTS is how often each crowd tab increments a shared counter
+// while holding a Web Lock.
+const HANDOFF_INCREMENTS = 60;
 
 const url = process.env.CHAT_URL;
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -69,11 +77,32 @@ async function waitForState(page, expected) {
   await page.waitForFunction((value) => document.getElementById('status').dataset.state === value, expected, { timeout: WAIT_MS });
 }
 
+// incrementUnderLock runs in a page: it increments the counter
+// sockauth.handoff-test in the default store of sockauth.js count times, each
+// time holding the Web Lock of the same name.
+async function incrementUnderLock(count) {
+  const { defaultStore } = await import('/static/sockauth.js');
+  const store = defaultStore();
+  for (let i = 0; i < count; i++) {
+    await navigator.locks.request('sockauth.handoff-test', async () => {
+      const value = Number((await store.getItem('sockauth.handoff-test')) || 0);
+      await store.setItem('sockauth.handoff-test', String(value + 1));
+    });
+  }
+}
+
+async function readHandoffCounter() {
+  const { defaultStore } = await import('/static/sockauth.js');
+  return Number((await defaultStore().getItem('sockauth.handoff-test')) || 0);
+}
+
+// storedToken returns the token that the page's sockauth.js stored, or null.
 function storedToken(page) {
-  return page.evaluate((key) => {
-    const value = localStorage.getItem(key);
-    return value === null ? null : JSON.parse(value).token;
-  }, STORAGE_KEY);
+  return page.evaluate(async () => {
+    const { storedSession } = await import('/static/sockauth.js');
+    const session = await storedSession();
+    return session ? session.token : null;
+  });
 }
 
 async function logIn(page, username, password) {
@@ -152,6 +181,43 @@ async function main() {
       same_token: (await storedToken(tab1)) === (await storedToken(tab2))
     });
 
+    // More tabs reconnect together several times. Each rotation hands the
+    // lock to a tab that must read the token the previous holder stored.
+    const crowd = [tab1, tab2];
+    while (crowd.length < CROWD_TABS) {
+      crowd.push(await openPage(alice, '/', errors, 'alice tab ' + (crowd.length + 1)));
+    }
+    await Promise.all(crowd.map((page) => waitForState(page, 'connected')));
+    for (let round = 0; round < CROWD_ROUNDS; round++) {
+      await Promise.all(crowd.map((page) => page.reload()));
+      await Promise.all(crowd.map((page) => waitForState(page, 'connected')));
+    }
+    await tab1.waitForTimeout(1500);
+    const crowdStates = await Promise.all(crowd.map((page) => state(page)));
+    const crowdTokens = await Promise.all(crowd.map((page) => storedToken(page)));
+    writeLine({
+      step: 'crowd',
+      tabs: crowd.length,
+      rounds: CROWD_ROUNDS,
+      connected: crowdStates.filter((value) => value === 'connected').length,
+      same_token: crowdTokens.every((token) => token !== null && token === crowdTokens[0])
+    });
+
+    // Every crowd tab increments a counter in the default store many times,
+    // each time holding one Web Lock. A tab that reads a value older than
+    // the previous holder wrote loses an increment, as a tab that presents a
+    // rotated token revokes the session.
+    await Promise.all(crowd.map((page) => page.evaluate(incrementUnderLock, HANDOFF_INCREMENTS)));
+    writeLine({
+      step: 'handoff',
+      expected: crowd.length * HANDOFF_INCREMENTS,
+      counted: await tab1.evaluate(readHandoffCounter)
+    });
+
+    for (const page of crowd.slice(2)) {
+      await page.close();
+    }
+
     const tab3 = await openPage(alice, '/?client=2', errors, 'alice tab 3');
     await waitForState(tab3, 'connected');
     const fromTab3 = 'hello from a tab with socket.io-client 2.5.0';
@@ -192,9 +258,9 @@ async function main() {
 }
 
 const timeout = setTimeout(() => {
-  writeLine({ step: 'error', message: 'browser scenario timed out after 90 s' });
+  writeLine({ step: 'error', message: 'browser scenario timed out after 150 s' });
   process.exit(1);
-}, 90000);
+}, 150000);
 
 main().then(() => {
   clearTimeout(timeout);

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 
-import { connect, createMemoryStore, DEFAULT_STORAGE_KEY, login, LoginError } from '../sockauth.js';
+import { IDBFactory } from 'fake-indexeddb';
+
+import { connect, createIndexedDBStore, createMemoryStore, DEFAULT_STORAGE_KEY, defaultStore, login, LoginError, storedSession } from '../sockauth.js';
 import { createFakeIo, createRecordingLocks, info, sleep } from './fakes.js';
 
 // storeWith returns a memory store that contains a session with token.
@@ -433,5 +435,152 @@ describe('storage events', () => {
       delete globalThis.addEventListener;
       delete globalThis.removeEventListener;
     }
+  });
+});
+
+describe('IndexedDB store', () => {
+  test('reads, writes and removes values', async () => {
+    const store = createIndexedDBStore({ indexedDB: new IDBFactory(), BroadcastChannel: null });
+    assert.equal(await store.getItem('key'), null);
+
+    await store.setItem('key', 'value-1');
+    assert.equal(await store.getItem('key'), 'value-1');
+    await store.setItem('key', 'value-2');
+    assert.equal(await store.getItem('key'), 'value-2');
+
+    await store.removeItem('key');
+    assert.equal(await store.getItem('key'), null);
+  });
+
+  test('committed write visible to another connection', async () => {
+    const factory = new IDBFactory();
+    const writer = createIndexedDBStore({ indexedDB: factory, BroadcastChannel: null });
+    const reader = createIndexedDBStore({ indexedDB: factory, BroadcastChannel: null });
+    assert.equal(await reader.getItem('key'), null);
+
+    for (let i = 1; i <= 20; i++) {
+      await writer.setItem('key', 'value-' + i);
+      assert.equal(await reader.getItem('key'), 'value-' + i, 'write ' + i);
+    }
+  });
+
+  test('watch reports writes and removals of other stores', async () => {
+    const factory = new IDBFactory();
+    const databaseName = 'watch-test';
+    const writer = createIndexedDBStore({ indexedDB: factory, databaseName: databaseName });
+    const watcher = createIndexedDBStore({ indexedDB: factory, databaseName: databaseName });
+    const other = createIndexedDBStore({ indexedDB: factory, databaseName: 'other-database' });
+
+    const values = [];
+    const unwatch = watcher.watch('key', (value) => values.push(value));
+    const ownValues = [];
+    const unwatchOwn = writer.watch('key', (value) => ownValues.push(value));
+    try {
+      await writer.setItem('key', 'value-1');
+      await writer.setItem('unwatched-key', 'value-x');
+      await other.setItem('key', 'value-of-another-database');
+      await writer.removeItem('key');
+      await sleep(50);
+      assert.deepEqual(values, ['value-1', null]);
+      assert.deepEqual(ownValues, [], 'a store reported its own writes');
+    } finally {
+      unwatch();
+      unwatchOwn();
+    }
+
+    await writer.setItem('key', 'value-2');
+    await sleep(50);
+    assert.deepEqual(values, ['value-1', null], 'watch reported a write after the unwatch');
+  });
+
+  test('falls back when the database cannot be opened', async () => {
+    const failing = {
+      open() {
+        const request = {};
+        setTimeout(() => {
+          request.error = new Error('IndexedDB is disabled');
+          request.onerror();
+        }, 0);
+        return request;
+      }
+    };
+    const fallback = createMemoryStore();
+    const store = createIndexedDBStore({ indexedDB: failing, BroadcastChannel: null, fallback: fallback });
+    await store.setItem('key', 'value-1');
+    assert.equal(fallback.getItem('key'), 'value-1');
+    assert.equal(await store.getItem('key'), 'value-1');
+    await store.removeItem('key');
+    assert.equal(fallback.getItem('key'), null);
+
+    const strict = createIndexedDBStore({ indexedDB: failing, BroadcastChannel: null });
+    await assert.rejects(strict.getItem('key'), /IndexedDB is disabled/);
+  });
+
+  test('requires IndexedDB', () => {
+    assert.throws(() => createIndexedDBStore({ indexedDB: null }), /IndexedDB is missing/);
+  });
+
+  test('is the default store where there is IndexedDB', async () => {
+    const factory = new IDBFactory();
+    globalThis.indexedDB = factory;
+    try {
+      assert.equal(typeof defaultStore().watch, 'function', 'the default store is not the IndexedDB store');
+      assert.equal(await storedSession(), null);
+
+      const io = createFakeIo(4);
+      const session = open(io, { code: 'code-1' });
+      const socket = io.sockets[0];
+      await socket.emitted('authenticate');
+      let acked = false;
+      socket.fire('authenticated', 'token-1', info(), () => {
+        acked = true;
+      });
+      await sleep(50);
+      assert.ok(acked);
+      const stored = await storedSession();
+      assert.equal(stored && stored.token, 'token-1', 'the token is not in IndexedDB');
+
+      // otherTab is the store of another tab of the origin.
+      const otherTab = createIndexedDBStore({ indexedDB: factory });
+      const tokens = [];
+      const logouts = [];
+      session.on('token', (details) => tokens.push(details));
+      session.on('logged_out', (payload) => logouts.push(payload));
+
+      await otherTab.setItem(DEFAULT_STORAGE_KEY, JSON.stringify(Object.assign(info(7200000, 'sid-1'), { token: 'token-2' })));
+      await sleep(50);
+      assert.equal(tokens.length, 1);
+      assert.equal(tokens[0].session_id, 'sid-1');
+      assert.equal(tokens[0].token, undefined, 'the token event exposes the token');
+
+      await otherTab.removeItem(DEFAULT_STORAGE_KEY);
+      await sleep(50);
+      assert.deepEqual(logouts, [{ reason: 'logout', remote: true }]);
+      assert.ok(socket.closed, 'the socket stayed open after a logout in another tab');
+    } finally {
+      delete globalThis.indexedDB;
+    }
+  });
+
+  test('rotations of two sessions hand over the newest token', async () => {
+    const factory = new IDBFactory();
+    const locks = createRecordingLocks();
+    const first = createIndexedDBStore({ indexedDB: factory, BroadcastChannel: null });
+    const second = createIndexedDBStore({ indexedDB: factory, BroadcastChannel: null });
+    await first.setItem(DEFAULT_STORAGE_KEY, JSON.stringify(Object.assign(info(), { token: 'token-1' })));
+
+    const io = createFakeIo(undefined);
+    open(io, { store: first, locks: locks });
+    open(io, { store: second, locks: locks });
+    const [socketA, socketB] = io.sockets;
+
+    // The first connection to present rotates token-1 to token-2; the other
+    // presents token-2 after the lock passes to it.
+    await sleep(20);
+    const firstSocket = socketA.handshakes.length === 1 ? socketA : socketB;
+    const secondSocket = firstSocket === socketA ? socketB : socketA;
+    assert.equal((await firstSocket.handshake()).token, 'token-1');
+    firstSocket.fire('authenticated', 'token-2', info(), () => {});
+    assert.equal((await secondSocket.handshake()).token, 'token-2');
   });
 });

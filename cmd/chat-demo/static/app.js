@@ -1,13 +1,12 @@
 // The chat demo page. It logs in over HTTP and lets sockauth.js, the client
 // helper, authenticate the socket with the login code and keep the rotating
-// session token in localStorage, so that a reload or a reconnect
-// authenticates again without a password. Tabs of one browser share the
-// token.
+// session token in IndexedDB, so that a reload or a reconnect authenticates
+// again without a password. Tabs of one browser share the token.
 //
 // The page uses socket.io-client 4.8.4, or 2.5.0 when the address has
 // ?client=2.
 
-import { connect, login } from './sockauth.js';
+import { connect, login, storedSession } from './sockauth.js';
 
 const MAX_MESSAGE_LENGTH = 500;
 const MAX_SHOWN_MESSAGES = 200;
@@ -156,7 +155,18 @@ function openSession(code) {
 }
 
 // start reconnects with the stored token, or shows the login form.
-function start() {
+async function start() {
+  let stored = null;
+  try {
+    stored = await storedSession();
+  } catch (error) {
+    showLogin('Reading the stored session failed: ' + error.message);
+    return;
+  }
+  if (!stored) {
+    showLogin();
+    return;
+  }
   try {
     openSession(null);
   } catch (error) {

@@ -19,6 +19,11 @@ import (
 // Authenticate blocks for at most Config.CallTimeout plus the time the
 // binding needs to emit. ctx may carry an earlier deadline or cancellation.
 func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
+	onOwnStack(func() { f.authenticate(ctx, socketID, payload) })
+}
+
+// authenticate is the body of Authenticate.
+func (f *Flow) authenticate(ctx context.Context, socketID string, payload any) {
 	st, ok := f.lookup(socketID)
 	if !ok {
 		return
@@ -120,6 +125,11 @@ func (f *Flow) Authenticate(ctx context.Context, socketID string, payload any) {
 // A failure other than an unreachable authority means the session is dead,
 // so the socket is rejected.
 func (f *Flow) confirm(st *socketState, token string, id Identity) {
+	onOwnStack(func() { f.confirmOnce(st, token, id) })
+}
+
+// confirmOnce is the body of confirm.
+func (f *Flow) confirmOnce(st *socketState, token string, id Identity) {
 	ctx, cancel := f.callContext(context.Background())
 	resp, err := f.cfg.Authority.ConfirmRotation(ctx, &sockauthv1.ConfirmRotationRequest{Token: token})
 	cancel()

@@ -67,7 +67,13 @@ func (a *Admission) Identity() Identity {
 // (see WithClientAddress) is over Config.AddressAuthenticateLimit. It
 // returns ErrClosed after Close. It blocks for at most Config.CallTimeout.
 // ctx may carry an earlier deadline or cancellation.
-func (f *Flow) AuthenticateHandshake(ctx context.Context, socketID, token string) (*Admission, error) {
+func (f *Flow) AuthenticateHandshake(ctx context.Context, socketID, token string) (admission *Admission, err error) {
+	onOwnStack(func() { admission, err = f.authenticateHandshake(ctx, socketID, token) })
+	return admission, err
+}
+
+// authenticateHandshake is the body of AuthenticateHandshake.
+func (f *Flow) authenticateHandshake(ctx context.Context, socketID, token string) (*Admission, error) {
 	f.mu.Lock()
 	closed := f.closed
 	f.mu.Unlock()

@@ -77,6 +77,10 @@ func (s *Store) markUnsynced(ops []*writeOp, seq uint64) {
 	s.sync.size.Store(int64(len(s.sync.unsynced)))
 }
 
+// Err returns the error of the first failed sync, after which the store
+// rejects writes until it is reopened, or nil.
+func (s *Store) Err() error { return s.failure() }
+
 // failure returns the error of the failed sync, or nil.
 func (s *Store) failure() error {
 	s.sync.mu.Lock()

@@ -210,6 +210,9 @@ func TestFailedSyncFailsItsWaiters(t *testing.T) {
 	if err := <-synced.done; err != nil {
 		t.Fatalf("write before the failure: %v", err)
 	}
+	if err := store.Err(); err != nil {
+		t.Errorf("Err before any sync failed = %v, expected nil", err)
+	}
 
 	// The three writes queued during the first round; the second covers them
 	// all, and it fails. Any later round would sync for real.
@@ -244,6 +247,9 @@ func TestFailedSyncFailsItsWaiters(t *testing.T) {
 	// sync would prove nothing: the store rejects writes from now on.
 	if err := store.Create(ctx, storetest.NewSession()); !errors.Is(err, injected) {
 		t.Errorf("Create after the failed sync returned %v, expected the sync's error", err)
+	}
+	if err := store.Err(); !errors.Is(err, injected) {
+		t.Errorf("Err after the failed sync = %v, expected the sync's error", err)
 	}
 	if _, err := store.Get(ctx, synced.session.ID); err != nil {
 		t.Errorf("Get of a session synced before the failure: %v", err)

@@ -86,6 +86,38 @@ const (
 	StreamWorkers = 128
 )
 
+// storeCheckInterval is how often the authority checks whether its store
+// has failed for good.
+const storeCheckInterval = time.Second
+
+// failingStore is a store that can fail for good, such as the Badger store
+// after a failed sync.
+type failingStore interface {
+	// Err returns the error that the store failed with, or nil.
+	Err() error
+}
+
+// watchStore reports NOT_SERVING on health once the store has failed for
+// good, so that an orchestrator restarts the authority. It returns when ctx
+// ends.
+func (a *Authority) watchStore(ctx context.Context, store failingStore, interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if err := store.Err(); err != nil {
+			a.log.Error("store failed; health reports NOT_SERVING until the authority restarts", "error", err)
+			a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			a.health.SetServingStatus(sockauthv1.AuthorityService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+			return
+		}
+	}
+}
+
 // shutdownGrace bounds how long Close waits for running RPCs.
 const shutdownGrace = 5 * time.Second
 
@@ -220,6 +252,9 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	reloadCtx, stopReload := context.WithCancel(context.Background())
 	a.stopReload = stopReload
 	go reloader.run(reloadCtx)
+	if failing, ok := store.(failingStore); ok {
+		go a.watchStore(reloadCtx, failing, storeCheckInterval)
+	}
 	go func() { a.served <- a.server.Serve(listener) }()
 	log.Info("authority listening", "address", a.Addr(), "data", cfg.DataDir, "store", storeName(cfg),
 		"signing_key_id", keys.SigningKeyID)

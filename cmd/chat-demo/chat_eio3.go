@@ -23,6 +23,8 @@ type messageHandler func(socketID string, id adapter.Identity, payload json.RawM
 type eio3Chat struct {
 	server  *socketio.Server
 	binding *gosocketio.Binding
+	// polling is set when the server offers HTTP long-polling.
+	polling bool
 }
 
 // newEIO3Chat builds the go-socket.io server, attaches the sockauth flow to
@@ -81,10 +83,17 @@ func newEIO3Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 			logger.Debug("socket.io server stopped", "err", err)
 		}
 	}()
-	return &eio3Chat{server: server, binding: binding}, nil
+	return &eio3Chat{server: server, binding: binding, polling: opts.EIO3Polling}, nil
 }
 
 func (c *eio3Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// go-socket.io rejects a transport it does not offer with the garbled
+	// text "invalid transport: %!s(<nil>)", so the demo writes its own message.
+	if transport := r.URL.Query().Get("transport"); !c.polling && transport != "websocket" {
+		http.Error(w, fmt.Sprintf("invalid transport %q: socket.io 2.x clients must use the websocket transport "+
+			"on this server, or start the chat demo with --eio3-polling", transport), http.StatusBadRequest)
+		return
+	}
 	c.server.ServeHTTP(w, r)
 }
 

@@ -75,7 +75,7 @@ func TestChatRoutesByEngineIOProtocol(t *testing.T) {
 		{name: "protocol 4", eio: "4", wantText: "Session ID unknown"},
 		{name: "protocol 4 beside polling for protocol 3", eio3Polling: true, eio: "4", wantText: "Session ID unknown"},
 		{name: "protocol 3 with polling", eio3Polling: true, eio: "3", wantText: "invalid sid value"},
-		{name: "protocol 3 without polling", eio: "3", wantText: "invalid transport"},
+		{name: "protocol 3 without polling", eio: "3", wantText: `invalid transport "polling": socket.io 2.x clients must use the websocket transport`},
 		{name: "no protocol", eio3Polling: true, eio: "", wantText: "invalid sid value"},
 	}
 	for _, tt := range tests {

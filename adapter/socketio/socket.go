@@ -47,6 +47,12 @@ func clientAddress(s *socket.Socket) string {
 // EmitWithAck emits event with args and an ack callback that calls ack when
 // the client acknowledges. The library writes without waiting for the
 // client.
+//
+// NOTE: zishang520/socket.io v3.0.6 queues each incoming packet for the
+// socket's task queue but handles a closed connection at once, clearing the
+// pending acks. An ack that a client sends just before it closes can be
+// dropped that way, and the rotation then stays unconfirmed until the
+// authority's rotation leeway ends.
 func (s *boundSocket) EmitWithAck(event string, ack func(), args ...any) error {
 	var onAck socket.Ack = func(_ []any, err error) {
 		if err == nil {

@@ -105,6 +105,9 @@ authority's revocation events.`,
 			return opts.call(cmd, func(ctx context.Context, client sockauthv1.AdminServiceClient) error {
 				if sessionID != "" {
 					reply, err := client.RevokeSession(ctx, &sockauthv1.RevokeSessionRequest{SessionId: sessionID})
+					if status.Code(err) == codes.NotFound {
+						return fmt.Errorf("session %q not found; `sockauth sessions list --subject S` lists the sessions of a user", sessionID)
+					}
 					if err != nil {
 						return err
 					}

@@ -121,8 +121,8 @@ func TestAdminCommands(t *testing.T) {
 	}
 
 	if _, err := runCLI(t, "revoke", "--session", "no-such-session", "--authority", a.Addr()); err == nil ||
-		!strings.Contains(err.Error(), "not found") {
-		t.Errorf("revoke of an unknown session = %v, expected a not-found error", err)
+		!strings.Contains(err.Error(), `session "no-such-session" not found`) {
+		t.Errorf("revoke of an unknown session = %v, expected a not-found error naming the session", err)
 	}
 	if _, err := runCLI(t, "revoke", "--authority", a.Addr()); err == nil || !strings.Contains(err.Error(), "exactly one") {
 		t.Errorf("revoke without a target = %v, expected a usage error", err)

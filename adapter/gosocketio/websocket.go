@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 
 	"github.com/googollee/go-socket.io/engineio/frame"
@@ -57,6 +58,10 @@ type WebSocketTransport struct {
 	// after its one-byte engine.io packet type. A longer message closes the
 	// connection. Zero means DefaultMaxMessageBytes.
 	MaxMessageBytes int
+
+	// Logger receives one warning for each connection closed for a message
+	// over MaxMessageBytes; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 var _ transport.Transport = (*WebSocketTransport)(nil)
@@ -83,13 +88,15 @@ func (t *WebSocketTransport) Accept(w http.ResponseWriter, r *http.Request) (tra
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxMessageBytes
 	}
-	return &websocketConn{Conn: conn, maxMessageBytes: int64(maxBytes)}, nil
+	return &websocketConn{Conn: conn, maxMessageBytes: int64(maxBytes), log: t.Logger}, nil
 }
 
 // websocketConn is a connection of a WebSocketTransport.
 type websocketConn struct {
 	transport.Conn
 	maxMessageBytes int64
+	// log is the transport's Logger, which may be nil.
+	log *slog.Logger
 }
 
 var _ http.Handler = (*websocketConn)(nil)
@@ -114,6 +121,8 @@ func (c *websocketConn) NextReader() (frame.Type, enginepacket.Type, io.ReadClos
 		var extra [1]byte
 		if n, _ := r.Read(extra[:]); n > 0 {
 			err = fmt.Errorf("%w: the limit is %d bytes", ErrMessageTooLarge, c.maxMessageBytes)
+			c.logger().Warn("websocket message over the size limit; closing the connection",
+				"remote", c.RemoteAddr().String(), "limit_bytes", c.maxMessageBytes)
 		}
 	}
 	if closeErr := r.Close(); err == nil {
@@ -123,6 +132,14 @@ func (c *websocketConn) NextReader() (frame.Type, enginepacket.Type, io.ReadClos
 		return 0, 0, nil, err
 	}
 	return frameType, packetType, message{bytes.NewReader(data)}, nil
+}
+
+// logger returns the connection's logger, or slog.Default() when it has none.
+func (c *websocketConn) logger() *slog.Logger {
+	if c.log == nil {
+		return slog.Default()
+	}
+	return c.log
 }
 
 // message is one message read whole. It implements io.ByteScanner, so that

@@ -1,8 +1,11 @@
 package gosocketio
 
 import (
+	"bytes"
 	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -101,6 +104,10 @@ type fakeFrameConn struct {
 	closed bool
 }
 
+func (c *fakeFrameConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1234}
+}
+
 func (c *fakeFrameConn) NextReader() (frame.Type, enginepacket.Type, io.ReadCloser, error) {
 	if c.message == "" {
 		return 0, 0, nil, io.EOF
@@ -169,7 +176,8 @@ func TestWebSocketMessageCloseDropsBytes(t *testing.T) {
 
 func TestWebSocketMessageOverLimit(t *testing.T) {
 	fake := &fakeFrameConn{message: strings.Repeat("x", 11)}
-	conn := &websocketConn{Conn: fake, maxMessageBytes: 10}
+	var logs bytes.Buffer
+	conn := &websocketConn{Conn: fake, maxMessageBytes: 10, log: slog.New(slog.NewTextHandler(&logs, nil))}
 
 	_, _, _, err := conn.NextReader()
 	if !errors.Is(err, ErrMessageTooLarge) {
@@ -177,6 +185,10 @@ func TestWebSocketMessageOverLimit(t *testing.T) {
 	}
 	if !fake.closed {
 		t.Error("the frame reader is still open after a message over the limit")
+	}
+	if line := logs.String(); !strings.Contains(line, "over the size limit") ||
+		!strings.Contains(line, "remote=127.0.0.1:1234") || !strings.Contains(line, "limit_bytes=10") {
+		t.Errorf("log %q lacks the warning with the remote address and the limit", line)
 	}
 }
 

@@ -40,6 +40,7 @@ func newEIO3Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 	// gets unauthorized with payload_too_large rather than a closed
 	// connection.
 	websocket := gosocketio.NewWebSocketTransport()
+	websocket.Logger = logger.With("component", "transport", "protocol", "eio3")
 	transports := []transport.Transport{websocket}
 	if opts.EIO3Polling {
 		transports = []transport.Transport{polling.Default, websocket}

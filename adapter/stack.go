@@ -6,16 +6,10 @@ package adapter
 func onOwnStack(fn func()) {
 	done := make(chan any, 1)
 	go func() {
-		completed := false
-		defer func() {
-			if completed {
-				done <- nil
-				return
-			}
-			done <- recover()
-		}()
+		// recover returns nil when fn returns normally. Since Go 1.21 even
+		// panic(nil) recovers a non-nil *runtime.PanicNilError.
+		defer func() { done <- recover() }()
 		fn()
-		completed = true
 	}()
 
 	if panicValue := <-done; panicValue != nil {

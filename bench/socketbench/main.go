@@ -333,35 +333,19 @@ func rss(pid int) (int64, error) {
 // demo with its metrics endpoint, warms the demo up with handshakes of
 // protocol, measures its idle sockets and stops both.
 func measureIdleDemo(loadgen, binDir, dataDir string, protocol int, opts options) error {
-	authorityAddr := freeAddr()
-	authority, err := start(filepath.Join(binDir, "sockauth"), "serve", "--listen", authorityAddr,
-		"--data", dataDir, "--log-level", "error")
+	metricsAddr := freeAddr()
+	demoArgs := append([]string{"--metrics-listen", metricsAddr}, strings.Fields(opts.demoArgs)...)
+	demo, err := startSockauth(binDir, dataDir, "sockauth chat-demo", demoArgs...)
 	if err != nil {
 		return err
 	}
-	defer stop(authority)
-	if err := waitTCP(authorityAddr); err != nil {
-		return fmt.Errorf("authority: %w", err)
-	}
+	defer demo.stop()
 
-	demoAddr, metricsAddr := freeAddr(), freeAddr()
-	args := []string{"--listen", demoAddr, "--authority", authorityAddr, "--metrics-listen", metricsAddr, "--log-level", "error"}
-	args = append(args, strings.Fields(opts.demoArgs)...)
-	demo, err := start(filepath.Join(binDir, "chat-demo"), args...)
-	if err != nil {
-		return err
-	}
-	defer stop(demo)
-	demoURL := "http://" + demoAddr
-	if err := waitHTTP(demoURL + "/"); err != nil {
-		return fmt.Errorf("chat demo: %w", err)
-	}
-
-	if _, _, err := runLoad(loadRun{loadgen: loadgen, url: demoURL, protocol: protocol,
+	if _, _, err := runLoad(loadRun{loadgen: loadgen, url: demo.url, protocol: protocol,
 		clients: opts.concurrency * 4, concurrency: opts.concurrency, workers: opts.workers}); err != nil {
 		return err
 	}
-	return measureIdle(loadgen, idleTarget{"sockauth chat-demo", demoURL, protocol, demo.Process.Pid, "http://" + metricsAddr + "/metrics"}, opts)
+	return measureIdle(loadgen, idleTarget{demo.name, demo.url, protocol, demo.processes[0].pid, "http://" + metricsAddr + "/metrics"}, opts)
 }
 
 // idleTarget is one row of the idle memory table.

@@ -28,8 +28,8 @@ type server struct {
 }
 
 // startSockauth starts `sockauth serve` with its data in dataDir and the chat
-// demo in front of it, both built into binDir.
-func startSockauth(binDir, dataDir, name string) (*server, error) {
+// demo in front of it with the extra flags demoArgs, both built into binDir.
+func startSockauth(binDir, dataDir, name string, demoArgs ...string) (*server, error) {
 	authorityAddr := freeAddr()
 	authority, err := start(filepath.Join(binDir, "sockauth"), "serve", "--listen", authorityAddr,
 		"--data", dataDir, "--log-level", "error")
@@ -42,7 +42,8 @@ func startSockauth(binDir, dataDir, name string) (*server, error) {
 	}
 
 	demoAddr := freeAddr()
-	demo, err := start(filepath.Join(binDir, "chat-demo"), "--listen", demoAddr, "--authority", authorityAddr, "--log-level", "error")
+	args := append([]string{"--listen", demoAddr, "--authority", authorityAddr, "--log-level", "error"}, demoArgs...)
+	demo, err := start(filepath.Join(binDir, "chat-demo"), args...)
 	if err != nil {
 		stop(authority)
 		return nil, err
@@ -88,13 +89,13 @@ func startPeer(script string) (*server, error) {
 // measurement is one handshake run of the load generator against a server.
 type measurement struct {
 	load loadResult
-	// cpu holds the CPU seconds that each of the server's processes used
-	// during the run, in the order of server.processes; mainThread holds
-	// those of their main threads, or zero.
-	cpu        []float64
+	// cpu is the CPU seconds that each of the server's processes used during
+	// the run, in the order of server.processes.
+	cpu []float64
+	// mainThread is the CPU seconds of each process's main thread, or zero.
 	mainThread []float64
 	// machineBusy is the share of all cores' time that was not idle during
-	// the run, whoever used it.
+	// the run, other programs included.
 	machineBusy float64
 }
 

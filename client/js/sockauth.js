@@ -125,7 +125,7 @@ function runTransaction(database, mode, operate) {
  * browsers. getItem, setItem and removeItem return promises, and a write
  * resolves once its readwrite transaction has committed. The browser orders
  * transactions on the same object store, so a tab that reads after another
- * tab's write resolved reads the new value; localStorage gives no such
+ * tab's write resolved reads the new value. localStorage gives no such
  * guarantee between the processes of one browser. watch(key, listener)
  * calls listener(value) with the new value, null after a removal, when
  * another store of the origin wrote key, and returns a function that stops

@@ -10,7 +10,7 @@ import (
 // their memory in long-lived objects, and with Go's default of 100 the heap
 // grows to twice their size before a collection. With 50, RSS per idle
 // socket was about 10% lower 3 s after 10,000 sockets connected, for each
-// client generation, and server CPU per handshake about 5% higher with
+// client generation. Server CPU per handshake was about 5% higher with
 // socket.io-client 2.x and 15% higher with 4.x (bench/socketbench, four
 // interleaved runs on a shared 2-core machine).
 const defaultGCPercent = 50

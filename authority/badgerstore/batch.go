@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -23,9 +24,11 @@ type writeOp struct {
 	create bool
 	// barrier marks an op that writes nothing: it completes after a sync that
 	// started after the op was queued.
-	barrier         bool
-	session         *authority.Session
-	value           []byte
+	barrier bool
+	session *authority.Session
+	value   []byte
+	// stored is session as decoded from value, for the cache.
+	stored          *authority.Session
 	expectedVersion uint64
 	// checkErr is the error of the write's own check, or nil. It is returned
 	// after the next sync, because the state it was checked against may not be
@@ -36,6 +39,22 @@ type writeOp struct {
 	// been committed and a later sync has made it durable, or once the write's
 	// own check failed.
 	done chan error
+}
+
+// newWriteOp returns the creation of session, or its replacement when the
+// stored version is expectedVersion. It encodes the record, and decodes it
+// again as a later read would, for the cache.
+func newWriteOp(session *authority.Session, create bool, expectedVersion uint64) (*writeOp, error) {
+	value, err := authority.MarshalSession(session)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := authority.UnmarshalSession(session.ID, value)
+	if err != nil {
+		return nil, err
+	}
+	return &writeOp{create: create, session: session, value: value, stored: stored, expectedVersion: expectedVersion,
+		done: make(chan error, 1)}, nil
 }
 
 // write applies op's check and set to the open transaction and waits until
@@ -54,7 +73,9 @@ func (s *Store) write(ctx context.Context, op *writeOp) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op.done = make(chan error, 1)
+	if op.done == nil {
+		op.done = make(chan error, 1)
+	}
 	if err := s.submit(op); err != nil {
 		return err
 	}
@@ -71,6 +92,9 @@ type batchState struct {
 	// barriers in the order they were applied.
 	txn     *badger.Txn
 	applied []*writeOp
+	// pending maps the id of each session written in txn to its new record,
+	// which the cache does not hold before the commit.
+	pending map[string]*authority.Session
 	// committed are the writes of transactions committed since the last
 	// round started. seq is the sequence number of the newest transaction, and
 	// roundSeq is that of the newest one that a round covers.
@@ -129,11 +153,14 @@ func (s *Store) applyLocked(op *writeOp) error {
 		b.txn = s.db.NewTransaction(true)
 	}
 
-	err := applyWrite(b.txn, op)
+	err := s.applyWrite(b.txn, op)
 	if errors.Is(err, badger.ErrTxnTooBig) && len(b.applied) > 0 {
 		s.commitLocked()
 		b.txn = s.db.NewTransaction(true)
-		err = applyWrite(b.txn, op)
+		err = s.applyWrite(b.txn, op)
+	}
+	if err == nil {
+		b.pending[op.session.ID] = op.stored
 	}
 	return err
 }
@@ -146,6 +173,7 @@ func (s *Store) commitLocked() {
 	b := &s.batch
 	txn, applied := b.txn, b.applied
 	b.txn, b.applied = nil, nil
+	clear(b.pending)
 	if txn == nil {
 		b.committed = append(b.committed, applied...)
 		return
@@ -163,11 +191,14 @@ func (s *Store) commitLocked() {
 		return
 	}
 	s.stats.batches.Add(1)
+	records := make([]*authority.Session, 0, len(applied))
 	for _, op := range applied {
 		if !op.barrier && op.checkErr == nil {
-			s.stats.writes.Add(1)
+			records = append(records, op.stored)
 		}
 	}
+	s.stats.writes.Add(uint64(len(records)))
+	s.cache.put(records, time.Now())
 	b.committed = append(b.committed, applied...)
 }
 
@@ -223,6 +254,7 @@ func (s *Store) abortLocked(err error) {
 		b.txn.Discard()
 		b.txn = nil
 	}
+	clear(b.pending)
 	for _, op := range b.applied {
 		op.done <- err
 	}
@@ -234,8 +266,11 @@ func (s *Store) abortLocked(err error) {
 }
 
 // applyWrite performs one write's check and set inside txn.
-func applyWrite(txn *badger.Txn, op *writeOp) error {
+func (s *Store) applyWrite(txn *badger.Txn, op *writeOp) error {
 	if op.create {
+		if _, found := s.newestLocked(op.session.ID); found {
+			return authority.ErrExists
+		}
 		_, err := txn.Get(sessionKey(op.session.ID))
 		if err == nil {
 			return authority.ErrExists
@@ -246,13 +281,26 @@ func applyWrite(txn *badger.Txn, op *writeOp) error {
 		return setSession(txn, op.session, op.value, true)
 	}
 
-	stored, err := load(txn, op.session.ID)
-	if err != nil {
-		return err
+	stored, found := s.newestLocked(op.session.ID)
+	if !found {
+		var err error
+		if stored, err = load(txn, op.session.ID); err != nil {
+			return err
+		}
 	}
 	if stored.Version != op.expectedVersion {
 		return authority.ErrConflict
 	}
 	firstExchange := stored.Generation == 0 && op.session.Generation > 0
 	return setSession(txn, op.session, op.value, firstExchange || stored.Subject != op.session.Subject)
+}
+
+// newestLocked returns the newest record of session id without reading
+// Badger: written earlier in the open transaction, or cached. Finding none
+// means only that Badger must be asked.
+func (s *Store) newestLocked(id string) (*authority.Session, bool) {
+	if session, ok := s.batch.pending[id]; ok {
+		return session, true
+	}
+	return s.cache.peek(id, time.Now())
 }

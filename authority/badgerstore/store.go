@@ -30,6 +30,10 @@ type Options struct {
 	GCInterval time.Duration
 	// InMemory keeps the database in memory only, for tests; Dir is ignored.
 	InMemory bool
+	// CacheSessions is how many recently written sessions are kept in memory
+	// for reads; default DefaultCacheSessions, and a negative value turns the
+	// cache off.
+	CacheSessions int
 
 	// wrapSync, when set, runs each sync round in place of the real sync,
 	// which it receives; tests use it to delay or fail syncs.
@@ -38,7 +42,7 @@ type Options struct {
 
 // DefaultOptions returns the default options.
 func DefaultOptions() Options {
-	return Options{Logger: slog.Default(), GCInterval: 10 * time.Minute}
+	return Options{Logger: slog.Default(), GCInterval: 10 * time.Minute, CacheSessions: DefaultCacheSessions}
 }
 
 // Store is an authority.Store on Badger. It is safe for concurrent use within
@@ -49,6 +53,7 @@ type Store struct {
 	inMemory bool
 	batch    batchState
 	sync     syncState
+	cache    *sessionCache
 	// sealed is used by the sync stage only.
 	sealed *sealedLogs
 	// syncLogs runs one sync round's sync.
@@ -75,6 +80,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.GCInterval == 0 {
 		opts.GCInterval = defaults.GCInterval
 	}
+	if opts.CacheSessions == 0 {
+		opts.CacheSessions = defaults.CacheSessions
+	}
 
 	db, err := badger.Open(badgerOptions(dir, opts))
 	if err != nil {
@@ -85,7 +93,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		db:       db,
 		log:      opts.Logger,
 		inMemory: opts.InMemory,
-		batch:    batchState{wake: make(chan struct{}, 1)},
+		batch:    batchState{wake: make(chan struct{}, 1), pending: map[string]*authority.Session{}},
+		cache:    newSessionCache(opts.CacheSessions),
 		sync:     syncState{unsynced: map[string]uint64{}, ended: make(chan struct{})},
 		sealed:   newSealedLogs(db.Opts().Dir, db.Opts().ValueDir),
 		stopGC:   make(chan struct{}),
@@ -106,11 +115,11 @@ func Open(dir string, opts Options) (*Store, error) {
 
 // Create stores a new session, or returns authority.ErrExists.
 func (s *Store) Create(ctx context.Context, session *authority.Session) error {
-	value, err := authority.MarshalSession(session)
+	op, err := newWriteOp(session, true, 0)
 	if err != nil {
 		return err
 	}
-	if err := s.write(ctx, &writeOp{create: true, session: session, value: value}); err != nil {
+	if err := s.write(ctx, op); err != nil {
 		return fmt.Errorf("create session %s: %w", session.ID, err)
 	}
 	return nil
@@ -118,14 +127,18 @@ func (s *Store) Create(ctx context.Context, session *authority.Session) error {
 
 // Get returns the session with the given id, or authority.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (*authority.Session, error) {
-	var session *authority.Session
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		session, err = load(txn, id)
-		return err
-	})
-	if err != nil {
-		return nil, err
+	// The record is read before waitSynced checks the marks, which are set
+	// before a commit makes a record visible, in Badger and in the cache.
+	session, cached := s.cache.get(id, time.Now())
+	if !cached {
+		err := s.db.View(func(txn *badger.Txn) error {
+			var err error
+			session, err = load(txn, id)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	if err := s.waitSynced(ctx, id); err != nil {
 		return nil, fmt.Errorf("session %s: %w", id, err)
@@ -136,11 +149,11 @@ func (s *Store) Get(ctx context.Context, id string) (*authority.Session, error) 
 // CompareAndSwap replaces the session when its stored version is
 // expectedVersion.
 func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next *authority.Session) error {
-	value, err := authority.MarshalSession(next)
+	op, err := newWriteOp(next, false, expectedVersion)
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, &writeOp{session: next, value: value, expectedVersion: expectedVersion})
+	return s.write(ctx, op)
 }
 
 // ListBySubject returns the stored sessions of subject from its index keys.

@@ -73,11 +73,10 @@ func openGated(t *testing.T, dir string, logger *slog.Logger) (*Store, *syncGate
 // channel.
 func queueCreate(t *testing.T, store *Store, session *authority.Session) *writeOp {
 	t.Helper()
-	value, err := authority.MarshalSession(session)
+	op, err := newWriteOp(session, true, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	op := &writeOp{create: true, session: session, value: value, done: make(chan error, 1)}
 	if err := store.submit(op); err != nil {
 		t.Fatalf("submit the creation of session %s: %v", session.ID, err)
 	}
@@ -141,11 +140,10 @@ func TestFailedCheckReturnsAfterSync(t *testing.T) {
 	// against the creation, which is not synced yet.
 	next := *created.session
 	next.Version = 3
-	value, err := authority.MarshalSession(&next)
+	swap, err := newWriteOp(&next, false, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	swap := &writeOp{session: &next, value: value, expectedVersion: 2, done: make(chan error, 1)}
 	if err := store.submit(swap); err != nil {
 		t.Fatalf("submit the swap: %v", err)
 	}

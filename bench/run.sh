@@ -75,6 +75,17 @@ echo "  split 60 s after the fill: $(rss_split "$fill_pid")"
 sleep 90
 echo "  split 150 s after the fill: $(rss_split "$fill_pid"), VmRSS $(rss_kib "$fill_pid") KiB"
 kill "$fill_pid"
+wait "$fill_pid" 2>/dev/null || true
+
+# A restarted authority maps the same tables but holds only the pages it
+# reads, unlike the one that wrote them.
+start_authority "$work/fill" "$port"
+restart_pid=${pids[-1]}
+sleep 5
+echo "  restarted on the same data, 5 s after start: $(rss_split "$restart_pid")"
+"$work/sockauth" bench authority --authority "127.0.0.1:$port" --callers 64 --count 300 >/dev/null
+echo "  restarted, after a gRPC load run: $(rss_split "$restart_pid")"
+kill "$restart_pid"
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

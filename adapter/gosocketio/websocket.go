@@ -6,12 +6,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/googollee/go-socket.io/engineio/frame"
 	enginepacket "github.com/googollee/go-socket.io/engineio/packet"
 	"github.com/googollee/go-socket.io/engineio/transport"
 	"github.com/googollee/go-socket.io/engineio/transport/websocket"
+	gorilla "github.com/gorilla/websocket"
 )
 
 const (
@@ -47,6 +53,13 @@ var ErrMessageTooLarge = errors.New("gosocketio: websocket message too large")
 //     closes it.
 //   - websocket.Default leaves the buffer sizes at zero, which makes
 //     gorilla/websocket keep the HTTP server's 4 KiB read and write buffers.
+//     A WebSocketTransport gives each connection a read buffer of
+//     ReadBufferSize, and lends it a write buffer from a pool only while it
+//     writes a message.
+//
+// It also starts no goroutine and timer for each message read or written,
+// as the connections of websocket.Transport do to warn about readers and
+// writers left open.
 //
 // Use NewWebSocketTransport for its buffer sizes. Its fields must not change
 // once the server uses it.
@@ -62,6 +75,10 @@ type WebSocketTransport struct {
 	// Logger receives one warning for each connection closed for a message
 	// over MaxMessageBytes; nil means slog.Default().
 	Logger *slog.Logger
+
+	// writeBuffers lends connections their write buffers while they write a
+	// message. gorilla/websocket needs one pool for each buffer size.
+	writeBuffers countingPool
 }
 
 var _ transport.Transport = (*WebSocketTransport)(nil)
@@ -77,9 +94,16 @@ func NewWebSocketTransport() *WebSocketTransport {
 	}
 }
 
-// Accept upgrades the request to a WebSocket with the embedded Transport.
+// Accept upgrades the request to a WebSocket with the buffer sizes and the
+// CheckOrigin function of the embedded Transport.
 func (t *WebSocketTransport) Accept(w http.ResponseWriter, r *http.Request) (transport.Conn, error) {
-	conn, err := t.Transport.Accept(w, r)
+	upgrader := gorilla.Upgrader{
+		ReadBufferSize:  t.ReadBufferSize,
+		WriteBufferSize: t.WriteBufferSize,
+		WriteBufferPool: &t.writeBuffers,
+		CheckOrigin:     t.CheckOrigin,
+	}
+	ws, err := upgrader.Upgrade(w, r, w.Header())
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +112,120 @@ func (t *WebSocketTransport) Accept(w http.ResponseWriter, r *http.Request) (tra
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxMessageBytes
 	}
-	return &websocketConn{Conn: conn, maxMessageBytes: int64(maxBytes), log: t.Logger}, nil
+	return &websocketConn{Conn: newGorillaConn(ws, *r.URL, r.Header), maxMessageBytes: int64(maxBytes), log: t.Logger}, nil
+}
+
+// countingPool is a gorilla/websocket BufferPool that counts the buffers it
+// lends.
+type countingPool struct {
+	sync.Pool
+	// lent counts every buffer lent, and out those not yet returned.
+	lent, out atomic.Int64
+}
+
+func (p *countingPool) Get() any {
+	p.lent.Add(1)
+	p.out.Add(1)
+	return p.Pool.Get()
+}
+
+func (p *countingPool) Put(buffer any) {
+	p.out.Add(-1)
+	p.Pool.Put(buffer)
+}
+
+// gorillaConn is a transport.Conn over a gorilla/websocket connection, with
+// go-socket.io's engine.io packet decoder and encoder.
+type gorillaConn struct {
+	*enginepacket.Decoder
+	*enginepacket.Encoder
+
+	ws     *gorilla.Conn
+	url    url.URL
+	header http.Header
+	// writing guards the connection from NextWriter until the writer is
+	// closed, because gorilla/websocket allows one writer at a time.
+	writing sync.Mutex
+}
+
+func newGorillaConn(ws *gorilla.Conn, u url.URL, header http.Header) *gorillaConn {
+	c := &gorillaConn{ws: ws, url: u, header: header}
+	c.Decoder = enginepacket.NewDecoder(gorillaFrames{c})
+	c.Encoder = enginepacket.NewEncoder(gorillaFrames{c})
+	return c
+}
+
+func (c *gorillaConn) URL() url.URL                      { return c.url }
+func (c *gorillaConn) RemoteHeader() http.Header         { return c.header }
+func (c *gorillaConn) LocalAddr() net.Addr               { return c.ws.LocalAddr() }
+func (c *gorillaConn) RemoteAddr() net.Addr              { return c.ws.RemoteAddr() }
+func (c *gorillaConn) SetReadDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
+func (c *gorillaConn) Close() error                      { return c.ws.Close() }
+
+// SetWriteDeadline waits for a message being written, as gorilla/websocket
+// allows no concurrent call with a writer.
+func (c *gorillaConn) SetWriteDeadline(t time.Time) error {
+	c.writing.Lock()
+	defer c.writing.Unlock()
+	return c.ws.SetWriteDeadline(t)
+}
+
+// gorillaFrames turns WebSocket messages into engine.io frames.
+type gorillaFrames struct{ c *gorillaConn }
+
+// NextReader returns the next message. Its Close discards what was not read.
+func (f gorillaFrames) NextReader() (frame.Type, io.ReadCloser, error) {
+	messageType, r, err := f.c.ws.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	switch messageType {
+	case gorilla.TextMessage:
+		return frame.String, discardOnClose{r}, nil
+	case gorilla.BinaryMessage:
+		return frame.Binary, discardOnClose{r}, nil
+	}
+	return 0, nil, transport.ErrInvalidFrame
+}
+
+// NextWriter starts a message, which is sent when its writer is closed.
+func (f gorillaFrames) NextWriter(frameType frame.Type) (io.WriteCloser, error) {
+	messageType := gorilla.TextMessage
+	switch frameType {
+	case frame.String:
+	case frame.Binary:
+		messageType = gorilla.BinaryMessage
+	default:
+		return nil, transport.ErrInvalidFrame
+	}
+
+	f.c.writing.Lock()
+	w, err := f.c.ws.NextWriter(messageType)
+	if err != nil {
+		f.c.writing.Unlock()
+		return nil, err
+	}
+	return &unlockOnClose{WriteCloser: w, writing: &f.c.writing}, nil
+}
+
+type discardOnClose struct{ io.Reader }
+
+func (r discardOnClose) Close() error {
+	_, err := io.Copy(io.Discard, r.Reader)
+	return err
+}
+
+// unlockOnClose lets the next writer start once the message is sent.
+type unlockOnClose struct {
+	io.WriteCloser
+	writing *sync.Mutex
+	once    sync.Once
+}
+
+func (w *unlockOnClose) Close() error {
+	err := w.WriteCloser.Close()
+	w.once.Do(w.writing.Unlock)
+	return err
 }
 
 // websocketConn is a connection of a WebSocketTransport.

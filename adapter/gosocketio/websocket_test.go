@@ -68,6 +68,21 @@ func TestWebSocketHandlerReturnsAfterUpgrade(t *testing.T) {
 	}
 }
 
+func TestWebSocketWriteBufferLentPerMessage(t *testing.T) {
+	ws := NewWebSocketTransport()
+	ts, _ := newWebSocketTestServer(t, ws)
+	c := dial(t, ts.url, "/")
+
+	c.emit(adapter.EventAuthenticate, `{"token":"code-alice"}`)
+	c.expectEvent(adapter.EventAuthenticated)
+
+	if lent := ws.writeBuffers.lent.Load(); lent == 0 {
+		t.Fatal("no write buffer was lent for the messages sent, expected each message to borrow one")
+	}
+	waitUntil(t, func() bool { return ws.writeBuffers.out.Load() == 0 },
+		"every write buffer returned to the pool while the WebSocket is idle")
+}
+
 func TestWebSocketMessageLimit(t *testing.T) {
 	ws := NewWebSocketTransport()
 	// The token below makes an authenticate packet of exactly 64 bytes

@@ -197,11 +197,19 @@ func newIdleWaiter(conn net.Conn, reader *bufio.Reader) *idleWaiter {
 
 // wait returns once the connection has bytes to read, has closed, or its
 // read deadline passed. With bytes already buffered it returns at once.
+//
+// Its error is wrapped so that it lacks the Temporary method of
+// *net.OpError: go-socket.io's session retries a read at once after an
+// error that reports itself temporary, and an expired deadline would fail
+// each retry at once, a loop that never closes the connection.
 func (w *idleWaiter) wait() error {
 	if w == nil || w.reader.Buffered() > 0 {
 		return nil
 	}
-	return w.raw.Read(peekReadable)
+	if err := w.raw.Read(peekReadable); err != nil {
+		return fmt.Errorf("gosocketio: waiting for the next message: %w", err)
+	}
+	return nil
 }
 
 // countingPool is a gorilla/websocket BufferPool that counts the buffers it
@@ -354,6 +362,10 @@ func (c *websocketConn) NextReader() (frame.Type, enginepacket.Type, io.ReadClos
 			err = fmt.Errorf("%w: the limit is %d bytes", ErrMessageTooLarge, c.maxMessageBytes)
 			c.logger().Warn("websocket message over the size limit; closing the connection",
 				"remote", c.RemoteAddr().String(), "limit_bytes", c.maxMessageBytes)
+			// Closing the connection first keeps the reader's Close below
+			// from reading the rest of the message, which the client sets
+			// the length of.
+			_ = c.Conn.Close()
 		}
 	}
 	if closeErr := r.Close(); err == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/googollee/go-socket.io/engineio/frame"
 	enginepacket "github.com/googollee/go-socket.io/engineio/packet"
 	"github.com/googollee/go-socket.io/engineio/transport"
+	gorilla "github.com/gorilla/websocket"
 
 	"github.com/sockauth/sockauth/adapter"
 )
@@ -26,9 +27,16 @@ import (
 // that have not returned yet.
 func newWebSocketTestServer(tb testing.TB, ws *WebSocketTransport) (ts *testServer, handlersRunning *atomic.Int64) {
 	tb.Helper()
+	return newEngineTestServer(tb, &engineio.Options{Transports: []transport.Transport{ws}})
+}
+
+// newEngineTestServer is newWebSocketTestServer with engine.io options of the
+// caller's own.
+func newEngineTestServer(tb testing.TB, opts *engineio.Options) (ts *testServer, handlersRunning *atomic.Int64) {
+	tb.Helper()
 
 	authority := newFakeAuthority()
-	server := NewServer(&engineio.Options{Transports: []transport.Transport{ws}})
+	server := NewServer(opts)
 	binding, err := New(server, adapter.Config{Authority: authority, Logger: testLogger()})
 	if err != nil {
 		tb.Fatalf("New: %v", err)
@@ -115,8 +123,14 @@ func TestWebSocketMessageLimit(t *testing.T) {
 type fakeFrameConn struct {
 	transport.Conn
 	message string
-	// closed is set when the frame reader of the message is closed.
-	closed bool
+	// closed is set when the frame reader of the message is closed, and
+	// connClosed when the connection is.
+	closed, connClosed bool
+}
+
+func (c *fakeFrameConn) Close() error {
+	c.connClosed = true
+	return nil
 }
 
 func (c *fakeFrameConn) RemoteAddr() net.Addr {
@@ -140,6 +154,52 @@ type frameReader struct {
 func (r *frameReader) Close() error {
 	r.conn.closed = true
 	return nil
+}
+
+func TestWebSocketSilentClientClosedAtPingTimeout(t *testing.T) {
+	ts, _ := newEngineTestServer(t, &engineio.Options{
+		Transports:   []transport.Transport{NewWebSocketTransport()},
+		PingInterval: 100 * time.Millisecond,
+		PingTimeout:  300 * time.Millisecond,
+	})
+	c := dial(t, ts.url, "/")
+	c.emit(adapter.EventAuthenticate, `{"token":"code-alice"}`)
+	c.expectEvent(adapter.EventAuthenticated)
+
+	// The client now sends nothing, not even engine.io pings.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := c.tryReadFrame(time.Until(deadline))
+		if errors.Is(err, errClosed) {
+			return
+		}
+		if errors.Is(err, errTimeout) {
+			t.Fatal("the server kept a silent client's connection for 5 s, past its 300 ms ping timeout")
+		}
+	}
+}
+
+func TestWebSocketOversizedMessageNotRead(t *testing.T) {
+	ws := NewWebSocketTransport()
+	ws.MaxMessageBytes = 1 << 10
+	ws.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	ts, _ := newWebSocketTestServer(t, ws)
+	c := dial(t, ts.url, "/")
+
+	// One message whose frames keep coming: the server must stop reading it
+	// soon after the limit instead of discarding the rest.
+	w, err := c.conn.NextWriter(gorilla.TextMessage)
+	if err != nil {
+		t.Fatalf("NextWriter: %v", err)
+	}
+	chunk := bytes.Repeat([]byte("a"), 64<<10)
+	const bound = 64 << 20
+	for written := 0; written < bound; written += len(chunk) {
+		if _, err := w.Write(chunk); err != nil {
+			return
+		}
+	}
+	t.Fatalf("the server still read a message over its 1 KiB limit after %d MiB", bound>>20)
 }
 
 func TestWebSocketMessageIsByteScanner(t *testing.T) {
@@ -200,6 +260,9 @@ func TestWebSocketMessageOverLimit(t *testing.T) {
 	}
 	if !fake.closed {
 		t.Error("the frame reader is still open after a message over the limit")
+	}
+	if !fake.connClosed {
+		t.Error("the connection is still open after a message over the limit, so closing the frame reader reads the rest")
 	}
 	if line := logs.String(); !strings.Contains(line, "over the size limit") ||
 		!strings.Contains(line, "remote=127.0.0.1:1234") || !strings.Contains(line, "limit_bytes=10") {

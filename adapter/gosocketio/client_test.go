@@ -300,7 +300,7 @@ func dial(tb testing.TB, baseURL, namespace string) *client {
 		<-readerDone
 	})
 
-	open := c.readFrame(2 * time.Second)
+	open := c.readFrame(packetWait)
 	var handshake struct {
 		SID string `json:"sid"`
 	}
@@ -309,12 +309,12 @@ func dial(tb testing.TB, baseURL, namespace string) *client {
 	}
 	c.sid = handshake.SID
 
-	if p := c.next(2 * time.Second); p.kind != '0' || p.namespace != "" {
+	if p := c.next(packetWait); p.kind != '0' || p.namespace != "" {
 		tb.Fatalf("got packet %q, expected the root connect packet", p.raw)
 	}
 	if namespace != "/" {
 		c.send("0" + namespace + ",")
-		if p := c.next(2 * time.Second); p.kind != '0' || p.namespace != namespace {
+		if p := c.next(packetWait); p.kind != '0' || p.namespace != namespace {
 			tb.Fatalf("got packet %q, expected the connect packet of %s", p.raw, namespace)
 		}
 	}
@@ -366,6 +366,11 @@ func (c *client) readFrame(timeout time.Duration) string {
 	return frame
 }
 
+// packetWait is how long the client waits for a packet that must arrive.
+// It allows for a machine loaded by parallel test packages and the race
+// detector; tests that expect no packet pass their own, shorter, wait.
+const packetWait = 5 * time.Second
+
 var (
 	errTimeout = errors.New("timed out")
 	errClosed  = errors.New("connection closed")
@@ -400,7 +405,7 @@ func (c *client) next(timeout time.Duration) packet {
 // expectEvent reads the next packet and checks that it is event.
 func (c *client) expectEvent(event string) packet {
 	c.tb.Helper()
-	p := c.next(2 * time.Second)
+	p := c.next(packetWait)
 	if p.kind != '2' || p.event != event {
 		c.tb.Fatalf("got packet %q, expected event %q", p.raw, event)
 	}
@@ -427,7 +432,7 @@ func (c *client) expectNoPacket(d time.Duration) {
 // CloseDelay and a margin although the client does not close it.
 func (c *client) expectServerDisconnect() {
 	c.tb.Helper()
-	p := c.next(2 * time.Second)
+	p := c.next(packetWait)
 	if p.kind != '1' || p.namespace != strings.TrimSuffix(c.prefix(), ",") {
 		c.tb.Fatalf("got packet %q, expected a disconnect packet for %s", p.raw, c.namespace)
 	}

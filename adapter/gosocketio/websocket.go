@@ -56,8 +56,8 @@ var ErrMessageTooLarge = errors.New("gosocketio: websocket message too large")
 //   - websocket.Default leaves the buffer sizes at zero, which makes
 //     gorilla/websocket keep the HTTP server's 4 KiB read and write buffers.
 //     A WebSocketTransport gives each connection a read buffer of
-//     ReadBufferSize, and lends it a write buffer from a pool only while it
-//     writes a message.
+//     ReadBufferSize (at least 512 bytes, and 4 KiB when it is zero), and
+//     lends it a write buffer from a pool only while it writes a message.
 //
 // It also starts no goroutine and timer for each message read or written,
 // as the connections of websocket.Transport do to warn about readers and
@@ -70,7 +70,8 @@ var ErrMessageTooLarge = errors.New("gosocketio: websocket message too large")
 // Use NewWebSocketTransport for its buffer sizes. Its fields must not change
 // once the server uses it.
 type WebSocketTransport struct {
-	// Transport accepts the connections and names the transport.
+	// Transport names the transport and holds the buffer sizes and the
+	// CheckOrigin function; Accept uses nothing else of it.
 	*websocket.Transport
 
 	// MaxMessageBytes is the maximum size of one message from a client

@@ -107,10 +107,11 @@ func (t *WebSocketTransport) Accept(w http.ResponseWriter, r *http.Request) (tra
 	// gorilla/websocket reads through the buffered reader that Hijack
 	// returns when ReadBufferSize is zero, so hijack hands it one of the
 	// transport's size that the connection can check for buffered bytes.
-	hijack := &hijackCapture{ResponseWriter: w, readBufferBytes: max(t.ReadBufferSize, minReadBufferBytes)}
-	if t.ReadBufferSize <= 0 {
-		hijack.readBufferBytes = defaultReadBufferBytes
+	readBufferBytes := defaultReadBufferBytes
+	if t.ReadBufferSize > 0 {
+		readBufferBytes = max(t.ReadBufferSize, minReadBufferBytes)
 	}
+	hijack := &hijackCapture{ResponseWriter: w, readBufferBytes: readBufferBytes}
 	upgrader := gorilla.Upgrader{
 		WriteBufferSize: t.WriteBufferSize,
 		WriteBufferPool: &t.writeBuffers,

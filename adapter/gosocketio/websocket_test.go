@@ -156,7 +156,7 @@ func (r *frameReader) Close() error {
 	return nil
 }
 
-func TestWebSocketSilentClientClosedAtPingTimeout(t *testing.T) {
+func TestWebSocketSilentClientClosed(t *testing.T) {
 	ts, _ := newEngineTestServer(t, &engineio.Options{
 		Transports:   []transport.Transport{NewWebSocketTransport()},
 		PingInterval: 100 * time.Millisecond,

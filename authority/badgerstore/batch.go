@@ -37,7 +37,8 @@ type writeOp struct {
 	checkErr error
 	// done receives the outcome once the transaction holding the write has
 	// been committed and a later sync has made it durable, or once the write's
-	// own check failed.
+	// own check failed. Its buffer of one lets the sync stage send without
+	// waiting for the writer.
 	done chan error
 }
 
@@ -72,9 +73,6 @@ func newWriteOp(session *authority.Session, create bool, expectedVersion uint64)
 func (s *Store) write(ctx context.Context, op *writeOp) error {
 	if err := ctx.Err(); err != nil {
 		return err
-	}
-	if op.done == nil {
-		op.done = make(chan error, 1)
 	}
 	if err := s.submit(op); err != nil {
 		return err

@@ -7,7 +7,7 @@ import (
 	"github.com/sockauth/sockauth/authority"
 )
 
-func TestCachedSessionEndsBeforeBadgerDropsIt(t *testing.T) {
+func TestCacheEntryEndsBeforeBadgerExpiry(t *testing.T) {
 	cache := newSessionCache(8)
 	now := time.Now()
 	session := &authority.Session{ID: "s1", RetainUntil: now.Add(10 * time.Second)}

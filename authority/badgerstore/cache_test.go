@@ -36,7 +36,7 @@ func rotateOnce(t *testing.T, store *badgerstore.Store, session *authority.Sessi
 	return &next
 }
 
-func TestCacheAnswersReadsOfWrittenSessions(t *testing.T) {
+func TestCacheServesWrittenSessions(t *testing.T) {
 	ctx := context.Background()
 	store, err := badgerstore.Open(t.TempDir(), quietOptions())
 	if err != nil {

@@ -256,7 +256,7 @@ func (s *Store) runValueLogGC() error {
 	if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
 		return err
 	}
-	if syncErr := s.write(context.Background(), &writeOp{barrier: true}); syncErr != nil {
+	if syncErr := s.write(context.Background(), &writeOp{barrier: true, done: make(chan error, 1)}); syncErr != nil {
 		return errors.Join(err, fmt.Errorf("sync after value-log garbage collection: %w", syncErr))
 	}
 	return err

@@ -3,6 +3,7 @@ package authority
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -77,6 +78,27 @@ func UnmarshalSession(id string, data []byte) (*Session, error) {
 		RetainUntil:      timeFromFields(record.GetRetainUntil(), record.GetRetainUntilSeconds()),
 		Version:          record.GetVersion(),
 	}, nil
+}
+
+// StoredSession returns a copy of s as UnmarshalSession returns it after
+// MarshalSession stored it: times in UTC at the precision the record keeps,
+// without their monotonic readings, and no claims map when there are no
+// claims. It spares a store that keeps decoded records in memory the decoding
+// of a record it has just encoded. It does not check what MarshalSession
+// rejects.
+func StoredSession(s *Session) *Session {
+	stored := *s
+	stored.Claims = nil
+	if len(s.Claims) > 0 {
+		stored.Claims = maps.Clone(s.Claims)
+	}
+	for _, t := range []*time.Time{
+		&stored.CurrentIssuedAt, &stored.CurrentExpiresAt, &stored.RotatedAt, &stored.CreatedAt,
+		&stored.ExpiresAt, &stored.RevokedAt, &stored.RetainUntil,
+	} {
+		*t = timeFromFields(timeFields(*t))
+	}
+	return &stored
 }
 
 // tokenIDFields returns the record fields of a token id: its decoded bytes

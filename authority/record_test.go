@@ -168,3 +168,51 @@ func TestUnmarshalSessionRequiresID(t *testing.T) {
 		t.Fatal("UnmarshalSession succeeded without a session id")
 	}
 }
+
+// TestStoredSessionMatchesDecodedRecord compares StoredSession with a real
+// encode and decode, for sessions whose times and claims the record changes.
+func TestStoredSessionMatchesDecodedRecord(t *testing.T) {
+	cet := time.FixedZone("CET", 3600)
+	now := time.Now() // carries a monotonic reading, which the record drops
+	tests := []struct {
+		name    string
+		session *Session
+	}{
+		{"local times with a monotonic reading", &Session{
+			ID: newID(), Subject: "alice", Claims: map[string]string{"role": "admin", "": ""},
+			CurrentTokenID: newID(), CurrentIssuedAt: now, CurrentExpiresAt: now.Add(time.Hour).In(cet),
+			PreviousTokenID: "jti-1", RotatedAt: now.In(cet), Confirmed: true, Generation: 3,
+			CreatedAt: now.Truncate(time.Second).In(cet), ExpiresAt: now.Add(720 * time.Hour),
+			RevokedReason: RevokedLogout, RevokedAt: now, RetainUntil: now.Add(time.Hour), Version: 4,
+		}},
+		{"empty claims map and zero times", &Session{ID: "sid", Claims: map[string]string{}, Version: 1}},
+		{"the Unix epoch, stored as no time", &Session{
+			ID: "sid", CreatedAt: time.Unix(0, 0), RotatedAt: time.Unix(0, 0).In(cet), Version: 1,
+		}},
+		{"before 1970 with nanoseconds", &Session{
+			ID: "sid", RotatedAt: time.Date(1969, 7, 20, 20, 17, 40, 5, cet), Version: 1,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data, err := MarshalSession(tt.session)
+			if err != nil {
+				t.Fatalf("MarshalSession: %v", err)
+			}
+			want, err := UnmarshalSession(tt.session.ID, data)
+			if err != nil {
+				t.Fatalf("UnmarshalSession: %v", err)
+			}
+			got := StoredSession(tt.session)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("StoredSession gave\n%+v\nthe decoded record is\n%+v", got, want)
+			}
+			if len(tt.session.Claims) > 0 {
+				got.Claims["added"] = "x"
+				if _, shared := tt.session.Claims["added"]; shared {
+					t.Fatal("StoredSession shares its claims map with the session it copies")
+				}
+			}
+		})
+	}
+}

@@ -43,19 +43,15 @@ type writeOp struct {
 }
 
 // newWriteOp returns the creation of session, or its replacement when the
-// stored version is expectedVersion. It encodes the record, and decodes it
-// again as a later read would, for the cache.
+// stored version is expectedVersion. It encodes the record, and keeps for the
+// cache the session as a later read of the record would return it.
 func newWriteOp(session *authority.Session, create bool, expectedVersion uint64) (*writeOp, error) {
 	value, err := authority.MarshalSession(session)
 	if err != nil {
 		return nil, err
 	}
-	stored, err := authority.UnmarshalSession(session.ID, value)
-	if err != nil {
-		return nil, err
-	}
-	return &writeOp{create: create, session: session, value: value, stored: stored, expectedVersion: expectedVersion,
-		done: make(chan error, 1)}, nil
+	return &writeOp{create: create, session: session, value: value, stored: authority.StoredSession(session),
+		expectedVersion: expectedVersion, done: make(chan error, 1)}, nil
 }
 
 // write applies op's check and set to the open transaction and waits until

@@ -181,28 +181,55 @@ func (s *Store) syncBadgerLogs() error {
 
 // logExtensions are the suffixes of Badger's log files: the write-ahead log of
 // each memtable, and the value log. Badger numbers each kind from one
-// upwards, and only the file with the highest number is still written to.
+// upwards, one at a time, and only the file with the highest number is still
+// written to.
 var logExtensions = []string{".mem", ".vlog"}
 
 // sealedLogs syncs the log files that Badger stopped writing to: the logs of
 // memtables switched out and waiting to be flushed, and value-log files that
 // were rotated. With SyncWrites off, Badger syncs neither at the switch. Only
 // the sync stage uses it.
+//
+// The first round lists the folders. Later rounds only look for the file that
+// follows the newest one of each kind, because Badger numbers its log files
+// without gaps. That costs one stat per kind instead of a folder listing per
+// sync. The store never calls DropAll, the one Badger call that numbers value
+// logs from one again.
 type sealedLogs struct {
 	dirs []string
-	// syncedRound maps the path of each sealed file already synced to the
-	// last round that saw it; round counts the calls of sync.
-	syncedRound map[string]uint64
-	round       uint64
-	// newest maps each folder and extension to the newest file name seen, so
-	// that the folder is synced once after Badger creates a file in it.
-	newest map[string]string
-	// syncFile syncs one file; tests replace it.
+	// newest holds the newest log file of each kind in each folder that has
+	// one, and complete is set once a round found every kind, after which
+	// rounds no longer list the folders.
+	newest   []logFile
+	complete bool
+	// syncFile syncs one file or folder, listDir lists a folder and exists
+	// reports whether a file exists. Tests replace them.
 	syncFile func(path string) error
+	listDir  func(dir string) ([]string, error)
+	exists   func(path string) (bool, error)
+}
+
+// logFile is one of Badger's numbered log files.
+type logFile struct {
+	dir, ext string
+	// id is the file's number, and width the count of digits in its name,
+	// zeros in front included.
+	id    uint64
+	width int
+}
+
+func (f logFile) path() string {
+	return filepath.Join(f.dir, fmt.Sprintf("%0*d%s", f.width, f.id, f.ext))
+}
+
+// next returns the file that Badger creates after f.
+func (f logFile) next() logFile {
+	f.id++
+	return f
 }
 
 func newSealedLogs(dirs ...string) *sealedLogs {
-	l := &sealedLogs{syncedRound: map[string]uint64{}, newest: map[string]string{}, syncFile: syncPath}
+	l := &sealedLogs{syncFile: syncPath, listDir: readDirNames, exists: fileExists}
 	for _, dir := range dirs {
 		if dir != "" && !slices.Contains(l.dirs, dir) {
 			l.dirs = append(l.dirs, dir)
@@ -211,74 +238,116 @@ func newSealedLogs(dirs ...string) *sealedLogs {
 	return l
 }
 
-// sync syncs every sealed log file that no earlier call synced, and each
-// folder in which a new log file appeared. A file that disappears meanwhile
-// was flushed into a table or collected, and needs no sync.
+// sync syncs every log file that Badger sealed since the last call, and the
+// folder of each log file it created. A file that disappears meanwhile was
+// flushed into a table or collected, and needs no sync.
 func (l *sealedLogs) sync() error {
-	l.round++
-	for _, dir := range l.dirs {
-		names, err := readDirNames(dir)
-		if err != nil {
-			return err
-		}
-		for _, ext := range logExtensions {
-			newest, sealed := splitLogs(names, ext)
-			for _, name := range sealed {
-				path := filepath.Join(dir, name)
-				if _, done := l.syncedRound[path]; !done {
-					err := l.syncFile(path)
-					if errors.Is(err, fs.ErrNotExist) {
-						continue
-					}
-					if err != nil {
-						return err
-					}
-				}
-				l.syncedRound[path] = l.round
-			}
-
-			key := dir + string(filepath.Separator) + ext
-			if newest != "" && l.newest[key] != newest {
-				if err := l.syncFile(dir); err != nil {
-					return err
-				}
-				l.newest[key] = newest
-			}
-		}
+	if !l.complete {
+		return l.scan()
 	}
-
-	for path, round := range l.syncedRound {
-		if round != l.round {
-			delete(l.syncedRound, path)
+	for i := range l.newest {
+		if err := l.advance(&l.newest[i]); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// splitLogs returns the name of the newest log file with extension ext and
-// the names of the others.
-func splitLogs(names []string, ext string) (newest string, sealed []string) {
-	newestID := uint64(0)
+// scan lists the folders, syncs every log file but the newest of each kind,
+// and the folders, and remembers the newest files.
+func (l *sealedLogs) scan() error {
+	var newest []logFile
+	kinds := map[string]bool{}
+	for _, dir := range l.dirs {
+		names, err := l.listDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, ext := range logExtensions {
+			file, sealed, found := splitLogs(dir, names, ext)
+			for _, f := range sealed {
+				if err := l.syncSealed(f); err != nil {
+					return err
+				}
+			}
+			if !found {
+				continue
+			}
+			if err := l.syncFile(dir); err != nil {
+				return err
+			}
+			newest = append(newest, file)
+			kinds[ext] = true
+		}
+	}
+	l.newest = newest
+	l.complete = len(kinds) == len(logExtensions)
+	return nil
+}
+
+// advance syncs the files that Badger sealed after *newest by creating the
+// ones that follow it, and the folder they were created in.
+func (l *sealedLogs) advance(newest *logFile) error {
+	for {
+		next := newest.next()
+		created, err := l.exists(next.path())
+		if err != nil || !created {
+			return err
+		}
+		if err := l.syncSealed(*newest); err != nil {
+			return err
+		}
+		if err := l.syncFile(next.dir); err != nil {
+			return err
+		}
+		*newest = next
+	}
+}
+
+// syncSealed syncs a sealed log file unless it is gone already.
+func (l *sealedLogs) syncSealed(f logFile) error {
+	err := l.syncFile(f.path())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// splitLogs returns the newest log file in dir with extension ext among
+// names, and the others. found is false when names hold none.
+func splitLogs(dir string, names []string, ext string) (newest logFile, sealed []logFile, found bool) {
 	for _, name := range names {
-		base, ok := strings.CutSuffix(name, ext)
+		digits, ok := strings.CutSuffix(name, ext)
 		if !ok {
 			continue
 		}
-		id, err := strconv.ParseUint(base, 10, 64)
+		id, err := strconv.ParseUint(digits, 10, 64)
 		if err != nil {
 			continue
 		}
+		f := logFile{dir: dir, ext: ext, id: id, width: len(digits)}
 		switch {
-		case newest == "":
-			newest, newestID = name, id
-		case id > newestID:
+		case !found:
+			newest, found = f, true
+		case id > newest.id:
 			sealed = append(sealed, newest)
-			newest, newestID = name, id
+			newest = f
 		default:
-			sealed = append(sealed, name)
+			sealed = append(sealed, f)
 		}
 	}
-	return newest, sealed
+	return newest, sealed, found
+}
+
+func fileExists(path string) (bool, error) {
+	_, err := os.Lstat(path)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, err
 }
 
 func readDirNames(dir string) ([]string, error) {

@@ -3,13 +3,17 @@ package badgerstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/sockauth/sockauth/authority"
 	"github.com/sockauth/sockauth/authority/storetest"
@@ -306,10 +310,15 @@ func TestSealedLogsSyncedOnce(t *testing.T) {
 		}
 	}
 	var synced []string
+	listings := 0
 	logs := newSealedLogs(dir)
 	logs.syncFile = func(path string) error {
 		synced = append(synced, filepath.Base(path))
 		return nil
+	}
+	logs.listDir = func(dir string) ([]string, error) {
+		listings++
+		return readDirNames(dir)
 	}
 	sorted := func(names ...string) []string {
 		slices.Sort(names)
@@ -351,28 +360,119 @@ func TestSealedLogsSyncedOnce(t *testing.T) {
 	if got := syncRound(); len(got) != 0 {
 		t.Fatalf("round after a flush synced %q, expected nothing", got)
 	}
+
+	// Two switches between rounds seal two files, the second of which was
+	// flushed already.
+	touch("00004.mem")
+	touch("00005.mem")
+	if got, want := syncRound(), sorted("00003.mem", "00004.mem", base, base); !slices.Equal(got, want) {
+		t.Fatalf("round after two switches synced %q, expected %q", got, want)
+	}
+
+	if listings != 1 {
+		t.Errorf("the folder was listed %d times, expected once, in the first round", listings)
+	}
 }
 
-// TestBadgerLogNames checks that the log files of the Badger version in use
-// carry the names that sealedLogs looks for.
-func TestBadgerLogNames(t *testing.T) {
+// TestSealedLogsNumberGrowsPastPadding checks that the file after 99999.mem
+// is found under the longer name Badger gives it.
+func TestSealedLogsNumberGrowsPastPadding(t *testing.T) {
 	dir := t.TempDir()
-	store, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
+	for _, name := range []string{"99999.mem", "000001.vlog"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	defer store.Close()
-	if err := store.Create(context.Background(), storetest.NewSession()); err != nil {
-		t.Fatalf("Create: %v", err)
+	var synced []string
+	logs := newSealedLogs(dir)
+	logs.syncFile = func(path string) error {
+		synced = append(synced, filepath.Base(path))
+		return nil
 	}
-
-	names, err := readDirNames(dir)
-	if err != nil {
+	if err := logs.sync(); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "100000.mem"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	synced = nil
+	if err := logs.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(synced, "99999.mem") {
+		t.Errorf("synced %q after 100000.mem appeared, expected 99999.mem among them", synced)
+	}
+}
+
+// TestSealedLogsFollowBadger writes through Badger until it has switched
+// memtables and rotated its value log several times, and checks after each
+// round that every log file Badger left behind was synced. It fails when
+// Badger numbers or names its log files in a way that sealedLogs does not
+// expect.
+func TestSealedLogsFollowBadger(t *testing.T) {
+	dir := t.TempDir()
+	opts := badgerOptions(dir, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).
+		WithMemTableSize(1 << 20).
+		WithValueLogFileSize(1 << 20).
+		WithValueThreshold(256)
+	db, err := badger.Open(opts)
+	if err != nil {
+		t.Fatalf("open badger: %v", err)
+	}
+	defer db.Close()
+
+	synced := map[string]bool{}
+	logs := newSealedLogs(dir)
+	logs.syncFile = func(path string) error {
+		synced[filepath.Base(path)] = true
+		return syncPath(path)
+	}
+
+	small, large := make([]byte, 100), make([]byte, 1000)
+	for round := range 300 {
+		err := db.Update(func(txn *badger.Txn) error {
+			for i := range 100 {
+				key := []byte(fmt.Sprintf("key-%d-%d", round, i))
+				value := small
+				if i%4 == 0 {
+					value = large
+				}
+				if err := txn.Set(key, value); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("write round %d: %v", round, err)
+		}
+		if err := logs.sync(); err != nil {
+			t.Fatalf("sync round %d: %v", round, err)
+		}
+
+		names, err := readDirNames(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ext := range logExtensions {
+			_, sealed, _ := splitLogs(dir, names, ext)
+			for _, f := range sealed {
+				if name := filepath.Base(f.path()); !synced[name] {
+					t.Fatalf("after round %d, sealed log %s was not synced (synced: %v)", round, name, synced)
+				}
+			}
+		}
+	}
+
 	for _, ext := range logExtensions {
-		if newest, _ := splitLogs(names, ext); newest == "" {
-			t.Errorf("no %s file among %q; Badger names its log files differently", ext, names)
+		count := 0
+		for name := range synced {
+			if strings.HasSuffix(name, ext) {
+				count++
+			}
+		}
+		if count < 2 {
+			t.Errorf("synced %d sealed %s files, expected Badger to have sealed at least two; write more", count, ext)
 		}
 	}
 }

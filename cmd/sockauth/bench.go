@@ -26,6 +26,7 @@ type benchOptions struct {
 	callers     int
 	connections int
 	count       int
+	rounds      int
 	fill        int
 	timeout     time.Duration
 }
@@ -43,9 +44,15 @@ func newBenchCommand() *cobra.Command {
 		Long: `Run concurrent gRPC callers through every token RPC and report rates and latencies.
 
 Each phase runs --callers goroutines, each making --count calls of one RPC,
-over --connections shared gRPC connections. The first phase calls the gRPC
-health check, which does no work, so its rate is the transport's ceiling on
-this machine; compare the other rates with it. Without --authority the command
+over --connections shared gRPC connections. A round runs the gRPC health
+check, which does no work, and then one phase of each token RPC, and the
+command runs --rounds rounds and one more health check phase at the end. The
+health check's rate is the transport's ceiling on this machine: each token
+phase is compared with the faster of the health check phases just before
+and just after its round, and the table gives the median of these ratios
+over the rounds and their range; the health check's own range compares each
+of its phases with the fastest one. Rates are medians over the rounds, and
+latencies are percentiles of all calls. Without --authority the command
 starts an authority in-process with a temporary data folder (synced Badger
 writes, as in production) and removes it afterwards.`,
 		Args: cobra.NoArgs,
@@ -62,6 +69,7 @@ writes, as in production) and removes it afterwards.`,
 	flags.IntVar(&opts.callers, "callers", 64, "concurrent callers")
 	flags.IntVar(&opts.connections, "connections", 4, "gRPC connections shared by the callers")
 	flags.IntVar(&opts.count, "count", 200, "calls per caller in each phase")
+	flags.IntVar(&opts.rounds, "rounds", 5, "rounds of phases; more rounds make the ratios steadier on a busy machine")
 	flags.IntVar(&opts.fill, "fill", 0, "live sessions to create before the phases (IssueCode and Authenticate each)")
 	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "deadline of each call")
 	cmd.AddCommand(authorityCmd)
@@ -96,8 +104,8 @@ type benchCaller struct {
 }
 
 func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) error {
-	if opts.callers < 1 || opts.connections < 1 || opts.count < 1 {
-		return fmt.Errorf("--callers, --connections and --count must be at least 1")
+	if opts.callers < 1 || opts.connections < 1 || opts.count < 1 || opts.rounds < 1 {
+		return fmt.Errorf("--callers, --connections, --count and --rounds must be at least 1")
 	}
 
 	if opts.client.Address == "" {
@@ -150,17 +158,11 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 		c.token = reply.GetToken()
 	}
 
-	noop := func(ctx context.Context, c *benchCaller) error {
+	noop := benchCall{"health.Check (no-op)", func(ctx context.Context, c *benchCaller) error {
 		_, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{})
 		return err
-	}
-	// The no-op phase runs first and last, and the faster of the two is the
-	// ceiling, so that a warm-up or a busy moment does not flatter the others.
-	phases := []struct {
-		name string
-		call func(ctx context.Context, c *benchCaller) error
-	}{
-		{"health.Check (no-op)", noop},
+	}}
+	tokenCalls := []benchCall{
 		{"IssueCode", func(ctx context.Context, c *benchCaller) error {
 			_, err := c.authority.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bench"})
 			return err
@@ -180,32 +182,133 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 			_, err := c.authority.Verify(ctx, &sockauthv1.VerifyRequest{Token: c.token})
 			return err
 		}},
-		{"health.Check (no-op, again)", noop},
 	}
 
-	results := make([]*benchPhase, 0, len(phases))
-	for _, phase := range phases {
-		results = append(results, runBenchPhase(ctx, phase.name, callers, opts, phase.call))
+	// Each round starts with a no-op phase, and one more ends the run, so that
+	// every round has a ceiling on either side.
+	var rounds []benchRound
+	ceilings := make([]*benchPhase, 0, opts.rounds+1)
+	for range opts.rounds {
+		ceilings = append(ceilings, runBenchPhase(ctx, noop.name, callers, opts, noop.call))
+		round := make(benchRound, 0, len(tokenCalls))
+		for _, call := range tokenCalls {
+			round = append(round, runBenchPhase(ctx, call.name, callers, opts, call.call))
+		}
+		rounds = append(rounds, round)
 	}
+	ceilings = append(ceilings, runBenchPhase(ctx, noop.name, callers, opts, noop.call))
 
-	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase\n", opts.callers, opts.connections, opts.count)
+	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase, %d rounds\n",
+		opts.callers, opts.connections, opts.count, opts.rounds)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "RPC\tcalls/s\tp50\tp99\terrors\tof no-op rate\t")
-	ceiling := max(results[0].rate(), results[len(results)-1].rate())
-	for _, p := range results {
-		fmt.Fprintf(w, "%s\t%.0f\t%v\t%v\t%d\t%.0f%%\t\n", p.name, p.rate(),
-			p.percentile(0.50).Round(time.Microsecond), p.percentile(0.99).Round(time.Microsecond),
-			p.errors, 100*p.rate()/ceiling)
+	fmt.Fprintln(w, "RPC\tcalls/s\tp50\tp99\terrors\tof no-op rate\tround range\t")
+	summaries := append([]benchSummary{summarizeCeiling(ceilings)}, summarizeRounds(rounds, ceilings)...)
+	for _, s := range summaries {
+		fmt.Fprintf(w, "%s\t%.0f\t%v\t%v\t%d\t%.0f%%\t%.0f-%.0f%%\t\n", s.name, s.rate,
+			s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond), s.errors,
+			100*s.ratio, 100*s.minRatio, 100*s.maxRatio)
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	for _, p := range results {
-		if p.errors > 0 {
-			return fmt.Errorf("%d %s calls failed", p.errors, p.name)
+	for _, s := range summaries {
+		if s.errors > 0 {
+			return fmt.Errorf("%d %s calls failed", s.errors, s.name)
 		}
 	}
 	return nil
+}
+
+// benchCall is the RPC of one phase.
+type benchCall struct {
+	name string
+	call func(ctx context.Context, c *benchCaller) error
+}
+
+// benchRound holds one phase of each token RPC, in order.
+type benchRound []*benchPhase
+
+// benchSummary is one row of the report: an RPC over every round.
+type benchSummary struct {
+	name string
+	// rate is the median rate of the RPC's phases, p50 and p99 are
+	// percentiles of all its calls, and errors counts its failed calls.
+	rate     float64
+	p50, p99 time.Duration
+	errors   int
+	// ratio is the median over the rounds of the phase's rate divided by the
+	// faster of the no-op phases around its round, and minRatio and maxRatio
+	// are the smallest and largest of those.
+	ratio, minRatio, maxRatio float64
+}
+
+// summarizeCeiling summarizes the no-op phases. Its ratio is 100%, and its
+// range compares each no-op phase with the fastest one, which shows how much
+// the ceiling itself moved during the run.
+func summarizeCeiling(ceilings []*benchPhase) benchSummary {
+	fastest := 0.0
+	for _, p := range ceilings {
+		fastest = max(fastest, p.rate())
+	}
+	ratios := make([]float64, len(ceilings))
+	for i, p := range ceilings {
+		ratios[i] = p.rate() / fastest
+	}
+	summary := summarize(ceilings, ratios)
+	summary.ratio = 1
+	return summary
+}
+
+// summarizeRounds summarizes each token RPC over the rounds. ceilings[i] and
+// ceilings[i+1] are the no-op phases before and after rounds[i].
+func summarizeRounds(rounds []benchRound, ceilings []*benchPhase) []benchSummary {
+	if len(rounds) == 0 {
+		return nil
+	}
+	summaries := make([]benchSummary, 0, len(rounds[0]))
+	for call := range rounds[0] {
+		phases := make([]*benchPhase, len(rounds))
+		ratios := make([]float64, len(rounds))
+		for i, round := range rounds {
+			phases[i] = round[call]
+			ratios[i] = round[call].rate() / max(ceilings[i].rate(), ceilings[i+1].rate())
+		}
+		summaries = append(summaries, summarize(phases, ratios))
+	}
+	return summaries
+}
+
+// summarize combines the phases of one RPC and their ratios to a ceiling.
+func summarize(phases []*benchPhase, ratios []float64) benchSummary {
+	all := &benchPhase{name: phases[0].name}
+	rates := make([]float64, len(phases))
+	for i, p := range phases {
+		all.latencies = append(all.latencies, p.latencies...)
+		all.errors += p.errors
+		rates[i] = p.rate()
+	}
+	slices.Sort(all.latencies)
+	return benchSummary{
+		name:     all.name,
+		rate:     median(rates),
+		p50:      all.percentile(0.50),
+		p99:      all.percentile(0.99),
+		errors:   all.errors,
+		ratio:    median(ratios),
+		minRatio: slices.Min(ratios),
+		maxRatio: slices.Max(ratios),
+	}
+}
+
+// median returns the middle value of values, or the mean of the two middle
+// values when their count is even. values must not be empty.
+func median(values []float64) float64 {
+	sorted := slices.Sorted(slices.Values(values))
+	middle := len(sorted) / 2
+	if len(sorted)%2 == 1 {
+		return sorted[middle]
+	}
+	return (sorted[middle-1] + sorted[middle]) / 2
 }
 
 // runBenchPhase runs count calls per caller concurrently and collects their

@@ -39,7 +39,7 @@ start_authority() { # start_authority DATA_DIR PORT
 	wait_port "$2"
 }
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(go version | cut -d' ' -f3)"
+echo "machine: $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(go version | cut -d' ' -f3)"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
 
 echo
@@ -49,10 +49,10 @@ go test -run '^$' -bench . -benchmem ./authority/ | grep -E '^Benchmark'
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== gRPC load: sockauth bench authority --callers 64 against sockauth serve (synced Badger writes)"
+echo "== gRPC load: sockauth bench authority --callers 64 --rounds 7 against sockauth serve (synced Badger writes)"
 port=$(free_port)
 start_authority "$work/load" "$port"
-"$work/sockauth" bench authority --authority "127.0.0.1:$port" --callers 64 --count 300
+"$work/sockauth" bench authority --authority "127.0.0.1:$port" --callers 64 --count 300 --rounds 7
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -83,7 +83,7 @@ start_authority "$work/fill" "$port"
 restart_pid=${pids[-1]}
 sleep 5
 echo "  restarted on the same data, 5 s after start: $(rss_split "$restart_pid")"
-"$work/sockauth" bench authority --authority "127.0.0.1:$port" --callers 64 --count 300 >/dev/null
+"$work/sockauth" bench authority --authority "127.0.0.1:$port" --callers 64 --count 300 --rounds 1 >/dev/null
 echo "  restarted, after a gRPC load run: $(rss_split "$restart_pid")"
 kill "$restart_pid"
 

@@ -54,7 +54,8 @@ over the rounds and their range; the health check's own range compares each
 of its phases with the fastest one. Rates are medians over the rounds, and
 latencies are percentiles of all calls. Without --authority the command
 starts an authority in-process with a temporary data folder (synced Badger
-writes, as in production) and removes it afterwards.`,
+writes, as in production) and removes it afterwards, and it also reports the
+CPU time per call of the process, load generator and authority together.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
@@ -82,6 +83,17 @@ type benchPhase struct {
 	latencies []time.Duration
 	elapsed   time.Duration
 	errors    int
+	// cpu is the CPU time that the whole process used during the phase, or
+	// -1 when the system does not report it.
+	cpu time.Duration
+}
+
+// cpuPerCall returns the process's CPU time per successful call, or -1.
+func (p *benchPhase) cpuPerCall() time.Duration {
+	if p.cpu < 0 || len(p.latencies) == 0 {
+		return -1
+	}
+	return p.cpu / time.Duration(len(p.latencies))
 }
 
 func (p *benchPhase) rate() float64 {
@@ -108,7 +120,8 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 		return fmt.Errorf("--callers, --connections, --count and --rounds must be at least 1")
 	}
 
-	if opts.client.Address == "" {
+	inProcess := opts.client.Address == ""
+	if inProcess {
 		dir, err := os.MkdirTemp("", "sockauth-bench-")
 		if err != nil {
 			return err
@@ -200,16 +213,30 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 
 	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase, %d rounds\n",
 		opts.callers, opts.connections, opts.count, opts.rounds)
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "RPC\tcalls/s\tp50\tp99\terrors\tof no-op rate\tround range\t")
 	summaries := append([]benchSummary{summarizeCeiling(ceilings)}, summarizeRounds(rounds, ceilings)...)
+	// The process's CPU time covers the authority only when it runs here.
+	showCPU := inProcess && summaries[0].cpuPerCall >= 0
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	header := "RPC\tcalls/s\tp50\tp99\terrors\tof no-op rate\tround range\t"
+	if showCPU {
+		header += "CPU per call\tof no-op CPU\t"
+	}
+	fmt.Fprintln(w, header)
 	for _, s := range summaries {
-		fmt.Fprintf(w, "%s\t%.0f\t%v\t%v\t%d\t%.0f%%\t%.0f-%.0f%%\t\n", s.name, s.rate,
+		fmt.Fprintf(w, "%s\t%.0f\t%v\t%v\t%d\t%.0f%%\t%.0f-%.0f%%\t", s.name, s.rate,
 			s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond), s.errors,
 			100*s.ratio, 100*s.minRatio, 100*s.maxRatio)
+		if showCPU {
+			fmt.Fprintf(w, "%v\t%.2f×\t", s.cpuPerCall.Round(100*time.Nanosecond),
+				float64(s.cpuPerCall)/float64(summaries[0].cpuPerCall))
+		}
+		fmt.Fprintln(w)
 	}
 	if err := w.Flush(); err != nil {
 		return err
+	}
+	if showCPU {
+		fmt.Fprintln(out, "CPU per call is the median over the phases of the CPU time of this process, load generator and authority together, divided by the calls.")
 	}
 	for _, s := range summaries {
 		if s.errors > 0 {
@@ -236,6 +263,9 @@ type benchSummary struct {
 	rate     float64
 	p50, p99 time.Duration
 	errors   int
+	// cpuPerCall is the median of the phases' CPU time per call, or -1 when
+	// the system does not report CPU time.
+	cpuPerCall time.Duration
 	// ratio is the median over the rounds of the phase's rate divided by the
 	// faster of the no-op phases around its round, and minRatio and maxRatio
 	// are the smallest and largest of those.
@@ -282,21 +312,30 @@ func summarizeRounds(rounds []benchRound, ceilings []*benchPhase) []benchSummary
 func summarize(phases []*benchPhase, ratios []float64) benchSummary {
 	all := &benchPhase{name: phases[0].name}
 	rates := make([]float64, len(phases))
+	cpu := make([]float64, 0, len(phases))
 	for i, p := range phases {
 		all.latencies = append(all.latencies, p.latencies...)
 		all.errors += p.errors
 		rates[i] = p.rate()
+		if perCall := p.cpuPerCall(); perCall >= 0 {
+			cpu = append(cpu, float64(perCall))
+		}
 	}
 	slices.Sort(all.latencies)
+	cpuPerCall := time.Duration(-1)
+	if len(cpu) == len(phases) {
+		cpuPerCall = time.Duration(median(cpu))
+	}
 	return benchSummary{
-		name:     all.name,
-		rate:     median(rates),
-		p50:      all.percentile(0.50),
-		p99:      all.percentile(0.99),
-		errors:   all.errors,
-		ratio:    median(ratios),
-		minRatio: slices.Min(ratios),
-		maxRatio: slices.Max(ratios),
+		name:       all.name,
+		cpuPerCall: cpuPerCall,
+		rate:       median(rates),
+		p50:        all.percentile(0.50),
+		p99:        all.percentile(0.99),
+		errors:     all.errors,
+		ratio:      median(ratios),
+		minRatio:   slices.Min(ratios),
+		maxRatio:   slices.Max(ratios),
 	}
 }
 
@@ -315,7 +354,8 @@ func median(values []float64) float64 {
 // latencies, sorted.
 func runBenchPhase(ctx context.Context, name string, callers []*benchCaller, opts benchOptions,
 	call func(ctx context.Context, c *benchCaller) error) *benchPhase {
-	phase := &benchPhase{name: name}
+	phase := &benchPhase{name: name, cpu: -1}
+	cpuBefore, cpuOK := processCPU()
 	var (
 		mu    sync.Mutex // guards phase
 		wg    sync.WaitGroup
@@ -346,6 +386,9 @@ func runBenchPhase(ctx context.Context, name string, callers []*benchCaller, opt
 	}
 	wg.Wait()
 	phase.elapsed = time.Since(start)
+	if cpuAfter, ok := processCPU(); ok && cpuOK {
+		phase.cpu = cpuAfter - cpuBefore
+	}
 	slices.Sort(phase.latencies)
 	return phase
 }

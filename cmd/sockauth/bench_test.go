@@ -73,7 +73,11 @@ func TestAuthorityBenchRuns(t *testing.T) {
 		t.Fatalf("bench failed: %v\n%s", err, out.String())
 	}
 	report := out.String()
-	for _, row := range []string{"health.Check (no-op)", "IssueCode", "Authenticate (rotation)", "ConfirmRotation", "Verify", "2 rounds"} {
+	rows := []string{"health.Check (no-op)", "IssueCode", "Authenticate (rotation)", "ConfirmRotation", "Verify", "2 rounds"}
+	if _, ok := processCPU(); ok {
+		rows = append(rows, "CPU per call")
+	}
+	for _, row := range rows {
 		if !strings.Contains(report, row) {
 			t.Errorf("report lacks %q:\n%s", row, report)
 		}
@@ -85,5 +89,20 @@ func TestAuthorityBenchRejectsZeroRounds(t *testing.T) {
 	err := runAuthorityBench(context.Background(), &bytes.Buffer{}, opts)
 	if err == nil || !strings.Contains(err.Error(), "--rounds") {
 		t.Fatalf("got %v, expected an error naming --rounds", err)
+	}
+}
+
+func TestBenchCPUPerCallMedian(t *testing.T) {
+	phases := []*benchPhase{phaseAt("verify", 100), phaseAt("verify", 100), phaseAt("verify", 100)}
+	for i, cpu := range []time.Duration{10, 30, 20} {
+		phases[i].cpu = cpu * time.Millisecond // 100 calls each
+	}
+	if got := summarize(phases, []float64{1, 1, 1}).cpuPerCall; got != 200*time.Microsecond {
+		t.Errorf("CPU per call %v, expected the median 200µs", got)
+	}
+
+	phases[1].cpu = -1
+	if got := summarize(phases, []float64{1, 1, 1}).cpuPerCall; got != -1 {
+		t.Errorf("CPU per call %v with one phase unmeasured, expected -1", got)
 	}
 }

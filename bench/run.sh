@@ -25,6 +25,15 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # memory (Go heap, Badger's caches and memtables) and file pages (the binary
 # and Badger's memory-mapped tables).
 rss_split() { awk '/^(VmRSS|RssAnon|RssFile):/ {printf "%s %s KiB  ", $1, $2}' "/proc/$1/status"; }
+# cpu_ticks prints the machine's total and stolen CPU ticks from /proc/stat.
+# A virtual machine's hypervisor steals ticks when it runs other guests on
+# the same cores, which slows every process here by the same share.
+cpu_ticks() { awk '/^cpu / {total = 0; for (i = 2; i <= NF; i++) total += $i; print total, $9}' /proc/stat; }
+steal_since() { # steal_since "TOTAL STOLEN" prints the share stolen since then
+	local now
+	now=$(cpu_ticks)
+	awk -v a="$1" -v b="$now" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.0f%%", 100 * (y[2] - x[2]) / (y[1] - x[1])}'
+}
 wait_port() {
 	for _ in $(seq 200); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
@@ -52,7 +61,9 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== gRPC load: sockauth bench authority --callers 64 --rounds 7 against sockauth serve (synced Badger writes)"
 port=$(free_port)
 start_authority "$work/load" "$port"
+ticks=$(cpu_ticks)
 "$work/sockauth" bench authority --authority "127.0.0.1:$port" --callers 64 --count 300 --rounds 7
+echo "CPU time stolen by the hypervisor during the gRPC load: $(steal_since "$ticks")"
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -243,11 +243,24 @@ type SessionCounter interface {
 // storeCountTimeout bounds one count of the store at scrape time.
 const storeCountTimeout = 5 * time.Second
 
-// RegisterStoreMetrics registers the gauge sockauth_sessions_stored with reg
-// when store implements SessionCounter, and reports whether it did. The gauge
-// counts the store at every scrape; a failed count is logged and leaves the
-// gauge out of that scrape.
+// StoreWithMetrics is a Store that keeps Prometheus metrics of its own. The
+// Badger store implements it.
+type StoreWithMetrics interface {
+	// Collector returns the store's metrics.
+	Collector() prometheus.Collector
+}
+
+// RegisterStoreMetrics registers the store's own metrics with reg when store
+// implements StoreWithMetrics, and the gauge sockauth_sessions_stored when it
+// implements SessionCounter. It reports whether it registered the gauge. The
+// gauge counts the store at every scrape; a failed count is logged and leaves
+// the gauge out of that scrape.
 func RegisterStoreMetrics(reg prometheus.Registerer, store Store, logger *slog.Logger) (bool, error) {
+	if withMetrics, ok := store.(StoreWithMetrics); ok {
+		if err := reg.Register(withMetrics.Collector()); err != nil {
+			return false, err
+		}
+	}
 	counter, ok := store.(SessionCounter)
 	if !ok {
 		return false, nil

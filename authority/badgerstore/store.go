@@ -59,6 +59,7 @@ type Store struct {
 	// syncLogs runs one sync round's sync.
 	syncLogs func() error
 	stats    syncCounters
+	metrics  *storeMetrics
 
 	// stopGC ends garbage collection, which Close waits for in gcDone before
 	// it stops the sync stage.
@@ -99,6 +100,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		sealed:   newSealedLogs(db.Opts().Dir, db.Opts().ValueDir),
 		stopGC:   make(chan struct{}),
 	}
+	s.metrics = newStoreMetrics(s)
 	s.syncLogs = s.syncBadgerLogs
 	if opts.wrapSync != nil {
 		s.syncLogs = func() error { return opts.wrapSync(s.syncBadgerLogs) }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // syncRound is the work of one sync: the waiters to release afterwards and
@@ -124,7 +125,9 @@ func (s *Store) syncLoop() {
 		if !ok {
 			return
 		}
+		start := time.Now()
 		err := s.syncLogs()
+		s.metrics.observeSync(time.Since(start))
 		s.endRound(round, err)
 	}
 }

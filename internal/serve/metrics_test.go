@@ -131,6 +131,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		{"sockauth_tokens_rejected_total", map[string]string{"method": "Authenticate", "reason": "token_reused"}, 1},
 		{"sockauth_sessions_revoked_total", map[string]string{"reason": "reused"}, 1},
 		{"sockauth_sessions_stored", nil, 1},
+		// IssueCode, Authenticate, ConfirmRotation and the revocation.
+		{"sockauth_store_writes_total", nil, 4},
+		{"sockauth_store_sync_failed", nil, 0},
 	}
 	for _, tt := range tests {
 		got, ok := families[tt.family].value(tt.labels)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -101,5 +102,16 @@ func TestSaveKeySetReplacesFile(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, KeyFileName+".tmp")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("temporary key file left behind: %v", err)
+	}
+}
+
+func TestLoadKeySetRejectsFolder(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, KeyFileName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadKeySet(dir)
+	if err == nil || !strings.Contains(err.Error(), "is a folder, expected a file") {
+		t.Fatalf("LoadKeySet with a folder for its key file returned %v, expected an error naming the folder", err)
 	}
 }

@@ -30,6 +30,9 @@ func ReadServiceKey(path string) (ServiceKey, error) {
 	if err != nil {
 		return ServiceKey{}, fmt.Errorf("service key: %w", err)
 	}
+	if info.IsDir() {
+		return ServiceKey{}, fmt.Errorf("service key file %q is a folder, expected a file", path)
+	}
 	if mode := info.Mode().Perm(); mode&0o077 != 0 {
 		return ServiceKey{}, fmt.Errorf("service key file %q has mode %04o, which lets other users read it; run chmod 600 on it", path, mode)
 	}

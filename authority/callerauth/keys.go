@@ -113,6 +113,9 @@ func readKeyFile(path string) (*KeySet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("service key file: %w", err)
 	}
+	if info.IsDir() {
+		return nil, fmt.Errorf("service key file %q is a folder, expected a file", path)
+	}
 	if mode := info.Mode().Perm(); mode&0o077 != 0 {
 		return nil, fmt.Errorf("service key file %q has mode %04o, which lets other users read it; run chmod 600 on it", path, mode)
 	}

@@ -78,3 +78,13 @@ func TestReadServiceKeyRejectsReadableFile(t *testing.T) {
 		t.Fatalf("ReadServiceKey of a mode 0600 file: %v", err)
 	}
 }
+
+func TestKeyFilesRejectFolder(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := ReadServiceKey(dir); err == nil || !strings.Contains(err.Error(), "is a folder, expected a file") {
+		t.Errorf("ReadServiceKey on a folder returned %v, expected an error naming the folder", err)
+	}
+	if _, err := readKeyFile(dir); err == nil || !strings.Contains(err.Error(), "is a folder, expected a file") {
+		t.Errorf("readKeyFile on a folder returned %v, expected an error naming the folder", err)
+	}
+}

@@ -118,6 +118,9 @@ authority's revocation events.`,
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "revoked %d sessions of %q\n", len(reply.GetSessions()), subject)
+				if len(reply.GetSessions()) == 0 {
+					return nil
+				}
 				return printSessions(cmd.OutOrStdout(), reply.GetSessions())
 			})
 		},

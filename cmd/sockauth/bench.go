@@ -46,16 +46,31 @@ func newBenchCommand() *cobra.Command {
 Each phase runs --callers goroutines, each making --count calls of one RPC,
 over --connections shared gRPC connections. A round runs the gRPC health
 check, which does no work, and then one phase of each token RPC, and the
-command runs --rounds rounds and one more health check phase at the end. The
-health check's rate is the transport's ceiling on this machine: each token
-phase is compared with the faster of the health check phases just before
-and just after its round, and the table gives the median of these ratios
-over the rounds and their range; the health check's own range compares each
-of its phases with the fastest one. Rates are medians over the rounds, and
-latencies are percentiles of all calls. Without --authority the command
-starts an authority in-process with a temporary data folder (synced Badger
-writes, as in production) and removes it afterwards, and it also reports the
-CPU time per call of the process, load generator and authority together.`,
+command runs --rounds rounds and one more health check phase at the end.
+The first failed call stops the run, and the command prints its error.
+
+The columns:
+  calls/s        the median rate of the RPC's phases
+  p50, p99       percentiles of the latencies of all its calls
+  of no-op rate  the health check's rate is the transport's ceiling on this
+                 machine. Each token phase is divided by the faster of the
+                 health check phases just before and just after its round,
+                 and the column gives the median of these ratios, so it need
+                 not equal the two printed rates divided.
+  round range    the smallest and largest of these ratios. The health
+                 check's own range compares each of its phases with the
+                 fastest one, and shows how much the ceiling moved.
+
+Without --authority the command starts an authority in-process with a
+temporary data folder (synced Badger writes, as in production) and removes
+it afterwards. It then adds two columns:
+  CPU per call   the CPU time of this process, load generator and authority
+                 together, per call (the median over the phases)
+  of no-op CPU   that CPU time divided by the health check's
+
+Against a running authority, start it with --log-level error for figures
+comparable with docs/BENCHMARKS.md: at the default info level it logs one
+line per rotation.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
@@ -82,13 +97,12 @@ type benchPhase struct {
 	name      string
 	latencies []time.Duration
 	elapsed   time.Duration
-	errors    int
 	// cpu is the CPU time that the whole process used during the phase, or
 	// -1 when the system does not report it.
 	cpu time.Duration
 }
 
-// cpuPerCall returns the process's CPU time per successful call, or -1.
+// cpuPerCall returns the process's CPU time per call, or -1.
 func (p *benchPhase) cpuPerCall() time.Duration {
 	if p.cpu < 0 || len(p.latencies) == 0 {
 		return -1
@@ -115,9 +129,49 @@ type benchCaller struct {
 	token string
 }
 
+// prepare logs the caller in: it gets a code and trades it for a session
+// token, each call within timeout.
+func (c *benchCaller) prepare(ctx context.Context, timeout time.Duration) error {
+	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	code, err := c.authority.IssueCode(callCtx, &sockauthv1.IssueCodeRequest{Subject: "bench"})
+	if err != nil {
+		return err
+	}
+	cancel()
+
+	callCtx, cancel = context.WithTimeout(ctx, timeout)
+	defer cancel()
+	reply, err := c.authority.Authenticate(callCtx, &sockauthv1.AuthenticateRequest{Token: code.GetCode()})
+	if err != nil {
+		return err
+	}
+	c.token = reply.GetToken()
+	return nil
+}
+
+// validate checks the flags that the command reads itself.
+func (o benchOptions) validate() error {
+	for _, flag := range []struct {
+		name  string
+		value int
+	}{{"--callers", o.callers}, {"--connections", o.connections}, {"--count", o.count}, {"--rounds", o.rounds}} {
+		if flag.value < 1 {
+			return fmt.Errorf("%s is %d, expected at least 1", flag.name, flag.value)
+		}
+	}
+	if o.fill < 0 {
+		return fmt.Errorf("--fill is %d, expected 0 or more", o.fill)
+	}
+	if o.timeout <= 0 {
+		return fmt.Errorf("--timeout is %v, expected a positive duration such as 10s", o.timeout)
+	}
+	return nil
+}
+
 func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) error {
-	if opts.callers < 1 || opts.connections < 1 || opts.count < 1 || opts.rounds < 1 {
-		return fmt.Errorf("--callers, --connections, --count and --rounds must be at least 1")
+	if err := opts.validate(); err != nil {
+		return err
 	}
 
 	inProcess := opts.client.Address == ""
@@ -160,15 +214,9 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 
 	// Each caller needs a session token before the token phases.
 	for _, c := range callers {
-		code, err := c.authority.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bench"})
-		if err != nil {
-			return fmt.Errorf("prepare a session: %w", err)
+		if err := c.prepare(ctx, opts.timeout); err != nil {
+			return fmt.Errorf("prepare a session at authority %s: %w", opts.client.Address, err)
 		}
-		reply, err := c.authority.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: code.GetCode()})
-		if err != nil {
-			return fmt.Errorf("prepare a session: %w", err)
-		}
-		c.token = reply.GetToken()
 	}
 
 	noop := benchCall{"health.Check (no-op)", func(ctx context.Context, c *benchCaller) error {
@@ -199,32 +247,55 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 
 	// Each round starts with a no-op phase, and one more ends the run, so that
 	// every round has a ceiling on either side.
+	run := func(call benchCall) (*benchPhase, error) {
+		phase, err := runBenchPhase(ctx, call.name, callers, opts, call.call)
+		if err != nil {
+			return nil, fmt.Errorf("authority %s: %w", opts.client.Address, err)
+		}
+		return phase, nil
+	}
 	var rounds []benchRound
 	ceilings := make([]*benchPhase, 0, opts.rounds+1)
 	for range opts.rounds {
-		ceilings = append(ceilings, runBenchPhase(ctx, noop.name, callers, opts, noop.call))
+		ceiling, err := run(noop)
+		if err != nil {
+			return err
+		}
+		ceilings = append(ceilings, ceiling)
 		round := make(benchRound, 0, len(tokenCalls))
 		for _, call := range tokenCalls {
-			round = append(round, runBenchPhase(ctx, call.name, callers, opts, call.call))
+			phase, err := run(call)
+			if err != nil {
+				return err
+			}
+			round = append(round, phase)
 		}
 		rounds = append(rounds, round)
 	}
-	ceilings = append(ceilings, runBenchPhase(ctx, noop.name, callers, opts, noop.call))
+	ceiling, err := run(noop)
+	if err != nil {
+		return err
+	}
+	ceilings = append(ceilings, ceiling)
 
-	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase, %d rounds\n",
-		opts.callers, opts.connections, opts.count, opts.rounds)
+	roundsWord := "rounds"
+	if opts.rounds == 1 {
+		roundsWord = "round"
+	}
+	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase, %d %s\n",
+		opts.callers, opts.connections, opts.count, opts.rounds, roundsWord)
 	summaries := append([]benchSummary{summarizeCeiling(ceilings)}, summarizeRounds(rounds, ceilings)...)
 	// The process's CPU time covers the authority only when it runs here.
 	showCPU := inProcess && summaries[0].cpuPerCall >= 0
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	header := "RPC\tcalls/s\tp50\tp99\terrors\tof no-op rate\tround range\t"
+	header := "RPC\tcalls/s\tp50\tp99\tof no-op rate\tround range\t"
 	if showCPU {
 		header += "CPU per call\tof no-op CPU\t"
 	}
 	fmt.Fprintln(w, header)
 	for _, s := range summaries {
-		fmt.Fprintf(w, "%s\t%.0f\t%v\t%v\t%d\t%.0f%%\t%.0f-%.0f%%\t", s.name, s.rate,
-			s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond), s.errors,
+		fmt.Fprintf(w, "%s\t%.0f\t%v\t%v\t%.0f%%\t%.0f-%.0f%%\t", s.name, s.rate,
+			s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond),
 			100*s.ratio, 100*s.minRatio, 100*s.maxRatio)
 		if showCPU {
 			fmt.Fprintf(w, "%v\t%.2f×\t", s.cpuPerCall.Round(100*time.Nanosecond),
@@ -237,11 +308,6 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 	}
 	if showCPU {
 		fmt.Fprintln(out, "CPU per call is the median over the phases of the CPU time of this process, load generator and authority together, divided by the calls.")
-	}
-	for _, s := range summaries {
-		if s.errors > 0 {
-			return fmt.Errorf("%d %s calls failed", s.errors, s.name)
-		}
 	}
 	return nil
 }
@@ -258,11 +324,10 @@ type benchRound []*benchPhase
 // benchSummary is one row of the report: an RPC over every round.
 type benchSummary struct {
 	name string
-	// rate is the median rate of the RPC's phases, p50 and p99 are
-	// percentiles of all its calls, and errors counts its failed calls.
+	// rate is the median rate of the RPC's phases, and p50 and p99 are
+	// percentiles of all its calls.
 	rate     float64
 	p50, p99 time.Duration
-	errors   int
 	// cpuPerCall is the median of the phases' CPU time per call, or -1 when
 	// the system does not report CPU time.
 	cpuPerCall time.Duration
@@ -315,7 +380,6 @@ func summarize(phases []*benchPhase, ratios []float64) benchSummary {
 	cpu := make([]float64, 0, len(phases))
 	for i, p := range phases {
 		all.latencies = append(all.latencies, p.latencies...)
-		all.errors += p.errors
 		rates[i] = p.rate()
 		if perCall := p.cpuPerCall(); perCall >= 0 {
 			cpu = append(cpu, float64(perCall))
@@ -332,7 +396,6 @@ func summarize(phases []*benchPhase, ratios []float64) benchSummary {
 		rate:       median(rates),
 		p50:        all.percentile(0.50),
 		p99:        all.percentile(0.99),
-		errors:     all.errors,
 		ratio:      median(ratios),
 		minRatio:   slices.Min(ratios),
 		maxRatio:   slices.Max(ratios),
@@ -351,46 +414,59 @@ func median(values []float64) float64 {
 }
 
 // runBenchPhase runs count calls per caller concurrently and collects their
-// latencies, sorted.
+// latencies, sorted. The first failed call ends the phase and is returned,
+// since a benchmark with failures measures something else.
 func runBenchPhase(ctx context.Context, name string, callers []*benchCaller, opts benchOptions,
-	call func(ctx context.Context, c *benchCaller) error) *benchPhase {
+	call func(ctx context.Context, c *benchCaller) error) (*benchPhase, error) {
 	phase := &benchPhase{name: name, cpu: -1}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	cpuBefore, cpuOK := processCPU()
 	var (
-		mu    sync.Mutex // guards phase
-		wg    sync.WaitGroup
-		start = time.Now()
+		mu       sync.Mutex // guards phase and firstErr
+		firstErr error
+		wg       sync.WaitGroup
+		start    = time.Now()
 	)
 	for _, c := range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			latencies := make([]time.Duration, 0, opts.count)
-			failures := 0
+			defer func() {
+				mu.Lock()
+				phase.latencies = append(phase.latencies, latencies...)
+				mu.Unlock()
+			}()
 			for range opts.count {
 				callCtx, cancel := context.WithTimeout(ctx, opts.timeout)
 				began := time.Now()
 				err := call(callCtx, c)
 				cancel()
 				if err != nil {
-					failures++
-					continue
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						stop()
+					}
+					mu.Unlock()
+					return
 				}
 				latencies = append(latencies, time.Since(began))
 			}
-			mu.Lock()
-			phase.latencies = append(phase.latencies, latencies...)
-			phase.errors += failures
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	phase.elapsed = time.Since(start)
+	if firstErr != nil {
+		return nil, fmt.Errorf("%s failed after %d successful calls, so the run stopped: %w",
+			name, len(phase.latencies), firstErr)
+	}
 	if cpuAfter, ok := processCPU(); ok && cpuOK {
 		phase.cpu = cpuAfter - cpuBefore
 	}
 	slices.Sort(phase.latencies)
-	return phase
+	return phase, nil
 }
 
 // fillSessions creates opts.fill live sessions, spread over the callers.

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -84,11 +86,90 @@ func TestAuthorityBenchRuns(t *testing.T) {
 	}
 }
 
-func TestAuthorityBenchRejectsZeroRounds(t *testing.T) {
-	opts := benchOptions{callers: 1, connections: 1, count: 1, rounds: 0}
-	err := runAuthorityBench(context.Background(), &bytes.Buffer{}, opts)
-	if err == nil || !strings.Contains(err.Error(), "--rounds") {
-		t.Fatalf("got %v, expected an error naming --rounds", err)
+func TestAuthorityBenchRejectsBadFlags(t *testing.T) {
+	valid := benchOptions{callers: 1, connections: 1, count: 1, rounds: 1, timeout: time.Second}
+	tests := []struct {
+		name   string
+		change func(o *benchOptions)
+		flag   string
+	}{
+		{"zero rounds", func(o *benchOptions) { o.rounds = 0 }, "--rounds is 0"},
+		{"negative count", func(o *benchOptions) { o.count = -1 }, "--count is -1"},
+		{"zero callers", func(o *benchOptions) { o.callers = 0 }, "--callers is 0"},
+		{"zero connections", func(o *benchOptions) { o.connections = 0 }, "--connections is 0"},
+		{"negative fill", func(o *benchOptions) { o.fill = -5 }, "--fill is -5"},
+		{"zero timeout", func(o *benchOptions) { o.timeout = 0 }, "--timeout is 0s"},
+		{"negative timeout", func(o *benchOptions) { o.timeout = -time.Second }, "--timeout is -1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := valid
+			tt.change(&opts)
+			err := runAuthorityBench(context.Background(), &bytes.Buffer{}, opts)
+			if err == nil || !strings.Contains(err.Error(), tt.flag) {
+				t.Fatalf("got %v, expected an error containing %q", err, tt.flag)
+			}
+		})
+	}
+}
+
+// TestBenchPhaseStopsAtFirstFailure runs a phase whose first caller fails
+// while the others hang as on a frozen authority. The phase must end with
+// the failure instead of waiting for every call's deadline.
+func TestBenchPhaseStopsAtFirstFailure(t *testing.T) {
+	callers := []*benchCaller{{}, {}, {}, {}}
+	refused := errors.New("connection refused")
+	call := func(ctx context.Context, c *benchCaller) error {
+		if c == callers[0] {
+			return refused
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	opts := benchOptions{count: 100, timeout: time.Hour}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := runBenchPhase(context.Background(), "Verify", callers, opts, call)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, refused) || !strings.Contains(err.Error(), "Verify failed after 0 successful calls") {
+			t.Fatalf("phase returned %v, expected the first failure of Verify", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the phase still runs 10 s after its first failed call")
+	}
+}
+
+// TestAuthorityBenchSetupHonoursTimeout points the load generator at a
+// listener that accepts connections and never answers.
+func TestAuthorityBenchSetupHonoursTimeout(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	go func() {
+		for {
+			conn, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+
+	opts := benchOptions{callers: 1, connections: 1, count: 1, rounds: 1, timeout: 300 * time.Millisecond}
+	opts.client.Address = listener.Addr().String()
+	began := time.Now()
+	err = runAuthorityBench(context.Background(), &bytes.Buffer{}, opts)
+	if err == nil || !strings.Contains(err.Error(), "prepare a session at authority "+opts.client.Address) {
+		t.Fatalf("got %v, expected a failed session set-up that names the authority", err)
+	}
+	if elapsed := time.Since(began); elapsed > 10*time.Second {
+		t.Errorf("the set-up failed after %v, expected about the 300ms --timeout", elapsed)
 	}
 }
 

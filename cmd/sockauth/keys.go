@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"text/tabwriter"
 	"time"
 
@@ -39,7 +41,7 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			keys, err := authority.LoadKeySet(dataDir)
+			keys, err := loadKeySet(dataDir)
 			if err != nil {
 				return err
 			}
@@ -66,7 +68,7 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			keys, err := authority.LoadKeySet(dataDir)
+			keys, err := loadKeySet(dataDir)
 			if err != nil {
 				return err
 			}
@@ -99,4 +101,14 @@ func formatRetirement(keys *authority.KeySet, id string, tokenTTL time.Duration)
 		}
 	}
 	return "-"
+}
+
+// loadKeySet reads the key file in dataDir, and names the --data flag when
+// there is none.
+func loadKeySet(dataDir string) (*authority.KeySet, error) {
+	keys, err := authority.LoadKeySet(dataDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no key file in %q (%w); pass --data with the data folder of the authority", dataDir, err)
+	}
+	return keys, err
 }

@@ -120,6 +120,14 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("revoke --subject output does not report 2 sessions:\n%s", output)
 	}
 
+	output, err = runCLI(t, "revoke", "--subject", "nobody", "--authority", a.Addr())
+	if err != nil {
+		t.Fatalf("revoke --subject nobody: %v", err)
+	}
+	if strings.TrimSpace(output) != `revoked 0 sessions of "nobody"` {
+		t.Errorf("revoke --subject of a user without sessions printed more than the count:\n%s", output)
+	}
+
 	if _, err := runCLI(t, "revoke", "--session", "no-such-session", "--authority", a.Addr()); err == nil ||
 		!strings.Contains(err.Error(), `session "no-such-session" not found`) {
 		t.Errorf("revoke of an unknown session = %v, expected a not-found error naming the session", err)

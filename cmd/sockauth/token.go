@@ -95,7 +95,7 @@ func readTokenArgument(in io.Reader, args []string) (string, error) {
 }
 
 func inspectToken(ctx context.Context, out io.Writer, token string, opts inspectOptions) error {
-	keys, err := authority.LoadKeySet(opts.dataDir)
+	keys, err := loadKeySet(opts.dataDir)
 	if err != nil {
 		return fmt.Errorf("load the key file: %w", err)
 	}

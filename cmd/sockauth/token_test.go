@@ -172,3 +172,10 @@ func TestTokenInspectForeignKey(t *testing.T) {
 		t.Errorf("output lacks the key id of the foreign token:\n%s", output)
 	}
 }
+
+func TestLoadKeySetNamesDataFlag(t *testing.T) {
+	_, err := loadKeySet(t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "pass --data") {
+		t.Fatalf("loadKeySet in a folder without a key file returned %v, expected a hint at --data", err)
+	}
+}

@@ -105,7 +105,8 @@ Without --authority, the demo runs an authority in-process with its data in
 	flags.StringArrayVar(&cfg.Users, "user", nil, "demo user as NAME:PASSWORD; repeat for more users (default alice:alice-password and bob:bob-password)")
 	flags.StringVar(&cfg.Serve.DataDir, "data", "./chat-demo-data", "data folder of the in-process authority")
 	serve.AddLifetimeFlags(flags, &cfg.Serve)
-	flags.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "minimum log level: debug, info, warn or error")
+	cfg.LogLevel = slog.LevelInfo
+	flags.Var(serve.LogLevelFlag{Level: &cfg.LogLevel}, "log-level", "minimum log level: debug, info, warn or error")
 	flags.StringVar(&cfg.LogFormat, "log-format", serve.LogFormatText, "log format on standard error: text or json")
 	flags.IntVar(&cfg.GCPercent, "gc-percent", defaultGCPercent,
 		"garbage collector target: how far in percent the heap may grow over the live data before a collection; lower values keep less memory per idle socket and cost CPU (GOGC, when set, wins)")

@@ -77,7 +77,8 @@ SOCKAUTH_TOKEN_TTL=2h. A flag given on the command line wins.`,
 		"allow a non-loopback --listen address without TLS or service keys, and a non-loopback --metrics-listen address")
 	flags.StringVar(&cfg.MetricsListen, "metrics-listen", "",
 		"HTTP address of the Prometheus metrics at /metrics, such as 127.0.0.1:9090; empty serves none")
-	flags.TextVar(&logLevel, "log-level", slog.LevelInfo, "minimum log level: debug, info, warn or error")
+	logLevel = slog.LevelInfo
+	flags.Var(serve.LogLevelFlag{Level: &logLevel}, "log-level", "minimum log level: debug, info, warn or error")
 	flags.StringVar(&logFormat, "log-format", serve.LogFormatText, "log format on standard error: text or json")
 	flags.Int64Var(&memoryLimitMiB, "memory-limit", defaultMemoryLimitMiB,
 		"soft limit of the process's Go memory in MiB, so that memory freed after Badger compactions returns to the system sooner; 0 sets none (GOMEMLIMIT, when set, wins)")

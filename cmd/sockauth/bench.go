@@ -221,34 +221,47 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 		}
 	}
 
-	noop := benchCall{"health.Check (no-op)", func(ctx context.Context, c *benchCaller) error {
-		_, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{})
+	rounds, ceilings, err := runBenchRounds(ctx, callers, opts)
+	if err != nil {
 		return err
-	}}
-	tokenCalls := []benchCall{
-		{"IssueCode", func(ctx context.Context, c *benchCaller) error {
-			_, err := c.authority.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bench"})
-			return err
-		}},
-		{"Authenticate (rotation)", func(ctx context.Context, c *benchCaller) error {
-			reply, err := c.authority.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: c.token})
-			if err == nil {
-				c.token = reply.GetToken()
-			}
-			return err
-		}},
-		{"ConfirmRotation", func(ctx context.Context, c *benchCaller) error {
-			_, err := c.authority.ConfirmRotation(ctx, &sockauthv1.ConfirmRotationRequest{Token: c.token})
-			return err
-		}},
-		{"Verify", func(ctx context.Context, c *benchCaller) error {
-			_, err := c.authority.Verify(ctx, &sockauthv1.VerifyRequest{Token: c.token})
-			return err
-		}},
 	}
+	return printBenchReport(out, opts, inProcess, rounds, ceilings)
+}
 
-	// Each round starts with a no-op phase, and one more ends the run, so that
-	// every round has a ceiling on either side.
+// benchNoop is the health check, which does no work: the transport's ceiling.
+var benchNoop = benchCall{"health.Check (no-op)", func(ctx context.Context, c *benchCaller) error {
+	_, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{})
+	return err
+}}
+
+// benchTokenCalls are the token RPCs, in the order of a round.
+var benchTokenCalls = []benchCall{
+	{"IssueCode", func(ctx context.Context, c *benchCaller) error {
+		_, err := c.authority.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bench"})
+		return err
+	}},
+	{"Authenticate (rotation)", func(ctx context.Context, c *benchCaller) error {
+		reply, err := c.authority.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: c.token})
+		if err == nil {
+			c.token = reply.GetToken()
+		}
+		return err
+	}},
+	{"ConfirmRotation", func(ctx context.Context, c *benchCaller) error {
+		_, err := c.authority.ConfirmRotation(ctx, &sockauthv1.ConfirmRotationRequest{Token: c.token})
+		return err
+	}},
+	{"Verify", func(ctx context.Context, c *benchCaller) error {
+		_, err := c.authority.Verify(ctx, &sockauthv1.VerifyRequest{Token: c.token})
+		return err
+	}},
+}
+
+// runBenchRounds runs opts.rounds rounds and returns their token phases and
+// the no-op phases. Each round starts with a no-op phase, and one more ends
+// the run, so that every round has a ceiling on either side: ceilings[i] and
+// ceilings[i+1] are those of rounds[i].
+func runBenchRounds(ctx context.Context, callers []*benchCaller, opts benchOptions) ([]benchRound, []*benchPhase, error) {
 	run := func(call benchCall) (*benchPhase, error) {
 		phase, err := runBenchPhase(ctx, call.name, callers, opts, call.call)
 		if err != nil {
@@ -256,30 +269,35 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 		}
 		return phase, nil
 	}
+
 	var rounds []benchRound
 	ceilings := make([]*benchPhase, 0, opts.rounds+1)
 	for range opts.rounds {
-		ceiling, err := run(noop)
+		ceiling, err := run(benchNoop)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		ceilings = append(ceilings, ceiling)
-		round := make(benchRound, 0, len(tokenCalls))
-		for _, call := range tokenCalls {
+		round := make(benchRound, 0, len(benchTokenCalls))
+		for _, call := range benchTokenCalls {
 			phase, err := run(call)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			round = append(round, phase)
 		}
 		rounds = append(rounds, round)
 	}
-	ceiling, err := run(noop)
+	ceiling, err := run(benchNoop)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	ceilings = append(ceilings, ceiling)
+	return rounds, append(ceilings, ceiling), nil
+}
 
+// printBenchReport prints the table of the rounds. The CPU columns appear
+// only when the authority ran in this process, whose CPU time they count.
+func printBenchReport(out io.Writer, opts benchOptions, inProcess bool, rounds []benchRound, ceilings []*benchPhase) error {
 	roundsWord := "rounds"
 	if opts.rounds == 1 {
 		roundsWord = "round"
@@ -287,7 +305,6 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase, %d %s\n",
 		opts.callers, opts.connections, opts.count, opts.rounds, roundsWord)
 	summaries := append([]benchSummary{summarizeCeiling(ceilings)}, summarizeRounds(rounds, ceilings)...)
-	// The process's CPU time covers the authority only when it runs here.
 	showCPU := inProcess && summaries[0].cpuPerCall >= 0
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	header := "RPC\tcalls/s\tp50\tp99\tof no-op rate\tround range\t"

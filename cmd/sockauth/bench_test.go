@@ -144,7 +144,7 @@ func TestBenchPhaseStopsAtFirstFailure(t *testing.T) {
 }
 
 // TestAuthorityBenchSetupHonoursTimeout points the load generator at a
-// listener that accepts connections and never answers.
+// listener that accepts connections and never responds.
 func TestAuthorityBenchSetupHonoursTimeout(t *testing.T) {
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -152,12 +152,18 @@ func TestAuthorityBenchSetupHonoursTimeout(t *testing.T) {
 	}
 	defer listener.Close()
 	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, conn := range held {
+				conn.Close()
+			}
+		}()
 		for {
 			conn, err := listener.Accept()
 			if err != nil {
 				return
 			}
-			defer conn.Close()
+			held = append(held, conn)
 		}
 	}()
 

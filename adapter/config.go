@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -117,13 +119,23 @@ type Config struct {
 	// AddressAuthenticateLimit limits the authenticate events and handshake
 	// authentications of all sockets of one client address together. It
 	// applies to sockets that implement ClientAddresser and to handshakes
-	// whose context carries WithClientAddress. Loopback addresses are not
-	// limited, because a client on the same host is a test, a tool, or a
-	// reverse proxy through which every client comes. Behind a proxy on
-	// another host that the binding does not see through, every client has
-	// the proxy's address, so raise or turn off this limit there. The zero
-	// value means DefaultAddressAuthenticateLimit.
+	// whose context carries WithClientAddress. The bindings of this module
+	// find the client address with Flow.ClientAddress, which reads it from
+	// X-Forwarded-For behind the proxies of TrustedProxies. Loopback
+	// addresses are not limited, because a client on the same host is a
+	// test or a tool. The zero value means DefaultAddressAuthenticateLimit.
 	AddressAuthenticateLimit RateLimit
+
+	// TrustedProxies are the networks of the reverse proxies in front of
+	// the socket server. A connection from one of them gets its client
+	// address from the X-Forwarded-For header (see Flow.ClientAddress);
+	// any other connection's client address is its TCP peer, whatever
+	// headers it sends. Without a trusted proxy, every client behind a
+	// proxy has the proxy's address and shares its per-address limit. List
+	// only networks that hold nothing but proxies, since a client in them
+	// could name any address. Nil means DefaultTrustedProxies (loopback),
+	// and an empty slice trusts no proxy.
+	TrustedProxies []netip.Prefix
 
 	// Registerer receives the Flow's Prometheus metrics (see metrics.go).
 	// Several Flows on one registry need distinct labels, such as those of
@@ -175,6 +187,7 @@ func DefaultConfig() Config {
 		MaxUnauthenticatedSockets: DefaultMaxUnauthenticatedSockets,
 		SocketAuthenticateLimit:   DefaultSocketAuthenticateLimit,
 		AddressAuthenticateLimit:  DefaultAddressAuthenticateLimit,
+		TrustedProxies:            slices.Clone(DefaultTrustedProxies),
 		Logger:                    slog.Default(),
 	}
 }
@@ -234,6 +247,10 @@ func (c Config) withDefaults() (Config, error) {
 		return Config{}, err
 	}
 	if c.AddressAuthenticateLimit, err = c.AddressAuthenticateLimit.withDefault("AddressAuthenticateLimit", DefaultAddressAuthenticateLimit); err != nil {
+		return Config{}, err
+	}
+
+	if c.TrustedProxies, err = trustedProxiesWithDefault(c.TrustedProxies); err != nil {
 		return Config{}, err
 	}
 

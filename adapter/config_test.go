@@ -1,6 +1,8 @@
 package adapter
 
 import (
+	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -59,6 +61,7 @@ func TestConfigInvalid(t *testing.T) {
 		{name: "payload limit below token limit", cfg: Config{Authority: &fakeAuthority{}, MaxTokenBytes: 4096, MaxPayloadBytes: 1024}},
 		{name: "socket limit without rate", cfg: Config{Authority: &fakeAuthority{}, SocketAuthenticateLimit: RateLimit{Burst: 5}}},
 		{name: "address limit without burst", cfg: Config{Authority: &fakeAuthority{}, AddressAuthenticateLimit: RateLimit{PerSecond: 5}}},
+		{name: "zero trusted proxy network", cfg: Config{Authority: &fakeAuthority{}, TrustedProxies: []netip.Prefix{{}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,7 +79,7 @@ func TestDefaultConfigMatchesZeroValues(t *testing.T) {
 	if err != nil {
 		t.Fatalf("withDefaults: %v", err)
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("zero Config with defaults = %+v, expected DefaultConfig() = %+v", got, want)
 	}
 }

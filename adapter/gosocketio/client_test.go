@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -276,9 +277,15 @@ type client struct {
 // namespace's connect packet.
 func dial(tb testing.TB, baseURL, namespace string) *client {
 	tb.Helper()
+	return dialWithHeader(tb, baseURL, namespace, nil)
+}
+
+// dialWithHeader is dial with header added to the upgrade request.
+func dialWithHeader(tb testing.TB, baseURL, namespace string, header http.Header) *client {
+	tb.Helper()
 
 	url := "ws" + strings.TrimPrefix(baseURL, "http") + "/socket.io/?EIO=3&transport=websocket"
-	conn, _, err := websocket.DefaultDialer.Dial(url, nil)
+	conn, _, err := websocket.DefaultDialer.Dial(url, header)
 	if err != nil {
 		tb.Fatalf("dialing %s: %v", url, err)
 	}

@@ -3,7 +3,6 @@ package gosocketio
 import (
 	"errors"
 	"fmt"
-	"net"
 
 	socketio "github.com/googollee/go-socket.io"
 	"github.com/googollee/go-socket.io/parser"
@@ -27,20 +26,15 @@ func (s *socket) ID() string {
 	return s.conn.ID()
 }
 
-// ClientAddress returns the IP address of the connection's TCP peer. Behind
-// a reverse proxy that is the proxy's address.
-//
-// TODO: read the client address from a forwarding header of a trusted proxy.
+// ClientAddress returns the IP address of the client: the connection's TCP
+// peer, or the address that a trusted proxy forwarded in the upgrade
+// request's X-Forwarded-For header (see adapter.Flow.ClientAddress).
 func (s *socket) ClientAddress() string {
 	addr := s.conn.RemoteAddr()
 	if addr == nil {
 		return ""
 	}
-	host, _, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return addr.String()
-	}
-	return host
+	return s.binding.flow.ClientAddress(addr.String(), s.conn.RemoteHeader())
 }
 
 // EmitWithAck emits through go-socket.io, which treats a trailing func

@@ -159,7 +159,7 @@ func (b *Binding) connection(args ...any) {
 		b.log.Error("connection handler called without a socket", "arguments", len(args))
 		return
 	}
-	bound := &boundSocket{socket: s, log: b.log}
+	bound := &boundSocket{socket: s, flow: b.flow, log: b.log}
 	b.order.connected(s)
 
 	s.Use(b.gate(s))

@@ -3,6 +3,7 @@ package socketio
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/zishang520/socket.io/servers/socket/v3"
 
 	"github.com/sockauth/sockauth/adapter"
+	"github.com/sockauth/sockauth/internal/proxytest"
 )
 
 // echoHandler emits "echo" back to the socket with the subject and the
@@ -506,7 +508,7 @@ func TestSocketReportsClientAddress(t *testing.T) {
 	addresses := make(chan string, 1)
 	ts := newTestServer(t, "/", adapter.Config{}, nil, func(_ *socket.Server, b *Binding) {
 		b.OnAuthenticated(func(s *socket.Socket, _ adapter.Identity) {
-			addresses <- (&boundSocket{socket: s}).ClientAddress()
+			addresses <- (&boundSocket{socket: s, flow: b.flow}).ClientAddress()
 		})
 	})
 	c := open(t, ts.url, dialOptions{auth: `{"token":"code-alice"}`})
@@ -517,6 +519,92 @@ func TestSocketReportsClientAddress(t *testing.T) {
 	case got := <-addresses:
 		if got != "127.0.0.1" {
 			t.Errorf("ClientAddress = %q, expected 127.0.0.1", got)
+		}
+	case <-time.After(wait):
+		t.Fatal("OnAuthenticated not called")
+	}
+}
+
+func TestAddressLimitBehindProxy(t *testing.T) {
+	// Each forwarded client may authenticate once. The proxy connects from
+	// loopback, which is trusted by default, and the test client connects
+	// to the proxy from loopback too, so the client address is the entry
+	// left of both: the address that the request brought.
+	limit := adapter.RateLimit{PerSecond: 0.001, Burst: 1}
+	tests := []struct {
+		name    string
+		trusted []netip.Prefix
+		// limited reports whether the second socket from 203.0.113.7 is over
+		// the limit.
+		limited bool
+	}{
+		{name: "loopback proxy trusted by default", limited: true},
+		// Without a trusted proxy every socket has the proxy's loopback
+		// address, which has no limit.
+		{name: "no trusted proxy", trusted: []netip.Prefix{}, limited: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t, "/", adapter.Config{AddressAuthenticateLimit: limit, TrustedProxies: tc.trusted}, nil, nil)
+			proxy := proxytest.New(t, ts.url)
+			from := func(address string) dialOptions {
+				return dialOptions{header: http.Header{"X-Forwarded-For": {address}}}
+			}
+
+			first := open(t, proxy.URL, from("203.0.113.7"))
+			first.expectConnect()
+			first.authenticate("code-alice")
+
+			second := open(t, proxy.URL, from("203.0.113.7"))
+			second.expectConnect()
+			second.emit(adapter.EventAuthenticate, `{"token":"code-bob"}`)
+			if tc.limited {
+				if got := unauthorizedCode(t, second.expectEvent(adapter.EventUnauthorized)); got != string(adapter.CodeRateLimited) {
+					t.Errorf("second socket of 203.0.113.7: code %q, expected %s", got, adapter.CodeRateLimited)
+				}
+			} else {
+				second.expectAuthenticated()
+			}
+
+			other := open(t, proxy.URL, from("203.0.113.8"))
+			other.expectConnect()
+			other.authenticate("code-bob")
+
+			// The handshake path resolves the address the same way.
+			handshake := open(t, proxy.URL, dialOptions{auth: `{"token":"code-alice"}`,
+				header: http.Header{"X-Forwarded-For": {"203.0.113.8"}}})
+			p := handshake.next(wait)
+			switch {
+			case tc.limited && p.kind != '4':
+				t.Errorf("handshake of 203.0.113.8 got packet %q, expected CONNECT_ERROR", p.raw)
+			case tc.limited:
+				if code := decodeUnauthorized(t, p.data); code != string(adapter.CodeRateLimited) {
+					t.Errorf("handshake of 203.0.113.8: code %q, expected %s", code, adapter.CodeRateLimited)
+				}
+			case p.kind != '0':
+				t.Errorf("handshake of 203.0.113.8 got packet %q, expected CONNECT", p.raw)
+			}
+		})
+	}
+}
+
+func TestSocketReportsForwardedClientAddress(t *testing.T) {
+	addresses := make(chan string, 1)
+	ts := newTestServer(t, "/", adapter.Config{}, nil, func(_ *socket.Server, b *Binding) {
+		b.OnAuthenticated(func(s *socket.Socket, _ adapter.Identity) {
+			addresses <- (&boundSocket{socket: s, flow: b.flow}).ClientAddress()
+		})
+	})
+	proxy := proxytest.New(t, ts.url)
+	c := open(t, proxy.URL, dialOptions{auth: `{"token":"code-alice"}`,
+		header: http.Header{"X-Forwarded-For": {"192.0.2.50, 2001:db8::7"}}})
+	c.expectConnect()
+	c.expectAuthenticated()
+
+	select {
+	case got := <-addresses:
+		if got != "2001:db8::7" {
+			t.Errorf("ClientAddress = %q, expected 2001:db8::7", got)
 		}
 	case <-time.After(wait):
 		t.Fatal("OnAuthenticated not called")

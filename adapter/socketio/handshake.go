@@ -69,7 +69,7 @@ func (b *Binding) authenticateToken(s *socket.Socket, token string) (*adapter.Ad
 	b.admissionsMu.Unlock()
 	defer b.handshakes.Done()
 
-	ctx := adapter.WithClientAddress(b.handshakeCtx, clientAddress(s))
+	ctx := adapter.WithClientAddress(b.handshakeCtx, clientAddress(b.flow, s))
 	return b.flow.AuthenticateHandshake(ctx, string(s.Id()), token)
 }
 

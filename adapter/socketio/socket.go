@@ -2,7 +2,6 @@ package socketio
 
 import (
 	"log/slog"
-	"net"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
 
@@ -13,6 +12,7 @@ import (
 // namespace.
 type boundSocket struct {
 	socket *socket.Socket
+	flow   *adapter.Flow
 	log    *slog.Logger
 }
 
@@ -28,20 +28,16 @@ func (s *boundSocket) ID() string {
 	return string(s.socket.Id())
 }
 
-// ClientAddress returns the IP address of the TCP peer of the socket's
-// Engine.IO handshake request. Behind a reverse proxy that is the proxy's
-// address.
+// ClientAddress returns the IP address of the client: the TCP peer of the
+// socket's Engine.IO handshake request, or the address that a trusted proxy
+// forwarded in its X-Forwarded-For header (see adapter.Flow.ClientAddress).
 func (s *boundSocket) ClientAddress() string {
-	return clientAddress(s.socket)
+	return clientAddress(s.flow, s.socket)
 }
 
-func clientAddress(s *socket.Socket) string {
-	remote := s.Request().Request().RemoteAddr
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return remote
-	}
-	return host
+func clientAddress(flow *adapter.Flow, s *socket.Socket) string {
+	request := s.Request().Request()
+	return flow.ClientAddress(request.RemoteAddr, request.Header)
 }
 
 // EmitWithAck emits event with args and an ack callback that calls ack when

@@ -71,7 +71,8 @@ func newApp(ctx context.Context, cfg config, users *userStore, authorityAddr str
 	client := sockauthv1.NewAuthorityServiceClient(conn)
 
 	metrics := newMetricsEndpoint(cfg.MetricsListen, logger)
-	chat, err := newChatServer(client, chatOptions{AuthTimeout: cfg.AuthTimeout, EIO3Polling: cfg.EIO3Polling, Metrics: metrics}, logger)
+	chat, err := newChatServer(client, chatOptions{AuthTimeout: cfg.AuthTimeout, EIO3Polling: cfg.EIO3Polling,
+		TrustedProxies: cfg.TrustedProxies, Metrics: metrics}, logger)
 	if err != nil {
 		conn.Close()
 		return nil, err

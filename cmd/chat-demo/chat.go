@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -84,6 +85,9 @@ type chatOptions struct {
 	// EIO3Polling offers HTTP long-polling to socket.io 2.x clients besides
 	// WebSocket. Without it they must connect with transports: ['websocket'].
 	EIO3Polling bool
+	// TrustedProxies are the networks of the reverse proxies in front of
+	// the demo (adapter.Config.TrustedProxies).
+	TrustedProxies []netip.Prefix
 	// Metrics receives the adapters' metrics, labelled by protocol. Nil
 	// registers none.
 	Metrics *metricsEndpoint

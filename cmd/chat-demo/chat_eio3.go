@@ -51,6 +51,7 @@ func newEIO3Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 		Authority:            authority,
 		AuthTimeout:          opts.AuthTimeout,
 		SessionCheckInterval: sessionCheckInterval,
+		TrustedProxies:       opts.TrustedProxies,
 		Registerer:           opts.Metrics.registerer("eio3"),
 		Logger:               logger.With("component", "adapter", "protocol", "eio3"),
 	})

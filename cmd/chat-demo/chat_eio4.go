@@ -38,6 +38,7 @@ func newEIO4Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 		Authority:            authority,
 		AuthTimeout:          opts.AuthTimeout,
 		SessionCheckInterval: sessionCheckInterval,
+		TrustedProxies:       opts.TrustedProxies,
 		Registerer:           opts.Metrics.registerer("eio4"),
 		Logger:               logger.With("component", "adapter", "protocol", "eio4"),
 	})

@@ -8,8 +8,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +43,9 @@ type config struct {
 	// MetricsListen is the address of the Prometheus metrics of the
 	// adapters; empty serves none.
 	MetricsListen string
+	// TrustedProxies are the networks of the reverse proxies whose
+	// X-Forwarded-For header names the client of a socket.
+	TrustedProxies []netip.Prefix
 	// Users are NAME:PASSWORD pairs.
 	Users    []string
 	LogLevel slog.Level
@@ -102,6 +107,9 @@ Without --authority, the demo runs an authority in-process with its data in
 	authclient.AddFlags(flags, authorityClientPrefix, &cfg.AuthorityClient)
 	flags.DurationVar(&cfg.AuthTimeout, "auth-timeout", adapter.DefaultAuthTimeout, "how long a new socket may stay unauthenticated before it is disconnected")
 	flags.BoolVar(&cfg.EIO3Polling, "eio3-polling", false, "also offer HTTP long-polling to socket.io 2.x clients, which go-socket.io v1.7.0 serves unreliably (see docs/clients.md); without it they must use WebSocket")
+	cfg.TrustedProxies = slices.Clone(adapter.DefaultTrustedProxies)
+	flags.Var(&prefixesFlag{prefixes: &cfg.TrustedProxies}, "trusted-proxies",
+		"comma-separated networks of the reverse proxies in front of the demo; a socket that connects from one gets its client address, for the per-address limit of authenticate events, from X-Forwarded-For; empty trusts none")
 	flags.StringArrayVar(&cfg.Users, "user", nil, "demo user as NAME:PASSWORD; repeat for more users (default alice:alice-password and bob:bob-password)")
 	flags.StringVar(&cfg.Serve.DataDir, "data", "./chat-demo-data", "data folder of the in-process authority")
 	serve.AddLifetimeFlags(flags, &cfg.Serve)

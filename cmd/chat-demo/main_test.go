@@ -26,6 +26,8 @@ func TestRootCommandRejectsFlags(t *testing.T) {
 		{name: "TLS without authority", args: []string{"--authority-tls"}, wantErr: "--authority-tls"},
 		{name: "zero GC percent", args: []string{"--gc-percent", "0"}, wantErr: "--gc-percent"},
 		{name: "negative memory limit", args: []string{"--memory-limit", "-1"}, wantErr: "--memory-limit"},
+		{name: "trusted proxy that is no network", args: []string{"--trusted-proxies", "10.0.0.0/8,proxy.internal"}, wantErr: "proxy.internal"},
+		{name: "trusted proxy prefix too long", args: []string{"--trusted-proxies", "10.0.0.0/33"}, wantErr: "10.0.0.0/33"},
 	}
 
 	for _, tt := range tests {
@@ -81,5 +83,32 @@ func TestApplyGCSettingsEnvironmentWins(t *testing.T) {
 	}
 	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
 		t.Errorf("memory limit = %d with GOMEMLIMIT set, expected none", got)
+	}
+}
+
+func TestTrustedProxiesFlag(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "default", want: "127.0.0.0/8,::1/128"},
+		{name: "replaces the default", args: []string{"--trusted-proxies", "10.0.0.0/8, fd00::/8"}, want: "10.0.0.0/8,fd00::/8"},
+		{name: "repeated", args: []string{"--trusted-proxies", "10.0.0.0/8", "--trusted-proxies", "192.168.1.0/24"},
+			want: "10.0.0.0/8,192.168.1.0/24"},
+		{name: "host bits cleared", args: []string{"--trusted-proxies", "10.1.2.3/8"}, want: "10.0.0.0/8"},
+		{name: "bare address", args: []string{"--trusted-proxies", "192.0.2.10"}, want: "192.0.2.10/32"},
+		{name: "empty trusts none", args: []string{"--trusted-proxies", ""}, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := newRootCommand()
+			if err := cmd.ParseFlags(tt.args); err != nil {
+				t.Fatalf("ParseFlags(%q): %v", tt.args, err)
+			}
+			if got := cmd.Flags().Lookup("trusted-proxies").Value.String(); got != tt.want {
+				t.Errorf("--trusted-proxies after %q = %q, expected %q", tt.args, got, tt.want)
+			}
+		})
 	}
 }

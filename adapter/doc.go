@@ -37,7 +37,9 @@
 // The Flow limits what an unauthenticated client can cost: authenticate
 // events per socket and per client address (rate_limited), the size of
 // authenticate and logout payloads (payload_too_large) and the number of
-// sockets that wait for authentication (too_many_connections). With
+// sockets that wait for authentication (too_many_connections). Behind a
+// reverse proxy listed in Config.TrustedProxies, the client address comes from
+// X-Forwarded-For (see Flow.ClientAddress). With
 // Config.Registerer set, it exports Prometheus metrics of its sockets,
 // authentication durations, timeouts and rejections (see metrics.go).
 //

@@ -8,9 +8,13 @@
 // sender's subject.
 //
 // Usage: node example/server.js [--authority HOST:PORT] [--key-file FILE] [--listen HOST:PORT]
-//   --authority  gRPC address of the authority (default 127.0.0.1:7070)
-//   --key-file   file holding the service key sent to the authority (optional)
-//   --listen     address to serve on (default 127.0.0.1:8090; port 0 picks one)
+//                                [--trusted-proxies LIST]
+//   --authority        gRPC address of the authority (default 127.0.0.1:7070)
+//   --key-file         file holding the service key sent to the authority (optional)
+//   --listen           address to serve on (default 127.0.0.1:8090; port 0 picks one)
+//   --trusted-proxies  comma-separated networks of the reverse proxies whose
+//                      X-Forwarded-For names the client address (default
+//                      127.0.0.0/8,::1/128; an empty value trusts none)
 //
 // It writes {"listening":"http://HOST:PORT"} on stdout once it serves, and
 // JSON log lines on stderr.
@@ -25,11 +29,15 @@ const { values: flags } = parseArgs({
   options: {
     authority: { type: 'string', default: '127.0.0.1:7070' },
     'key-file': { type: 'string', default: '' },
-    listen: { type: 'string', default: '127.0.0.1:8090' }
+    listen: { type: 'string', default: '127.0.0.1:8090' },
+    'trusted-proxies': { type: 'string' }
   }
 });
 const [host, port] = flags.listen.split(/:(?=\d+$)/);
 const serviceKey = flags['key-file'] ? fs.readFileSync(flags['key-file'], 'utf8').trim() : '';
+const trustedProxies = flags['trusted-proxies'] === undefined
+  ? undefined
+  : flags['trusted-proxies'].split(',').map((network) => network.trim()).filter((network) => network !== '');
 
 function log(level) {
   return (message, attrs) => process.stderr.write(JSON.stringify(Object.assign({ level, msg: message }, attrs)) + '\n');
@@ -43,6 +51,7 @@ const io = new Server(httpServer);
 const auth = sockauth(io, {
   address: flags.authority,
   serviceKey: serviceKey,
+  trustedProxies: trustedProxies,
   logger: { debug() {}, info: log('info'), warn: log('warn'), error: log('error') },
   onAuthenticated: (socket) => socket.join('chat')
 });

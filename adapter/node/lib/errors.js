@@ -55,7 +55,17 @@ const Codes = Object.freeze({
   REVOKED_TOKEN: 'revoked_token',
   SESSION_EXPIRED: 'session_expired',
   AUTHENTICATION_TIMEOUT: 'authentication_timeout',
-  AUTHORITY_UNAVAILABLE: 'authority_unavailable'
+  AUTHORITY_UNAVAILABLE: 'authority_unavailable',
+  // An authenticate event over socketAuthenticateLimit or
+  // addressAuthenticateLimit, or a handshake token over
+  // addressAuthenticateLimit. The client should wait before it connects
+  // again.
+  RATE_LIMITED: 'rate_limited',
+  // An authenticate or logout payload larger than maxPayloadBytes.
+  PAYLOAD_TOO_LARGE: 'payload_too_large',
+  // A socket that connected while maxUnauthenticatedSockets sockets waited
+  // for authentication.
+  TOO_MANY_CONNECTIONS: 'too_many_connections'
 });
 
 const MESSAGES = Object.freeze({
@@ -64,7 +74,10 @@ const MESSAGES = Object.freeze({
   revoked_token: 'token revoked',
   session_expired: 'session expired',
   authentication_timeout: 'authentication timed out',
-  authority_unavailable: 'authority unavailable'
+  authority_unavailable: 'authority unavailable',
+  rate_limited: 'too many authentication attempts, retry later',
+  payload_too_large: 'payload too large',
+  too_many_connections: 'too many unauthenticated connections, retry later'
 });
 
 const REASON_CODES = Object.freeze({

@@ -6,7 +6,18 @@
 // contract of the Go adapter (package adapter of this repository).
 
 const { createAuthorityClient, unaryCall } = require('./authority');
+const { DEFAULT_TRUSTED_PROXIES, clientAddress } = require('./clientaddress');
 const { Codes, codeOf, errorInfo, handshakeError, revokedForLogout, unauthorizedPayload } = require('./errors');
+const {
+  DEFAULT_ADDRESS_AUTHENTICATE_LIMIT,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  DEFAULT_MAX_UNAUTHENTICATED_SOCKETS,
+  DEFAULT_SOCKET_AUTHENTICATE_LIMIT,
+  AddressLimiters,
+  limitOptions,
+  newBucket,
+  payloadSize
+} = require('./limits');
 const { DEFAULT_MAX_TOKEN_BYTES, tokenFromHandshake, tokenFromPayload } = require('./payload');
 const { RevocationWatch } = require('./revocations');
 
@@ -25,8 +36,17 @@ const DEFAULTS = Object.freeze({
   maxTokenBytes: DEFAULT_MAX_TOKEN_BYTES,
   watchRevocations: true,
   revocationRetryMs: 500,
-  revocationMaxRetryMs: 30000
+  revocationMaxRetryMs: 30000,
+  socketAuthenticateLimit: DEFAULT_SOCKET_AUTHENTICATE_LIMIT,
+  addressAuthenticateLimit: DEFAULT_ADDRESS_AUTHENTICATE_LIMIT,
+  trustedProxies: DEFAULT_TRUSTED_PROXIES,
+  maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
+  maxUnauthenticatedSockets: DEFAULT_MAX_UNAUTHENTICATED_SOCKETS
 });
+
+// CAP_LOG_INTERVAL_MS is the minimum time between two log lines about
+// sockets rejected by maxUnauthenticatedSockets.
+const CAP_LOG_INTERVAL_MS = 10 * 1000;
 
 // setTimeout fires at once for delays above 2^31-1 ms (about 24.8 days), so
 // longer deadlines are reached in steps of at most this much.
@@ -97,6 +117,9 @@ class Sockauth {
         throw new Error('sockauth: invalid option ' + name + ' ' + value + ': must be a positive number');
       }
     }
+    const limits = limitOptions(this.options, DEFAULTS);
+    Object.assign(this.options, limits.options);
+    this.trustedProxies = limits.trustedProxies;
 
     if (this.options.authority) {
       this.authority = this.options.authority;
@@ -110,6 +133,9 @@ class Sockauth {
     // sessions maps session ids to the states of authenticated sockets.
     this.states = new Map();
     this.sessions = new Map();
+    // waiting counts the sockets in states that wait for authentication.
+    this.waiting = 0;
+    this.addressLimiters = new AddressLimiters(this.options.addressAuthenticateLimit);
     // admissions maps sockets to handshake tokens already exchanged, until
     // the socket's connection handler runs.
     this.admissions = new WeakMap();
@@ -118,6 +144,11 @@ class Sockauth {
     // admit a socket.
     this.recent = new Map();
     this.dropped = 0;
+    // rejectedOverCap counts the sockets rejected by
+    // maxUnauthenticatedSockets, and lastCapLog is when the last log line
+    // about them was written.
+    this.rejectedOverCap = 0;
+    this.lastCapLog = -Infinity;
     this.closed = false;
 
     this.watch = null;
@@ -154,6 +185,16 @@ class Sockauth {
       return null;
     }
     return Object.assign({}, st.identity, { claims: Object.assign({}, st.identity.claims) });
+  }
+
+  // clientAddress returns the IP address of a socket's client, to which
+  // addressAuthenticateLimit applies: the TCP peer, or the address that the
+  // trustedProxies in front of the server wrote into X-Forwarded-For. It
+  // returns "" when the peer has no IP address.
+  clientAddress(socket) {
+    const handshake = socket.handshake || {};
+    const remoteAddress = handshake.address || (socket.conn && socket.conn.remoteAddress);
+    return clientAddress(remoteAddress, handshake.headers, this.trustedProxies);
   }
 
   // close stops every timer and the revocation watch, and closes the
@@ -196,6 +237,11 @@ class Sockauth {
     if (token === null) {
       return;
     }
+    const address = this.clientAddress(socket);
+    if (!this.addressLimiters.allow(address, performance.now())) {
+      this.log.info('handshake token rejected', { socket: socket.id, reason: Codes.RATE_LIMITED, address: address });
+      throw handshakeError(Codes.RATE_LIMITED);
+    }
 
     const started = Date.now();
     const epoch = this.watch ? this.watch.epoch : 0;
@@ -221,9 +267,28 @@ class Sockauth {
     this.admissions.set(socket, { token: response.token, identity: identity, started: started, epoch: epoch });
   }
 
-  // connect registers a socket that the namespace admitted.
+  // connect registers a socket that the namespace admitted. A socket
+  // without a handshake token that connects while maxUnauthenticatedSockets
+  // sockets wait for authentication is rejected at once.
   connect(socket) {
-    const st = { socket: socket, phase: PHASE_WAITING, identity: null, token: '', timer: null };
+    const admission = this.admissions.get(socket);
+    this.admissions.delete(socket);
+    if (!admission && this.overCap()) {
+      this.rejectOverCap(socket);
+      return;
+    }
+
+    const st = {
+      socket: socket,
+      phase: null,
+      identity: null,
+      token: '',
+      timer: null,
+      // bucket is the socket's token bucket of socketAuthenticateLimit, or
+      // null when that limit is off.
+      bucket: newBucket(this.options.socketAuthenticateLimit, performance.now())
+    };
+    this.setPhase(st, PHASE_WAITING);
     this.states.set(socket.id, st);
 
     // Only authenticate and logout reach the application's handlers before
@@ -246,8 +311,6 @@ class Sockauth {
     });
     socket.on('disconnect', () => this.disconnected(st));
 
-    const admission = this.admissions.get(socket);
-    this.admissions.delete(socket);
     if (this.closed) {
       return;
     }
@@ -273,6 +336,13 @@ class Sockauth {
   // rejects the socket.
   async authenticate(st, payload) {
     if (st.phase === PHASE_CLOSED) {
+      return;
+    }
+    if (!this.checkPayload(st, Events.AUTHENTICATE, payload)) {
+      return;
+    }
+    if (!this.allowAuthenticate(st)) {
+      this.reject(st, Codes.RATE_LIMITED);
       return;
     }
     let token;
@@ -333,7 +403,7 @@ class Sockauth {
   deliver(st, token, identity, newSession) {
     const previous = st.identity;
     this.unindex(st);
-    st.phase = PHASE_AUTHENTICATED;
+    this.setPhase(st, PHASE_AUTHENTICATED);
     st.identity = identity;
     st.token = token;
     this.index(st);
@@ -383,6 +453,9 @@ class Sockauth {
   // socket of that session with logged_out.
   async logout(st, payload) {
     if (st.phase === PHASE_CLOSED) {
+      return;
+    }
+    if (!this.checkPayload(st, Events.LOGOUT, payload)) {
       return;
     }
     let token;
@@ -528,10 +601,77 @@ class Sockauth {
   // closeState moves st to the closed phase, stops its timer and removes it from
   // the session index.
   closeState(st) {
-    st.phase = PHASE_CLOSED;
+    this.setPhase(st, PHASE_CLOSED);
     clearTimeout(st.timer);
     st.timer = null;
     this.unindex(st);
+  }
+
+  // setPhase moves st to phase and keeps the count of waiting sockets.
+  setPhase(st, phase) {
+    if (st.phase === PHASE_WAITING && phase !== PHASE_WAITING) {
+      this.waiting--;
+    } else if (st.phase !== PHASE_WAITING && phase === PHASE_WAITING) {
+      this.waiting++;
+    }
+    st.phase = phase;
+  }
+
+  // overCap reports whether maxUnauthenticatedSockets sockets already wait
+  // for authentication.
+  overCap() {
+    const max = this.options.maxUnauthenticatedSockets;
+    return max > 0 && this.waiting >= max;
+  }
+
+  // rejectOverCap disconnects a socket that connected beyond
+  // maxUnauthenticatedSockets, with unauthorized (too_many_connections). It
+  // logs at most one line every CAP_LOG_INTERVAL_MS, with the count of such
+  // sockets so far.
+  rejectOverCap(socket) {
+    this.rejectedOverCap++;
+    const now = performance.now();
+    if (now - this.lastCapLog >= CAP_LOG_INTERVAL_MS) {
+      this.lastCapLog = now;
+      this.log.warn('too many unauthenticated sockets; rejecting new connections', {
+        socket: socket.id,
+        max_unauthenticated_sockets: this.options.maxUnauthenticatedSockets,
+        rejected_total: this.rejectedOverCap
+      });
+    }
+    socket.emit(Events.UNAUTHORIZED, unauthorizedPayload(Codes.TOO_MANY_CONNECTIONS));
+    socket.disconnect(true);
+  }
+
+  // checkPayload rejects a payload larger than maxPayloadBytes before its
+  // token is read, and returns whether the payload is within the limit. A
+  // payload that JSON cannot encode is not measured.
+  checkPayload(st, event, payload) {
+    const size = payloadSize(payload);
+    if (size === null || size <= this.options.maxPayloadBytes) {
+      return true;
+    }
+    this.log.info('payload too large', { socket: st.socket.id, event: event, bytes: size, max_bytes: this.options.maxPayloadBytes });
+    this.reject(st, Codes.PAYLOAD_TOO_LARGE);
+    return false;
+  }
+
+  // allowAuthenticate returns whether st may authenticate now under
+  // socketAuthenticateLimit and addressAuthenticateLimit, and takes a token
+  // from each when it may. A socket over its own limit takes no token from
+  // its address.
+  allowAuthenticate(st) {
+    const now = performance.now();
+    if (st.bucket && !st.bucket.take(now)) {
+      this.log.debug('socket over its authenticate limit', { socket: st.socket.id });
+      return false;
+    }
+    const address = this.clientAddress(st.socket);
+    if (!this.addressLimiters.allow(address, now)) {
+      this.log.debug('client address over its authenticate limit', { socket: st.socket.id, address: address });
+      return false;
+    }
+    return true;
   }
 
   index(st) {

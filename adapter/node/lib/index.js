@@ -14,6 +14,7 @@
 // authenticated never reach the application's handlers.
 
 const { createAuthorityClient, isLoopback } = require('./authority');
+const { TrustedProxies, clientAddress } = require('./clientaddress');
 const { Codes, codeOf, errorInfo } = require('./errors');
 const { Events, DEFAULTS, Sockauth } = require('./flow');
 const { tokenFromHandshake, tokenFromPayload } = require('./payload');
@@ -31,6 +32,19 @@ const { tokenFromHandshake, tokenFromPayload } = require('./payload');
 //   watchRevocations      keep a WatchRevocations stream; default true
 //   revocationRetryMs, revocationMaxRetryMs
 //                         backoff of the stream's reconnects; default 500, 30000
+//   socketAuthenticateLimit, addressAuthenticateLimit
+//                         {perSecond, burst} token buckets of authenticate
+//                         events per socket and per client address; default
+//                         {perSecond: 0.2, burst: 5} and {perSecond: 20,
+//                         burst: 100}; a negative perSecond turns one off
+//   trustedProxies        networks of the reverse proxies whose
+//                         X-Forwarded-For names the client address; default
+//                         ['127.0.0.0/8', '::1/128'], [] trusts none
+//   maxPayloadBytes       larger authenticate and logout payloads, measured
+//                         as JSON, are rejected; default 8192
+//   maxUnauthenticatedSockets
+//                         cap of sockets waiting for authentication; default
+//                         10000, negative turns it off
 //   onAuthenticated(socket, identity)
 //                         called when a socket authenticates into a session
 //   logger                {debug, info, warn, error}(message, attrs)
@@ -42,6 +56,8 @@ function sockauth(ioOrNamespace, options) {
 module.exports = {
   sockauth,
   Sockauth,
+  TrustedProxies,
+  clientAddress,
   createAuthorityClient,
   isLoopback,
   Codes,

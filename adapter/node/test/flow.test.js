@@ -2,27 +2,7 @@
 
 const assert = require('node:assert/strict');
 const { test } = require('node:test');
-const { startStack, sleep, eventually } = require('./helpers');
-
-function assertUnauthorized(entry, code) {
-  assert.equal(entry.event, 'unauthorized', 'expected unauthorized, got ' + entry.event + ' ' + JSON.stringify(entry.args));
-  assert.deepEqual(entry.args[0], {
-    message: entry.args[0].message,
-    data: { message: entry.args[0].message, code: code, type: 'UnauthorizedError' }
-  });
-  assert.ok(entry.args[0].message.length > 0, 'unauthorized carries an empty message');
-}
-
-function assertAuthenticated(entry, subject) {
-  assert.equal(entry.event, 'authenticated', 'expected authenticated, got ' + entry.event + ' ' + JSON.stringify(entry.args));
-  const [token, info, ack] = entry.args;
-  assert.equal(typeof token, 'string');
-  assert.ok(token.length > 0, 'authenticated carries an empty token');
-  assert.equal(info.subject, subject);
-  assert.ok(info.session_id, 'authenticated carries no session_id');
-  assert.match(info.expires_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-  assert.equal(typeof ack, 'function', 'authenticated carries no ack callback');
-}
+const { startStack, assertAuthenticated, assertUnauthorized, sleep, eventually } = require('./helpers');
 
 test('authenticate event exchanges a code and confirms on ack', async (t) => {
   const stack = await startStack(t);

@@ -1,10 +1,12 @@
 'use strict';
 
 // Test fixtures: a socket.io 4.x server with the adapter on a loopback port,
-// in front of a FakeAuthority, and socket.io-client 4.x clients that record
-// every event in arrival order.
+// in front of a FakeAuthority, socket.io-client 4.x clients that record
+// every event in arrival order, and a reverse proxy for WebSocket upgrades.
 
+const assert = require('node:assert/strict');
 const http = require('node:http');
+const net = require('node:net');
 const { Server } = require('socket.io');
 const ioClient = require('socket.io-client');
 const { sockauth } = require('../lib');
@@ -54,9 +56,10 @@ async function startStack(t, options = {}, authorityOptions = {}) {
     io: io,
     url: url,
     logs: lines,
-    // client connects a recording client with socket.io-client options.
-    client(clientOptions = {}) {
-      const client = new RecordingClient(url, clientOptions);
+    // client connects a recording client with socket.io-client options, to
+    // the server or to serverUrl, such as a proxy in front of it.
+    client(clientOptions = {}, serverUrl = url) {
+      const client = new RecordingClient(serverUrl, clientOptions);
       clients.push(client);
       return client;
     }
@@ -130,6 +133,77 @@ class RecordingClient {
   }
 }
 
+// startProxy starts a reverse proxy on 127.0.0.1 that forwards WebSocket
+// upgrade requests to targetUrl and appends the address of its peer to
+// X-Forwarded-For, as nginx does with $proxy_add_x_forwarded_for. Other
+// requests get 502. localAddress is the source address of its connections
+// to the target. It resolves with the proxy's URL, and t.after stops it.
+async function startProxy(t, targetUrl, localAddress = undefined) {
+  const target = new URL(targetUrl);
+  const connections = new Set();
+  const track = (socket) => {
+    connections.add(socket);
+    socket.on('close', () => connections.delete(socket));
+  };
+
+  const server = http.createServer((req, res) => {
+    res.writeHead(502);
+    res.end();
+  });
+  server.on('upgrade', (req, downstream, head) => {
+    const upstream = net.connect({ host: target.hostname, port: Number(target.port), localAddress: localAddress });
+    track(downstream);
+    track(upstream);
+    downstream.on('error', () => upstream.destroy());
+    upstream.on('error', () => downstream.destroy());
+
+    const peer = req.socket.remoteAddress;
+    const forwarded = req.headers['x-forwarded-for'] ? req.headers['x-forwarded-for'] + ', ' + peer : peer;
+    const lines = [req.method + ' ' + req.url + ' HTTP/1.1'];
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      if (req.rawHeaders[i].toLowerCase() !== 'x-forwarded-for') {
+        lines.push(req.rawHeaders[i] + ': ' + req.rawHeaders[i + 1]);
+      }
+    }
+    lines.push('X-Forwarded-For: ' + forwarded);
+    upstream.write(lines.join('\r\n') + '\r\n\r\n');
+    if (head.length > 0) {
+      upstream.write(head);
+    }
+    upstream.pipe(downstream);
+    downstream.pipe(upstream);
+  });
+
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const socket of connections) {
+      socket.destroy();
+    }
+    return new Promise((resolve) => server.close(resolve));
+  });
+  return 'http://127.0.0.1:' + server.address().port;
+}
+
+function assertUnauthorized(entry, code) {
+  assert.equal(entry.event, 'unauthorized', 'expected unauthorized, got ' + entry.event + ' ' + JSON.stringify(entry.args));
+  assert.deepEqual(entry.args[0], {
+    message: entry.args[0].message,
+    data: { message: entry.args[0].message, code: code, type: 'UnauthorizedError' }
+  });
+  assert.ok(entry.args[0].message.length > 0, 'unauthorized carries an empty message');
+}
+
+function assertAuthenticated(entry, subject) {
+  assert.equal(entry.event, 'authenticated', 'expected authenticated, got ' + entry.event + ' ' + JSON.stringify(entry.args));
+  const [token, info, ack] = entry.args;
+  assert.equal(typeof token, 'string');
+  assert.ok(token.length > 0, 'authenticated carries an empty token');
+  assert.equal(info.subject, subject);
+  assert.ok(info.session_id, 'authenticated carries no session_id');
+  assert.match(info.expires_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  assert.equal(typeof ack, 'function', 'authenticated carries no ack callback');
+}
+
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -146,4 +220,4 @@ async function eventually(check, timeoutMs = 3000, what = 'condition') {
   throw new Error(what + ' not met within ' + timeoutMs + ' ms');
 }
 
-module.exports = { startStack, sleep, eventually };
+module.exports = { startStack, startProxy, assertAuthenticated, assertUnauthorized, sleep, eventually };

@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -29,6 +31,10 @@ type benchOptions struct {
 	rounds      int
 	fill        int
 	timeout     time.Duration
+	// rpcs names the token RPCs to run, or is empty for all of them.
+	rpcs []string
+	// cpuProfile is the file of a CPU profile of the rounds, or empty.
+	cpuProfile string
 }
 
 func newBenchCommand() *cobra.Command {
@@ -68,6 +74,10 @@ it afterwards. It then adds two columns:
                  together, per call (the median over the phases)
   of no-op CPU   that CPU time divided by the health check's
 
+--rpc limits the rounds to some of the token RPCs, and --cpu-profile writes
+a CPU profile of the rounds, no-op phases included, for go tool pprof. With
+the authority in-process, the profile covers the authority too.
+
 Against a running authority, start it with --log-level error for figures
 comparable with docs/BENCHMARKS.md: at the default info level it logs one
 line per rotation.`,
@@ -88,6 +98,8 @@ line per rotation.`,
 	flags.IntVar(&opts.rounds, "rounds", 5, "rounds of phases; more rounds make the ratios steadier on a busy machine")
 	flags.IntVar(&opts.fill, "fill", 0, "live sessions to create before the phases (IssueCode and Authenticate each)")
 	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "deadline of each call")
+	flags.StringSliceVar(&opts.rpcs, "rpc", nil, "token RPCs to run, of "+strings.Join(benchRPCNames(), ", ")+"; repeat or separate with commas; empty runs all")
+	flags.StringVar(&opts.cpuProfile, "cpu-profile", "", "file to write a CPU profile of the rounds to")
 	cmd.AddCommand(authorityCmd)
 	return cmd
 }
@@ -166,7 +178,8 @@ func (o benchOptions) validate() error {
 	if o.timeout <= 0 {
 		return fmt.Errorf("--timeout is %v, expected a positive duration such as 10s", o.timeout)
 	}
-	return nil
+	_, err := selectBenchCalls(o.rpcs)
+	return err
 }
 
 func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) error {
@@ -221,6 +234,13 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 		}
 	}
 
+	if opts.cpuProfile != "" {
+		stop, err := startCPUProfile(opts.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	rounds, ceilings, err := runBenchRounds(ctx, callers, opts)
 	if err != nil {
 		return err
@@ -229,29 +249,79 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 }
 
 // benchNoop is the health check, which does no work: the transport's ceiling.
-var benchNoop = benchCall{"health.Check (no-op)", func(ctx context.Context, c *benchCaller) error {
+var benchNoop = benchCall{"health.Check (no-op)", "Check", func(ctx context.Context, c *benchCaller) error {
 	_, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{})
 	return err
 }}
 
+// startCPUProfile starts writing a CPU profile to path and returns the
+// function that stops it and closes the file.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create the CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start the CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			slog.Error("writing the CPU profile failed", "file", path, "error", err)
+		}
+	}, nil
+}
+
+// benchRPCNames returns the names that --rpc accepts, in the order of a round.
+func benchRPCNames() []string {
+	names := make([]string, len(benchTokenCalls))
+	for i, call := range benchTokenCalls {
+		names[i] = call.rpc
+	}
+	return names
+}
+
+// selectBenchCalls returns the token RPCs named in rpcs, in the order of a
+// round, or all of them when rpcs is empty. Names match without regard to
+// case.
+func selectBenchCalls(rpcs []string) ([]benchCall, error) {
+	if len(rpcs) == 0 {
+		return benchTokenCalls, nil
+	}
+	for _, name := range rpcs {
+		known := slices.ContainsFunc(benchTokenCalls, func(call benchCall) bool { return strings.EqualFold(call.rpc, name) })
+		if !known {
+			return nil, fmt.Errorf("--rpc %q is not a token RPC, expected one of %s", name, strings.Join(benchRPCNames(), ", "))
+		}
+	}
+	var selected []benchCall
+	for _, call := range benchTokenCalls {
+		if slices.ContainsFunc(rpcs, func(name string) bool { return strings.EqualFold(call.rpc, name) }) {
+			selected = append(selected, call)
+		}
+	}
+	return selected, nil
+}
+
 // benchTokenCalls are the token RPCs, in the order of a round.
 var benchTokenCalls = []benchCall{
-	{"IssueCode", func(ctx context.Context, c *benchCaller) error {
+	{"IssueCode", "IssueCode", func(ctx context.Context, c *benchCaller) error {
 		_, err := c.authority.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bench"})
 		return err
 	}},
-	{"Authenticate (rotation)", func(ctx context.Context, c *benchCaller) error {
+	{"Authenticate (rotation)", "Authenticate", func(ctx context.Context, c *benchCaller) error {
 		reply, err := c.authority.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: c.token})
 		if err == nil {
 			c.token = reply.GetToken()
 		}
 		return err
 	}},
-	{"ConfirmRotation", func(ctx context.Context, c *benchCaller) error {
+	{"ConfirmRotation", "ConfirmRotation", func(ctx context.Context, c *benchCaller) error {
 		_, err := c.authority.ConfirmRotation(ctx, &sockauthv1.ConfirmRotationRequest{Token: c.token})
 		return err
 	}},
-	{"Verify", func(ctx context.Context, c *benchCaller) error {
+	{"Verify", "Verify", func(ctx context.Context, c *benchCaller) error {
 		_, err := c.authority.Verify(ctx, &sockauthv1.VerifyRequest{Token: c.token})
 		return err
 	}},
@@ -270,6 +340,10 @@ func runBenchRounds(ctx context.Context, callers []*benchCaller, opts benchOptio
 		return phase, nil
 	}
 
+	calls, err := selectBenchCalls(opts.rpcs)
+	if err != nil {
+		return nil, nil, err
+	}
 	var rounds []benchRound
 	ceilings := make([]*benchPhase, 0, opts.rounds+1)
 	for range opts.rounds {
@@ -278,8 +352,8 @@ func runBenchRounds(ctx context.Context, callers []*benchCaller, opts benchOptio
 			return nil, nil, err
 		}
 		ceilings = append(ceilings, ceiling)
-		round := make(benchRound, 0, len(benchTokenCalls))
-		for _, call := range benchTokenCalls {
+		round := make(benchRound, 0, len(calls))
+		for _, call := range calls {
 			phase, err := run(call)
 			if err != nil {
 				return nil, nil, err
@@ -331,9 +405,11 @@ func printBenchReport(out io.Writer, opts benchOptions, inProcess bool, rounds [
 	return nil
 }
 
-// benchCall is the RPC of one phase.
+// benchCall is the RPC of one phase. name heads its row of the report, and
+// rpc is the RPC's name, as --rpc takes it.
 type benchCall struct {
 	name string
+	rpc  string
 	call func(ctx context.Context, c *benchCaller) error
 }
 

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +103,7 @@ func TestAuthorityBenchRejectsBadFlags(t *testing.T) {
 		{"negative fill", func(o *benchOptions) { o.fill = -5 }, "--fill is -5"},
 		{"zero timeout", func(o *benchOptions) { o.timeout = 0 }, "--timeout is 0s"},
 		{"negative timeout", func(o *benchOptions) { o.timeout = -time.Second }, "--timeout is -1s"},
+		{"unknown rpc", func(o *benchOptions) { o.rpcs = []string{"Verify", "Login"} }, `--rpc "Login"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,5 +195,54 @@ func TestBenchCPUPerCallMedian(t *testing.T) {
 	phases[1].cpu = -1
 	if got := summarize(phases, []float64{1, 1, 1}).cpuPerCall; got != -1 {
 		t.Errorf("CPU per call %v with one phase unmeasured, expected -1", got)
+	}
+}
+
+func TestSelectBenchCallsKeepsRoundOrder(t *testing.T) {
+	calls, err := selectBenchCalls([]string{"verify", "Authenticate"})
+	if err != nil {
+		t.Fatalf("selectBenchCalls: %v", err)
+	}
+	var got []string
+	for _, call := range calls {
+		got = append(got, call.rpc)
+	}
+	if want := []string{"Authenticate", "Verify"}; !slices.Equal(got, want) {
+		t.Errorf("selected %q, expected %q", got, want)
+	}
+
+	all, err := selectBenchCalls(nil)
+	if err != nil || len(all) != len(benchTokenCalls) {
+		t.Errorf("no --rpc selected %d calls (error %v), expected all %d", len(all), err, len(benchTokenCalls))
+	}
+}
+
+// TestAuthorityBenchOneRPCWithProfile runs only Verify and checks that the
+// report has no other token RPC and that a CPU profile was written.
+func TestAuthorityBenchOneRPCWithProfile(t *testing.T) {
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
+	var out bytes.Buffer
+	opts := benchOptions{callers: 2, connections: 1, count: 3, rounds: 1, timeout: 10 * time.Second,
+		rpcs: []string{"Verify"}, cpuProfile: profile}
+	if err := runAuthorityBench(context.Background(), &out, opts); err != nil {
+		t.Fatalf("bench failed: %v\n%s", err, out.String())
+	}
+	report := out.String()
+	if !strings.Contains(report, "Verify") {
+		t.Errorf("report lacks Verify:\n%s", report)
+	}
+	for _, other := range []string{"IssueCode", "Authenticate", "ConfirmRotation"} {
+		if strings.Contains(report, other) {
+			t.Errorf("report has %s, which --rpc did not select:\n%s", other, report)
+		}
+	}
+
+	data, err := os.ReadFile(profile)
+	if err != nil {
+		t.Fatalf("reading the profile: %v", err)
+	}
+	// go tool pprof reads gzip-compressed profiles.
+	if len(data) < 2 || data[0] != 0x1f || data[1] != 0x8b {
+		t.Errorf("profile of %d bytes does not start with the gzip header", len(data))
 	}
 }

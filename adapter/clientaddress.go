@@ -111,6 +111,14 @@ func trustedProxiesWithDefault(networks []netip.Prefix) ([]netip.Prefix, error) 
 		if !network.IsValid() {
 			return nil, fmt.Errorf("adapter: invalid Config.TrustedProxies entry %d %q: expected a network such as 10.0.0.0/8", i, network)
 		}
+		// Client addresses are compared after unmapping, so a network of
+		// IPv4 addresses mapped into IPv6 becomes the IPv4 network.
+		if network.Addr().Is4In6() {
+			if network.Bits() < 96 {
+				return nil, fmt.Errorf("adapter: invalid Config.TrustedProxies entry %d %q: a network of IPv4-mapped addresses needs a prefix of at least 96 bits; list IPv4 networks as such, such as 10.0.0.0/8", i, network)
+			}
+			network = netip.PrefixFrom(network.Addr().Unmap(), network.Bits()-96)
+		}
 		masked[i] = network.Masked()
 	}
 	return masked, nil

@@ -1,8 +1,10 @@
 package adapter
 
 import (
+	"log/slog"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -88,6 +90,37 @@ func TestTrustedProxiesDefaults(t *testing.T) {
 	}
 	if got := clientAddress("127.0.0.1:40000", header, cfg.TrustedProxies); got != "127.0.0.1" {
 		t.Errorf("with an empty TrustedProxies: %q, expected 127.0.0.1", got)
+	}
+}
+
+func TestTrustedProxiesMappedNetwork(t *testing.T) {
+	cfg, err := Config{Authority: &fakeAuthority{}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("::ffff:127.0.0.0/104")}}.withDefaults()
+	if err != nil {
+		t.Fatalf("withDefaults: %v", err)
+	}
+	if want := netip.MustParsePrefix("127.0.0.0/8"); cfg.TrustedProxies[0] != want {
+		t.Errorf("TrustedProxies[0] = %v, expected %v", cfg.TrustedProxies[0], want)
+	}
+	header := http.Header{"X-Forwarded-For": {"203.0.113.9"}}
+	if got := clientAddress("127.0.0.1:40000", header, cfg.TrustedProxies); got != "203.0.113.9" {
+		t.Errorf("behind a proxy in the mapped network: %q, expected 203.0.113.9", got)
+	}
+
+	_, err = Config{Authority: &fakeAuthority{}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("::ffff:0:0/80")}}.withDefaults()
+	if err == nil {
+		t.Error("withDefaults accepted a mapped network shorter than 96 bits")
+	}
+}
+
+func TestTrustedProxiesWarnsOfEveryPeer(t *testing.T) {
+	var logs logBuffer
+	newTestFlow(t, &fakeAuthority{}, Config{
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("0.0.0.0/0")},
+		Logger:         slog.New(slog.NewTextHandler(&logs, nil)),
+	}, Hooks{})
+
+	if got := logs.String(); !strings.Contains(got, "level=WARN") || !strings.Contains(got, "network=0.0.0.0/0") {
+		t.Errorf("logs %q, expected a warning naming 0.0.0.0/0", got)
 	}
 }
 

@@ -41,7 +41,8 @@
 // reverse proxy listed in Config.TrustedProxies, the client address comes from
 // X-Forwarded-For (see Flow.ClientAddress). With
 // Config.Registerer set, it exports Prometheus metrics of its sockets,
-// authentication durations, timeouts and rejections (see metrics.go).
+// authentication durations, timeouts and rejections, named
+// sockauth_adapter_*.
 //
 // The adapter never logs token strings. It logs token ids (jti), session ids
 // (sid), subjects and socket ids.

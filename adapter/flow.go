@@ -156,6 +156,12 @@ func NewFlow(cfg Config, hooks Hooks) (*Flow, error) {
 		cancel()
 		return nil, err
 	}
+	for _, network := range cfg.TrustedProxies {
+		if network.Bits() == 0 {
+			f.log.Warn("Config.TrustedProxies trusts every peer of its address family, so any client can name its own address in X-Forwarded-For and escape the per-address limit",
+				"network", network.String())
+		}
+	}
 
 	if cfg.SessionCheckInterval > 0 || !cfg.DisableRevocationWatch {
 		f.background.Add(1)
@@ -340,7 +346,11 @@ func (f *Flow) reject(st *socketState, code Code) {
 	id := st.identity
 	f.mu.Unlock()
 
-	f.log.Info("socket unauthorized", append(socketAttrs(st.socket.ID(), id), "reason", string(code))...)
+	attrs := append(socketAttrs(st.socket.ID(), id), "reason", string(code))
+	if address := clientAddressOf(st.socket); address != "" {
+		attrs = append(attrs, "address", address)
+	}
+	f.log.Info("socket unauthorized", attrs...)
 	f.metrics.rejected(code)
 
 	if err := st.socket.Disconnect(EventUnauthorized, unauthorizedPayload(code)); err != nil {

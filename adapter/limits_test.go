@@ -1,11 +1,14 @@
 package adapter
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -250,5 +253,50 @@ func TestAddressLimitersSweep(t *testing.T) {
 	}
 	if _, ok := limiters.buckets["192.0.2.3"]; !ok {
 		t.Error("the bucket of 192.0.2.3 is missing after its first event")
+	}
+}
+
+// logBuffer collects log lines from several goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestRejectionLogNamesClientAddress(t *testing.T) {
+	var logs logBuffer
+	f := newTestFlow(t, &fakeAuthority{}, Config{
+		AddressAuthenticateLimit: RateLimit{PerSecond: slowRefill, Burst: 1},
+		Logger:                   slog.New(slog.NewTextHandler(&logs, nil)),
+	}, Hooks{})
+
+	first := connectFrom(t, f, "first", "192.0.2.1")
+	f.Authenticate(context.Background(), "first", "code-1")
+	first.waitFor(t, 1, wait)
+	second := connectFrom(t, f, "second", "192.0.2.1")
+	f.Authenticate(context.Background(), "second", "code-1")
+	if got := unauthorizedCode(t, second.waitFor(t, 1, wait)); got != CodeRateLimited {
+		t.Fatalf("second socket: code %q, expected %q", got, CodeRateLimited)
+	}
+
+	var line string
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, `msg="socket unauthorized"`) {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "reason=rate_limited") || !strings.Contains(line, "address=192.0.2.1") {
+		t.Errorf("log line %q, expected reason=rate_limited and address=192.0.2.1", line)
 	}
 }

@@ -3,9 +3,15 @@
 //
 // Build the server with NewServer, attach a Binding to a namespace with New
 // or Attach, and register the application's events with Binding.OnEvent so
-// that they reach it only from authenticated connections:
+// that they reach it only from authenticated connections. Here client is the
+// authority's gRPC client, sockauthv1.NewAuthorityServiceClient of a
+// connection from grpc.NewClient (see the package example). The server
+// offers only WebSocketTransport, because go-socket.io v1.7.0 serves HTTP
+// long-polling unreliably, so clients connect with transports: ['websocket']:
 //
-//	server := gosocketio.NewServer(nil)
+//	server := gosocketio.NewServer(&engineio.Options{
+//		Transports: []transport.Transport{gosocketio.NewWebSocketTransport()},
+//	})
 //	binding, err := gosocketio.New(server, adapter.Config{Authority: client})
 //	if err != nil {
 //		return err

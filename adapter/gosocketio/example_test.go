@@ -6,6 +6,8 @@ import (
 	"time"
 
 	socketio "github.com/googollee/go-socket.io"
+	"github.com/googollee/go-socket.io/engineio"
+	"github.com/googollee/go-socket.io/engineio/transport"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -23,7 +25,11 @@ func Example() {
 	}
 	defer grpcConn.Close()
 
-	server := gosocketio.NewServer(nil)
+	// Only WebSocket: go-socket.io v1.7.0 serves HTTP long-polling
+	// unreliably, so clients connect with transports: ['websocket'].
+	server := gosocketio.NewServer(&engineio.Options{
+		Transports: []transport.Transport{gosocketio.NewWebSocketTransport()},
+	})
 	binding, err := gosocketio.New(server, adapter.Config{
 		Authority:   sockauthv1.NewAuthorityServiceClient(grpcConn),
 		AuthTimeout: 5 * time.Second,

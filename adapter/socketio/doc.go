@@ -5,7 +5,9 @@
 //
 // Build the server, attach a Binding to a namespace with New or Attach, and
 // register the application's events with Binding.OnEvent so that they reach
-// it only from authenticated sockets:
+// it only from authenticated sockets. Here client is the authority's gRPC
+// client, sockauthv1.NewAuthorityServiceClient of a connection from
+// grpc.NewClient:
 //
 //	server := socket.NewServer(nil, nil)
 //	binding, err := socketio.New(server, adapter.Config{Authority: client})

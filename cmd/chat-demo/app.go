@@ -89,7 +89,11 @@ func newApp(ctx context.Context, cfg config, users *userStore, authorityAddr str
 	mux.Handle("GET /{$}", serveIndex(staticFiles))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(staticFiles)))
 	mux.Handle("GET /static/sockauth.js", serveModule(clientjs.Module))
-	mux.Handle("/login", &loginHandler{users: users, authority: client, logger: logger})
+	// Both socket.io servers' flows have the same trusted proxies, so either
+	// one finds the client address of a login.
+	flow := chat.eio4.binding.Flow()
+	clientAddress := func(r *http.Request) string { return flow.ClientAddress(r.RemoteAddr, r.Header) }
+	mux.Handle("/login", &loginHandler{users: users, authority: client, logger: logger, clientAddress: clientAddress})
 	mux.Handle("/socket.io/", chat)
 
 	a := &app{
@@ -105,7 +109,8 @@ func newApp(ctx context.Context, cfg config, users *userStore, authorityAddr str
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
 	}
-	logger.Info("chat demo starting", "authority", authorityAddr, "users", len(users.passwordHashes), "auth_timeout", cfg.AuthTimeout)
+	logger.Info("chat demo starting", "authority", authorityAddr, "users", len(users.passwordHashes), "auth_timeout", cfg.AuthTimeout,
+		"trusted_proxies", (&prefixesFlag{prefixes: &cfg.TrustedProxies}).String())
 	return a, nil
 }
 

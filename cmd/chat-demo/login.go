@@ -113,6 +113,17 @@ type loginHandler struct {
 	users     *userStore
 	authority codeIssuer
 	logger    *slog.Logger
+	// clientAddress returns the address of a request's client, read from
+	// X-Forwarded-For behind a trusted proxy. Nil logs the TCP peer.
+	clientAddress func(r *http.Request) string
+}
+
+// client returns the address of r's client for the logs.
+func (h *loginHandler) client(r *http.Request) string {
+	if h.clientAddress == nil {
+		return r.RemoteAddr
+	}
+	return h.clientAddress(r)
 }
 
 func (h *loginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -138,7 +149,7 @@ func (h *loginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if !h.users.check(req.Username, req.Password) {
-		h.logger.Info("login rejected", "subject", req.Username, "remote", r.RemoteAddr)
+		h.logger.Info("login rejected", "subject", req.Username, "remote", r.RemoteAddr, "address", h.client(r))
 		writeJSONError(w, http.StatusUnauthorized, "invalid username or password")
 		return
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -380,5 +381,21 @@ func TestUserStoreCheck(t *testing.T) {
 	}
 	if users.check("nobody", "") {
 		t.Error("check accepted an unknown user with an empty password")
+	}
+}
+
+func TestLoginRejectionLogsClientAddress(t *testing.T) {
+	var logs bytes.Buffer
+	h := newTestLoginHandler(t, &fakeIssuer{})
+	h.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	h.clientAddress = func(r *http.Request) string { return r.Header.Get("X-Forwarded-For") }
+
+	req := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(`{"username":"alice","password":"wrong"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+
+	if got := logs.String(); !strings.Contains(got, `msg="login rejected"`) || !strings.Contains(got, "address=203.0.113.9") {
+		t.Errorf("logs %q, expected login rejected with address=203.0.113.9", got)
 	}
 }

@@ -109,7 +109,7 @@ Without --authority, the demo runs an authority in-process with its data in
 	flags.BoolVar(&cfg.EIO3Polling, "eio3-polling", false, "also offer HTTP long-polling to socket.io 2.x clients, which go-socket.io v1.7.0 serves unreliably (see docs/clients.md); without it they must use WebSocket")
 	cfg.TrustedProxies = slices.Clone(adapter.DefaultTrustedProxies)
 	flags.Var(&prefixesFlag{prefixes: &cfg.TrustedProxies}, "trusted-proxies",
-		"comma-separated networks of the reverse proxies in front of the demo; a socket that connects from one gets its client address, for the per-address limit of authenticate events, from X-Forwarded-For; empty trusts none")
+		"comma-separated networks of the reverse proxies in front of the demo; a socket that connects from one gets its client address, for the per-address limit of authenticate events, from X-Forwarded-For. The first use replaces the default and later uses add to it; an empty value trusts none")
 	flags.StringArrayVar(&cfg.Users, "user", nil, "demo user as NAME:PASSWORD; repeat for more users (default alice:alice-password and bob:bob-password)")
 	flags.StringVar(&cfg.Serve.DataDir, "data", "./chat-demo-data", "data folder of the in-process authority")
 	serve.AddLifetimeFlags(flags, &cfg.Serve)

@@ -106,6 +106,16 @@ function parseNetwork(text) {
   if (prefix > bits) {
     return null;
   }
+  // Client addresses are compared after unmapping, so a network of IPv4
+  // addresses mapped into IPv6 becomes the IPv4 network. A shorter prefix
+  // would also cover other IPv6 addresses and is rejected.
+  const unmapped = family === 'ipv6' ? parseAddress(address) : null;
+  if (unmapped !== null && net.isIPv4(unmapped)) {
+    if (prefix < 96) {
+      return null;
+    }
+    return { address: unmapped, prefix: prefix - 96, family: 'ipv4' };
+  }
   return { address: address, prefix: prefix, family: family };
 }
 

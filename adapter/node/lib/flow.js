@@ -120,6 +120,12 @@ class Sockauth {
     const limits = limitOptions(this.options, DEFAULTS);
     Object.assign(this.options, limits.options);
     this.trustedProxies = limits.trustedProxies;
+    for (const network of this.options.trustedProxies) {
+      if (/\/0$/.test(String(network).trim())) {
+        this.log.warn('trustedProxies trusts every peer of its address family, so any client can name its own address ' +
+          'in X-Forwarded-For and escape the per-address limit', { network: network });
+      }
+    }
 
     if (this.options.authority) {
       this.authority = this.options.authority;
@@ -570,7 +576,12 @@ class Sockauth {
     if (st.phase === PHASE_CLOSED) {
       return;
     }
-    this.log.info('socket unauthorized', Object.assign(this.attrs(st, st.identity), { reason: code }));
+    const attrs = Object.assign(this.attrs(st, st.identity), { reason: code });
+    const address = this.clientAddress(st.socket);
+    if (address !== '') {
+      attrs.address = address;
+    }
+    this.log.info('socket unauthorized', attrs);
     this.disconnectWith(st, Events.UNAUTHORIZED, unauthorizedPayload(code));
   }
 

@@ -58,6 +58,14 @@ test('TrustedProxies networks', () => {
   assert.equal(trusted.contains('198.51.100.7'), false, 'an IPv6 network contains no IPv4 address');
 });
 
+test('TrustedProxies network of IPv4-mapped addresses', () => {
+  const trusted = new TrustedProxies(['::ffff:127.0.0.0/104']);
+  assert.equal(trusted.contains('127.0.0.1'), true, 'the mapped network becomes 127.0.0.0/8');
+  assert.equal(trusted.contains('128.0.0.1'), false, 'only the mapped network');
+  assert.equal(new TrustedProxies(['::ffff:10.0.0.1']).contains('10.0.0.1'), true, 'a bare mapped address');
+  assert.throws(() => new TrustedProxies(['::ffff:0:0/80']), /trustedProxies\[0\]/, 'a mapped network shorter than 96 bits');
+});
+
 test('parseAddress spellings', () => {
   assert.equal(parseAddress('192.0.2.1:443'), '192.0.2.1');
   assert.equal(parseAddress('[2001:db8::1]:443'), '2001:db8::1');
@@ -129,4 +137,10 @@ test('untrusted proxy is the client', async (t) => {
   const client = stack.client({ localAddress: '127.0.0.3' }, proxyUrl);
   await client.next('connect');
   assert.deepEqual(seen[0], { forwardedFor: '127.0.0.3', address: '127.0.0.2' });
+});
+
+test('trustedProxies of every peer logs a warning', async (t) => {
+  const stack = await startStack(t, { trustedProxies: ['10.0.0.0/8', '0.0.0.0/0'] });
+  const warnings = stack.logs.filter((line) => line.level === 'warn' && line.attrs && line.attrs.network === '0.0.0.0/0');
+  assert.equal(warnings.length, 1, 'one warning naming 0.0.0.0/0');
 });

@@ -35,6 +35,9 @@ test('socket authenticate limit rejects with rate_limited', async (t) => {
   assertUnauthorized(await client.authenticate(second.args[0]), 'rate_limited');
   assert.equal((await client.next('disconnect')).args[0], 'io server disconnect');
   assert.equal(stack.authority.callsOf('Authenticate').length, 2, 'the limited event reached the authority');
+  const rejection = stack.logs.find((line) => line.message === 'socket unauthorized' && line.attrs.reason === 'rate_limited');
+  assert.ok(rejection, 'a log line of the rejection');
+  assert.equal(rejection.attrs.address, '127.0.0.1', 'the log line names the client address');
 });
 
 test('default socket limit allows five events', async (t) => {

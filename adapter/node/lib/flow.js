@@ -18,6 +18,7 @@ const {
   newBucket,
   payloadSize
 } = require('./limits');
+const { createMetrics } = require('./metrics');
 const { DEFAULT_MAX_TOKEN_BYTES, tokenFromHandshake, tokenFromPayload } = require('./payload');
 const { RevocationWatch } = require('./revocations');
 
@@ -127,11 +128,19 @@ class Sockauth {
       }
     }
 
+    // The gauges read the socket counts, set below, only when scraped.
+    this.metrics = createMetrics(this.options, () => ({ waiting: this.waiting, authenticated: this.authenticatedCount }));
+
     if (this.options.authority) {
       this.authority = this.options.authority;
       this.ownsAuthority = false;
     } else {
-      this.authority = createAuthorityClient(this.options);
+      try {
+        this.authority = createAuthorityClient(this.options);
+      } catch (error) {
+        this.metrics.close();
+        throw error;
+      }
       this.ownsAuthority = true;
     }
 
@@ -139,8 +148,10 @@ class Sockauth {
     // sessions maps session ids to the states of authenticated sockets.
     this.states = new Map();
     this.sessions = new Map();
-    // waiting counts the sockets in states that wait for authentication.
+    // waiting and authenticatedCount count the sockets in states that wait
+    // for authentication and that are authenticated.
     this.waiting = 0;
+    this.authenticatedCount = 0;
     this.addressLimiters = new AddressLimiters(this.options.addressAuthenticateLimit);
     // admissions maps sockets to handshake tokens already exchanged, until
     // the socket's connection handler runs.
@@ -175,7 +186,7 @@ class Sockauth {
           return;
         }
         this.log.error('handshake failed', { socket: socket.id, error: String(error) });
-        next(handshakeError(Codes.AUTHORITY_UNAVAILABLE));
+        next(this.rejectHandshake(Codes.AUTHORITY_UNAVAILABLE));
       });
     });
     nsp.on('connection', (socket) => this.connect(socket));
@@ -203,8 +214,9 @@ class Sockauth {
     return clientAddress(remoteAddress, handshake.headers, this.trustedProxies);
   }
 
-  // close stops every timer and the revocation watch, and closes the
-  // authority client that this instance created. It disconnects no socket.
+  // close stops every timer and the revocation watch, removes this
+  // instance's metrics from the registry, and closes the authority client
+  // that this instance created. It disconnects no socket.
   close() {
     if (this.closed) {
       return;
@@ -216,6 +228,7 @@ class Sockauth {
     if (this.watch) {
       this.watch.stop();
     }
+    this.metrics.close();
     if (this.ownsAuthority) {
       this.authority.close();
     }
@@ -238,7 +251,7 @@ class Sockauth {
       token = tokenFromHandshake(socket.handshake, this.options.maxTokenBytes);
     } catch (error) {
       this.log.info('handshake token rejected', { socket: socket.id, reason: Codes.INVALID_TOKEN, error: error.message });
-      throw handshakeError(Codes.INVALID_TOKEN);
+      throw this.rejectHandshake(Codes.INVALID_TOKEN);
     }
     if (token === null) {
       return;
@@ -246,10 +259,11 @@ class Sockauth {
     const address = this.clientAddress(socket);
     if (!this.addressLimiters.allow(address, performance.now())) {
       this.log.info('handshake token rejected', { socket: socket.id, reason: Codes.RATE_LIMITED, address: address });
-      throw handshakeError(Codes.RATE_LIMITED);
+      throw this.rejectHandshake(Codes.RATE_LIMITED);
     }
 
     const started = Date.now();
+    const callStarted = performance.now();
     const epoch = this.watch ? this.watch.epoch : 0;
     let response;
     try {
@@ -257,7 +271,8 @@ class Sockauth {
     } catch (error) {
       const code = codeOf(error);
       this.logCallError('Authenticate', socket.id, code, error);
-      throw handshakeError(code);
+      this.metrics.observeAuthentication(callStarted, false);
+      throw this.rejectHandshake(code);
     }
 
     let identity;
@@ -268,8 +283,10 @@ class Sockauth {
       }
     } catch (error) {
       this.log.error('authority returned an invalid Authenticate response', { socket: socket.id, error: error.message });
-      throw handshakeError(Codes.AUTHORITY_UNAVAILABLE);
+      this.metrics.observeAuthentication(callStarted, false);
+      throw this.rejectHandshake(Codes.AUTHORITY_UNAVAILABLE);
     }
+    this.metrics.observeAuthentication(callStarted, true);
     this.admissions.set(socket, { token: response.token, identity: identity, started: started, epoch: epoch });
   }
 
@@ -366,12 +383,14 @@ class Sockauth {
     }
 
     const started = Date.now();
+    const callStarted = performance.now();
     let response;
     try {
       response = await this.call('Authenticate', { token: token });
     } catch (error) {
       const code = codeOf(error);
       this.logCallError('Authenticate', st.socket.id, code, error);
+      this.metrics.observeAuthentication(callStarted, false);
       this.reject(st, code);
       return;
     }
@@ -384,6 +403,7 @@ class Sockauth {
       }
     } catch (error) {
       this.log.error('authority returned an invalid Authenticate response', { socket: st.socket.id, error: error.message });
+      this.metrics.observeAuthentication(callStarted, false);
       this.reject(st, Codes.AUTHORITY_UNAVAILABLE);
       return;
     }
@@ -397,10 +417,12 @@ class Sockauth {
     }
     if (this.revokedSince(identity.sessionId, started)) {
       this.log.info('session revoked during authenticate; new token not delivered', this.attrs(st, identity));
+      this.metrics.observeAuthentication(callStarted, false);
       this.reject(st, Codes.REVOKED_TOKEN);
       return;
     }
     const switched = !st.identity || st.identity.sessionId !== identity.sessionId;
+    this.metrics.observeAuthentication(callStarted, true);
     this.deliver(st, response.token, identity, switched);
   }
 
@@ -582,7 +604,15 @@ class Sockauth {
       attrs.address = address;
     }
     this.log.info('socket unauthorized', attrs);
+    this.metrics.rejected(code);
     this.disconnectWith(st, Events.UNAUTHORIZED, unauthorizedPayload(code));
+  }
+
+  // rejectHandshake counts a rejected handshake and returns the error that
+  // the namespace middleware passes to next.
+  rejectHandshake(code) {
+    this.metrics.rejected(code);
+    return handshakeError(code);
   }
 
   // disconnectWith closes the socket's state, emits event with payload as
@@ -618,12 +648,21 @@ class Sockauth {
     this.unindex(st);
   }
 
-  // setPhase moves st to phase and keeps the count of waiting sockets.
+  // setPhase moves st to phase and keeps the counts of waiting and
+  // authenticated sockets.
   setPhase(st, phase) {
-    if (st.phase === PHASE_WAITING && phase !== PHASE_WAITING) {
+    if (st.phase === phase) {
+      return;
+    }
+    if (st.phase === PHASE_WAITING) {
       this.waiting--;
-    } else if (st.phase !== PHASE_WAITING && phase === PHASE_WAITING) {
+    } else if (st.phase === PHASE_AUTHENTICATED) {
+      this.authenticatedCount--;
+    }
+    if (phase === PHASE_WAITING) {
       this.waiting++;
+    } else if (phase === PHASE_AUTHENTICATED) {
+      this.authenticatedCount++;
     }
     st.phase = phase;
   }
@@ -650,6 +689,7 @@ class Sockauth {
         rejected_total: this.rejectedOverCap
       });
     }
+    this.metrics.rejected(Codes.TOO_MANY_CONNECTIONS);
     socket.emit(Events.UNAUTHORIZED, unauthorizedPayload(Codes.TOO_MANY_CONNECTIONS));
     socket.disconnect(true);
   }

@@ -48,6 +48,11 @@ const { tokenFromHandshake, tokenFromPayload } = require('./payload');
 //   onAuthenticated(socket, identity)
 //                         called when a socket authenticates into a session
 //   logger                {debug, info, warn, error}(message, attrs)
+//   registry              prom-client Registry that receives the Prometheus
+//                         metrics of the Go adapters; default none, and
+//                         prom-client is then not loaded
+//   metricLabels          {name: value} constant labels of this instance's
+//                         series, distinct for each instance on one registry
 function sockauth(ioOrNamespace, options) {
   const nsp = typeof ioOrNamespace.of === 'function' ? ioOrNamespace.of('/') : ioOrNamespace;
   return new Sockauth(nsp, options);

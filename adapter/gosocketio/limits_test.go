@@ -6,14 +6,21 @@ import (
 	"testing"
 
 	socketio "github.com/googollee/go-socket.io"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockauth/sockauth/adapter"
 	"github.com/sockauth/sockauth/internal/proxytest"
 )
 
 func TestUnauthenticatedCapOverWebsocket(t *testing.T) {
-	ts := newTestServer(t, "/", adapter.Config{MaxUnauthenticatedSockets: 1})
+	registry := prometheus.NewRegistry()
+	ts := newTestServer(t, "/", adapter.Config{MaxUnauthenticatedSockets: 1, Registerer: registry})
 	waiting := dial(t, ts.url, "/")
+	// go-socket.io writes the connect packet before it runs the connect
+	// handler, so the flow may not have counted the first socket yet when
+	// the client reads that packet.
+	waitUntil(t, func() bool { return gaugeValue(t, registry, "sockauth_adapter_sockets_connected") == 1 },
+		"the flow counted the first socket")
 
 	over := dial(t, ts.url, "/")
 

@@ -7,6 +7,7 @@
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
+const { inspect } = require('node:util');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 
@@ -56,6 +57,15 @@ function isLoopback(address) {
 function createAuthorityClient(options) {
   if (!options || !options.address) {
     throw new Error('sockauth: missing authority address');
+  }
+  if (typeof options.address !== 'string' || !/^(\[[^\]]+\]|[^:]+):\d+$/.test(options.address)) {
+    throw new Error('sockauth: invalid option address ' + inspect(options.address) + ': expected host:port, such as 127.0.0.1:7070');
+  }
+  if (options.credentials !== undefined && !(options.credentials instanceof grpc.ChannelCredentials)) {
+    throw new Error('sockauth: invalid option credentials: expected @grpc/grpc-js ChannelCredentials, such as grpc.credentials.createSsl(ca)');
+  }
+  if (options.serviceKey !== undefined && options.serviceKey !== null && typeof options.serviceKey !== 'string') {
+    throw new Error('sockauth: invalid option serviceKey: expected a string, or none for an authority without service keys');
   }
   const secure = Boolean(options.credentials);
   if (options.serviceKey && !secure && !isLoopback(options.address) && !options.allowInsecureKey) {

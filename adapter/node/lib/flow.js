@@ -5,6 +5,8 @@
 // rotation confirmation, logout, and the handshake flow. It follows the wire
 // contract of the Go adapter (package adapter of this repository).
 
+const { inspect } = require('node:util');
+
 const { createAuthorityClient, unaryCall } = require('./authority');
 const { DEFAULT_TRUSTED_PROXIES, clientAddress } = require('./clientaddress');
 const { Codes, codeOf, errorInfo, handshakeError, revokedForLogout, unauthorizedPayload } = require('./errors');
@@ -21,6 +23,40 @@ const {
 const { createMetrics } = require('./metrics');
 const { DEFAULT_MAX_TOKEN_BYTES, tokenFromHandshake, tokenFromPayload } = require('./payload');
 const { RevocationWatch } = require('./revocations');
+
+// OPTION_NAMES are the options that sockauth accepts, so that a misspelt
+// one is reported instead of leaving its default in place.
+const OPTION_NAMES = new Set([
+  'address', 'serviceKey', 'credentials', 'allowInsecureKey', 'protoDir', 'authority',
+  'authTimeoutMs', 'callTimeoutMs', 'maxTokenBytes', 'watchRevocations', 'revocationRetryMs', 'revocationMaxRetryMs',
+  'socketAuthenticateLimit', 'addressAuthenticateLimit', 'trustedProxies', 'maxPayloadBytes', 'maxUnauthenticatedSockets',
+  'onAuthenticated', 'logger', 'registry', 'metricLabels'
+]);
+
+// checkOptionNames throws for an option that sockauth does not know.
+function checkOptionNames(options) {
+  if (options === null || typeof options !== 'object') {
+    throw new Error('sockauth: invalid options ' + inspect(options) + ': expected an object');
+  }
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.has(name)) {
+      throw new Error('sockauth: unknown option ' + inspect(name) + ', expected one of ' + [...OPTION_NAMES].join(', '));
+    }
+  }
+}
+
+// checkLogger throws unless logger is undefined or has the four methods that
+// the middleware calls.
+function checkLogger(logger) {
+  if (logger === undefined || logger === null) {
+    return;
+  }
+  const missing = ['debug', 'info', 'warn', 'error'].filter((level) => typeof logger[level] !== 'function');
+  if (missing.length > 0) {
+    throw new Error('sockauth: invalid option logger: missing the method ' + missing.join(', ') +
+      '. A logger needs debug, info, warn and error(message, attrs)');
+  }
+}
 
 // Event names of the wire contract.
 const Events = Object.freeze({
@@ -110,13 +146,28 @@ function deadlineOf(identity) {
 class Sockauth {
   constructor(nsp, options = {}) {
     this.nsp = nsp;
+    checkOptionNames(options);
     this.options = Object.assign({}, DEFAULTS, options);
+    checkLogger(this.options.logger);
     this.log = this.options.logger || quietLogger;
-    for (const name of ['authTimeoutMs', 'callTimeoutMs', 'maxTokenBytes', 'revocationRetryMs', 'revocationMaxRetryMs']) {
+    for (const name of ['authTimeoutMs', 'callTimeoutMs', 'revocationRetryMs', 'revocationMaxRetryMs']) {
       const value = this.options[name];
-      if (!Number.isFinite(value) || value <= 0) {
-        throw new Error('sockauth: invalid option ' + name + ' ' + value + ': must be a positive number');
+      if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+        throw new Error('sockauth: invalid option ' + name + ' ' + inspect(value) + ': must be a positive number');
       }
+    }
+    if (!Number.isSafeInteger(this.options.maxTokenBytes) || this.options.maxTokenBytes <= 0) {
+      throw new Error('sockauth: invalid option maxTokenBytes ' + inspect(this.options.maxTokenBytes) +
+        ': must be a positive whole number of bytes');
+    }
+    for (const name of ['watchRevocations', 'allowInsecureKey']) {
+      if (this.options[name] !== undefined && typeof this.options[name] !== 'boolean') {
+        throw new Error('sockauth: invalid option ' + name + ' ' + inspect(this.options[name]) + ': must be true or false');
+      }
+    }
+    if (this.options.onAuthenticated !== undefined && typeof this.options.onAuthenticated !== 'function') {
+      throw new Error('sockauth: invalid option onAuthenticated ' + inspect(this.options.onAuthenticated) +
+        ': must be a function(socket, identity)');
     }
     const limits = limitOptions(this.options, DEFAULTS);
     Object.assign(this.options, limits.options);
@@ -446,7 +497,13 @@ class Sockauth {
       Object.assign(this.attrs(st, identity), { generation: identity.generation }));
 
     if (newSession && typeof this.options.onAuthenticated === 'function') {
-      this.options.onAuthenticated(st.socket, this.identity(st.socket));
+      // An error of the application's callback is the application's: the
+      // socket stays authenticated, and the error is logged.
+      try {
+        this.options.onAuthenticated(st.socket, this.identity(st.socket));
+      } catch (error) {
+        this.log.error('onAuthenticated callback failed', Object.assign(this.attrs(st, identity), { error: String(error && error.stack || error) }));
+      }
     }
   }
 

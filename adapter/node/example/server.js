@@ -7,19 +7,7 @@
 // message events, which every authenticated socket receives with the
 // sender's subject.
 //
-// Usage: node example/server.js [--authority HOST:PORT] [--key-file FILE] [--listen HOST:PORT]
-//                                [--trusted-proxies LIST] [--metrics-listen HOST:PORT [--insecure-metrics]]
-//   --authority        gRPC address of the authority (default 127.0.0.1:7070)
-//   --key-file         file holding the service key sent to the authority (optional)
-//   --listen           address to serve on (default 127.0.0.1:8090; port 0 picks one)
-//   --trusted-proxies  comma-separated networks of the reverse proxies whose
-//                      X-Forwarded-For names the client address (default
-//                      127.0.0.0/8,::1/128; an empty value trusts none)
-//   --metrics-listen   address of the Prometheus /metrics endpoint, such as
-//                      127.0.0.1:9464 (default empty: no endpoint); it needs
-//                      the prom-client package
-//   --insecure-metrics allow a non-loopback --metrics-listen address; the
-//                      endpoint has no authentication
+// Run it with --help for its flags.
 //
 // It writes {"listening":"http://HOST:PORT"} on stdout once it serves, then
 // {"metrics":"http://HOST:PORT/metrics"} with --metrics-listen, and JSON log
@@ -31,18 +19,67 @@ const { parseArgs } = require('node:util');
 const { Server } = require('socket.io');
 const { isLoopback, sockauth } = require('../lib');
 
-const { values: flags } = parseArgs({
-  options: {
-    authority: { type: 'string', default: '127.0.0.1:7070' },
-    'key-file': { type: 'string', default: '' },
-    listen: { type: 'string', default: '127.0.0.1:8090' },
-    'trusted-proxies': { type: 'string' },
-    'metrics-listen': { type: 'string', default: '' },
-    'insecure-metrics': { type: 'boolean', default: false }
+const USAGE = `Usage: node example/server.js [--authority HOST:PORT] [--key-file FILE] [--listen HOST:PORT]
+                              [--trusted-proxies LIST] [--metrics-listen HOST:PORT [--insecure-metrics]]
+  --authority        gRPC address of the authority (default 127.0.0.1:7070)
+  --key-file         file holding the service key sent to the authority
+  --listen           address to serve on (default 127.0.0.1:8090; port 0 picks one)
+  --trusted-proxies  comma-separated networks of the reverse proxies whose
+                     X-Forwarded-For names the client address (default
+                     127.0.0.0/8,::1/128; an empty value trusts none)
+  --metrics-listen   address of the Prometheus /metrics endpoint (default none)
+  --insecure-metrics allow a non-loopback --metrics-listen address
+`;
+
+// fail writes message and the usage on stderr and exits with status 2.
+function fail(message) {
+  process.stderr.write('example/server.js: ' + message + '\n\n' + USAGE);
+  process.exit(2);
+}
+
+let flags;
+try {
+  flags = parseArgs({
+    options: {
+      authority: { type: 'string', default: '127.0.0.1:7070' },
+      'key-file': { type: 'string', default: '' },
+      listen: { type: 'string', default: '127.0.0.1:8090' },
+      'trusted-proxies': { type: 'string' },
+      'metrics-listen': { type: 'string', default: '' },
+      'insecure-metrics': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false }
+    }
+  }).values;
+} catch (error) {
+  fail(error.message);
+}
+if (flags.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+
+// splitHostPort returns [host, port] of a HOST:PORT flag value, or calls
+// fail when the value has no valid port.
+function splitHostPort(flag, value) {
+  const match = /^(\[[^\]]*\]|[^:]*):(\d+)$/.exec(value);
+  if (!match || Number(match[2]) > 65535) {
+    fail('invalid --' + flag + ' ' + JSON.stringify(value) + ': expected HOST:PORT with a port from 0 to 65535, such as 127.0.0.1:8090');
   }
-});
-const [host, port] = flags.listen.split(/:(?=\d+$)/);
-const serviceKey = flags['key-file'] ? fs.readFileSync(flags['key-file'], 'utf8').trim() : '';
+  return [match[1].replace(/^\[(.*)\]$/, '$1'), Number(match[2])];
+}
+
+const [host, port] = splitHostPort('listen', flags.listen);
+if (flags['insecure-metrics'] && flags['metrics-listen'] === '') {
+  fail('--insecure-metrics needs --metrics-listen');
+}
+let serviceKey = '';
+if (flags['key-file']) {
+  try {
+    serviceKey = fs.readFileSync(flags['key-file'], 'utf8').trim();
+  } catch (error) {
+    fail('reading --key-file ' + flags['key-file'] + ' failed: ' + error.message);
+  }
+}
 const trustedProxies = flags['trusted-proxies'] === undefined
   ? undefined
   : flags['trusted-proxies'].split(',').map((network) => network.trim()).filter((network) => network !== '');
@@ -52,9 +89,8 @@ function log(level) {
 }
 
 const metricsAddress = flags['metrics-listen'];
-if (metricsAddress !== '' && !/^(\[[^\]]*\]|[^:]*):\d+$/.test(metricsAddress)) {
-  log('error')('invalid --metrics-listen ' + metricsAddress + ': expected HOST:PORT, such as 127.0.0.1:9464', {});
-  process.exit(2);
+if (metricsAddress !== '') {
+  splitHostPort('metrics-listen', metricsAddress);
 }
 if (metricsAddress !== '' && !isLoopback(metricsAddress) && !flags['insecure-metrics']) {
   log('error')('will not serve metrics on ' + metricsAddress + ', because the endpoint has no authentication: ' +

@@ -87,7 +87,8 @@ test('example rejects a non-loopback --metrics-listen', async (t) => {
   const cases = [
     { address: '0.0.0.0:9464', error: /will not serve metrics on 0\.0\.0\.0:9464.*--insecure-metrics/ },
     { address: ':9464', error: /will not serve metrics on :9464/ },
-    { address: '127.0.0.1', error: /invalid --metrics-listen 127\.0\.0\.1: expected HOST:PORT/ }
+    { address: '127.0.0.1', error: /invalid --metrics-listen "127\.0\.0\.1": expected HOST:PORT/ },
+    { address: '127.0.0.1:99999', error: /invalid --metrics-listen "127\.0\.0\.1:99999": expected HOST:PORT with a port from 0 to 65535/ }
   ];
   for (const c of cases) {
     await t.test(c.address, async (t) => {
@@ -97,4 +98,28 @@ test('example rejects a non-loopback --metrics-listen', async (t) => {
       assert.equal(example.output.stdout, '', 'the server started');
     });
   }
+});
+
+test('example rejects bad flags with its usage', async (t) => {
+  const cases = [
+    { args: ['--bogus'], error: /Unknown option '--bogus'[\s\S]*Usage: node example\/server\.js/ },
+    { args: ['--listen', '127.0.0.1:99999'], error: /invalid --listen "127\.0\.0\.1:99999"/ },
+    { args: ['--listen', 'foo'], error: /invalid --listen "foo"/ },
+    { args: ['--key-file', '/nonexistent/key'], error: /reading --key-file \/nonexistent\/key failed/ },
+    { args: ['--insecure-metrics'], error: /--insecure-metrics needs --metrics-listen/ }
+  ];
+  for (const c of cases) {
+    await t.test(c.args.join(' '), async (t) => {
+      const example = startExample(t, ['--authority', '127.0.0.1:1'].concat(c.args));
+      assert.equal(await example.exited, 2, 'exit code');
+      assert.match(example.output.stderr, c.error);
+      assert.equal(example.output.stdout, '', 'the server started');
+    });
+  }
+});
+
+test('example prints its usage with --help', async (t) => {
+  const example = startExample(t, ['--help']);
+  assert.equal(await example.exited, 0, 'exit code');
+  assert.match(example.output.stdout, /^Usage: node example\/server\.js[\s\S]*--trusted-proxies/);
 });

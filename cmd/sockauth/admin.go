@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -33,6 +34,14 @@ func (o *adminOptions) addFlags(cmd *cobra.Command) {
 
 // call dials the authority and runs fn with an admin client.
 func (o *adminOptions) call(cmd *cobra.Command, fn func(ctx context.Context, client sockauthv1.AdminServiceClient) error) error {
+	return o.callConn(cmd, "admin", func(ctx context.Context, conn *grpc.ClientConn) error {
+		return fn(ctx, sockauthv1.NewAdminServiceClient(conn))
+	})
+}
+
+// callConn dials the authority and runs fn with the connection. scope names
+// the service key that the call needs, for the hint on a missing key.
+func (o *adminOptions) callConn(cmd *cobra.Command, scope string, fn func(ctx context.Context, conn *grpc.ClientConn) error) error {
 	if err := serve.ApplyEnv(cmd.Flags()); err != nil {
 		return err
 	}
@@ -44,9 +53,9 @@ func (o *adminOptions) call(cmd *cobra.Command, fn func(ctx context.Context, cli
 
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
-	if err := fn(ctx, sockauthv1.NewAdminServiceClient(conn)); err != nil {
+	if err := fn(ctx, conn); err != nil {
 		if status.Code(err) == codes.Unauthenticated && o.client.ServiceKeyFile == "" {
-			return fmt.Errorf("authority %s: %w (pass the admin service key with --key-file)", o.client.Address, err)
+			return fmt.Errorf("authority %s: %w (pass the %s service key with --key-file)", o.client.Address, err, scope)
 		}
 		return fmt.Errorf("authority %s: %w", o.client.Address, err)
 	}

@@ -37,8 +37,9 @@ type inspectOptions struct {
 func newTokenCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
-		Short: "Debug tokens with the key file in the data folder",
+		Short: "Issue login codes and debug tokens",
 	}
+	cmd.AddCommand(newIssueCommand())
 
 	var opts inspectOptions
 	inspect := &cobra.Command{

@@ -43,11 +43,11 @@ func clientAddress(remoteAddr string, header http.Header, trusted []netip.Prefix
 	if !ok {
 		return ""
 	}
-	client := peer
 	if !isTrusted(peer, trusted) {
-		return client.String()
+		return peer.String()
 	}
 
+	client := peer
 	entries := forwardedFor(header)
 	for i := len(entries) - 1; i >= 0; i-- {
 		hop, ok := parseAddress(entries[i])
@@ -91,12 +91,7 @@ func parseAddress(s string) (netip.Addr, bool) {
 
 // isTrusted reports whether addr is in one of the networks.
 func isTrusted(addr netip.Addr, networks []netip.Prefix) bool {
-	for _, network := range networks {
-		if network.Contains(addr) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(networks, func(network netip.Prefix) bool { return network.Contains(addr) })
 }
 
 // trustedProxiesWithDefault returns networks with their host bits cleared,

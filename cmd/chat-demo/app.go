@@ -110,7 +110,7 @@ func newApp(ctx context.Context, cfg config, users *userStore, authorityAddr str
 		},
 	}
 	logger.Info("chat demo starting", "authority", authorityAddr, "users", len(users.passwordHashes), "auth_timeout", cfg.AuthTimeout,
-		"trusted_proxies", (&prefixesFlag{prefixes: &cfg.TrustedProxies}).String())
+		"trusted_proxies", flow.Config().TrustedProxies)
 	return a, nil
 }
 

@@ -24,15 +24,6 @@ const { createMetrics } = require('./metrics');
 const { DEFAULT_MAX_TOKEN_BYTES, tokenFromHandshake, tokenFromPayload } = require('./payload');
 const { RevocationWatch } = require('./revocations');
 
-// OPTION_NAMES are the options that sockauth accepts, so that a misspelt
-// one is reported instead of leaving its default in place.
-const OPTION_NAMES = new Set([
-  'address', 'serviceKey', 'credentials', 'allowInsecureKey', 'protoDir', 'authority',
-  'authTimeoutMs', 'callTimeoutMs', 'maxTokenBytes', 'watchRevocations', 'revocationRetryMs', 'revocationMaxRetryMs',
-  'socketAuthenticateLimit', 'addressAuthenticateLimit', 'trustedProxies', 'maxPayloadBytes', 'maxUnauthenticatedSockets',
-  'onAuthenticated', 'logger', 'registry', 'metricLabels'
-]);
-
 // checkOptionNames throws for an option that sockauth does not know.
 function checkOptionNames(options) {
   if (options === null || typeof options !== 'object') {
@@ -80,6 +71,14 @@ const DEFAULTS = Object.freeze({
   maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
   maxUnauthenticatedSockets: DEFAULT_MAX_UNAUTHENTICATED_SOCKETS
 });
+
+// OPTION_NAMES are the options that sockauth accepts: those with a default,
+// and the others. A misspelt one is reported instead of leaving its default
+// in place.
+const OPTION_NAMES = new Set(Object.keys(DEFAULTS).concat([
+  'address', 'serviceKey', 'credentials', 'allowInsecureKey', 'protoDir', 'authority',
+  'onAuthenticated', 'logger', 'registry', 'metricLabels'
+]));
 
 // CAP_LOG_INTERVAL_MS is the minimum time between two log lines about
 // sockets rejected by maxUnauthenticatedSockets.

@@ -59,7 +59,7 @@ func newWriteOp(session *authority.Session, create bool, expectedVersion uint64)
 //
 // Badger runs with SyncWrites off, and the store syncs its logs itself. Each
 // writer applies its write to the open transaction, and the sync stage
-// commits that transaction in memory, calls db.Sync and then releases the
+// commits that transaction in memory, syncs Badger's logs and then releases the
 // waiters of every transaction committed before that sync started. While one
 // sync runs, writers already apply the next transaction, so syncs follow each
 // other without a gap and each covers every write that arrived during the
@@ -95,6 +95,9 @@ type batchState struct {
 	committed []*writeOp
 	seq       uint64
 	roundSeq  uint64
+	// valueLog is set when a write applied since the last round started may
+	// have gone to Badger's value log.
+	valueLog bool
 	// closing rejects new writes once Close has started.
 	closing bool
 
@@ -125,6 +128,9 @@ func (s *Store) submit(op *writeOp) error {
 		}
 	}
 	s.batch.applied = append(s.batch.applied, op)
+	if op.barrier || s.valueLogFrom == 0 || len(op.value) >= s.valueLogFrom {
+		s.batch.valueLog = true
+	}
 	s.wakeSyncer()
 	return nil
 }
@@ -233,9 +239,10 @@ func (s *Store) takeRoundLocked() (syncRound, bool) {
 		return syncRound{}, false
 	}
 
-	round := syncRound{waiters: b.committed, seq: b.seq}
+	round := syncRound{waiters: b.committed, seq: b.seq, valueLog: b.valueLog}
 	b.committed = nil
 	b.roundSeq = b.seq
+	b.valueLog = false
 	return round, true
 }
 

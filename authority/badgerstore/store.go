@@ -59,8 +59,16 @@ type Store struct {
 	cache    *sessionCache
 	// sealed is used by the sync stage only.
 	sealed *sealedLogs
-	// syncLogs runs one sync round's sync.
-	syncLogs func() error
+	// valueLogFrom is the smallest value that Badger writes to its value log
+	// instead of the memtable's write-ahead log, or 0 when Badger chooses
+	// the threshold itself.
+	valueLogFrom int
+	// syncLogs runs the sync of one round. Its argument is set when a write
+	// of the round may have gone to the value log.
+	syncLogs func(valueLog bool) error
+	// syncDB is db.Sync, which syncs the active memtable's write-ahead log
+	// and the value log. Tests count its calls.
+	syncDB func() error
 	stats    syncCounters
 	metrics  *storeMetrics
 
@@ -107,10 +115,16 @@ func Open(dir string, opts Options) (*Store, error) {
 		sealed:   newSealedLogs(db.Opts().Dir, db.Opts().ValueDir),
 		stopGC:   make(chan struct{}),
 	}
+	if db.Opts().VLogPercentile == 0 {
+		s.valueLogFrom = int(db.Opts().ValueThreshold)
+	}
 	s.metrics = newStoreMetrics(s)
+	s.syncDB = db.Sync
 	s.syncLogs = s.syncBadgerLogs
 	if opts.wrapSync != nil {
-		s.syncLogs = func() error { return opts.wrapSync(s.syncBadgerLogs) }
+		s.syncLogs = func(valueLog bool) error {
+			return opts.wrapSync(func() error { return s.syncBadgerLogs(valueLog) })
+		}
 	}
 
 	s.wg.Add(1)

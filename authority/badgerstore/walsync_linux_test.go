@@ -1,0 +1,217 @@
+package badgerstore
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/sockauth/sockauth/authority"
+	"github.com/sockauth/sockauth/authority/storetest"
+)
+
+// dirtyMemtableLogKiB returns the kilobytes of dirty pages that this process
+// maps from the memtable logs in dir, from /proc/self/smaps. Writing back a
+// page of a shared file mapping cleans it in every mapping, so the figure
+// drops to zero only when a sync reached the log that a write went to.
+func dirtyMemtableLogKiB(t *testing.T, dir string) int {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Fatalf("read the memory map: %v", err)
+	}
+	defer f.Close()
+
+	dirty, mapped, inLog := 0, 0, false
+	scanner := bufio.NewScanner(f)
+	for scanner.Scan() {
+		fields := strings.Fields(scanner.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if !strings.HasSuffix(fields[0], ":") {
+			// A mapping's first line: address range, permissions, offset,
+			// device, inode and, for a file, its path.
+			path := fields[len(fields)-1]
+			inLog = len(fields) >= 6 && filepath.Dir(path) == dir && strings.HasSuffix(path, memtableLog)
+			if inLog {
+				mapped++
+			}
+			continue
+		}
+		if inLog && (fields[0] == "Shared_Dirty:" || fields[0] == "Private_Dirty:") {
+			kib, err := strconv.Atoi(fields[1])
+			if err != nil {
+				t.Fatalf("parse %q: %v", scanner.Text(), err)
+			}
+			dirty += kib
+		}
+	}
+	if err := scanner.Err(); err != nil {
+		t.Fatalf("read the memory map: %v", err)
+	}
+	if mapped == 0 {
+		t.Fatalf("no memtable log of %s is mapped; Badger no longer maps its write-ahead log, and the test needs another way to see dirty pages", dir)
+	}
+	return dirty
+}
+
+// countDBSyncs makes store count its calls of db.Sync.
+func countDBSyncs(store *Store) *atomic.Int32 {
+	var calls atomic.Int32
+	syncDB := store.syncDB
+	store.syncDB = func() error {
+		calls.Add(1)
+		return syncDB()
+	}
+	return &calls
+}
+
+// TestSmallWritesSkipValueLog checks that a round whose records stay
+// below the value threshold skips the value log and still leaves no dirty
+// page in the memtable's write-ahead log.
+func TestSmallWritesSkipValueLog(t *testing.T) {
+	dir := t.TempDir()
+	store, gate := openGated(t, dir, nil)
+	dbSyncs := countDBSyncs(store)
+
+	// The first round lists the folder and syncs everything.
+	first := queueCreate(t, store, storetest.NewSession())
+	<-gate.started
+	gate.release <- nil
+	if err := <-first.done; err != nil {
+		t.Fatalf("first write: %v", err)
+	}
+	if got := dbSyncs.Load(); got != 1 {
+		t.Fatalf("the first round called db.Sync %d times, expected once", got)
+	}
+
+	second := queueCreate(t, store, storetest.NewSession())
+	<-gate.started
+	if kib := dirtyMemtableLogKiB(t, dir); kib == 0 {
+		t.Fatal("the committed write left no dirty page in the memtable log before its sync; the test cannot tell whether the sync wrote it back")
+	}
+	gate.release <- nil
+	if err := <-second.done; err != nil {
+		t.Fatalf("second write: %v", err)
+	}
+	if kib := dirtyMemtableLogKiB(t, dir); kib != 0 {
+		t.Fatalf("%d KiB of the memtable log are still dirty after the sync of a small write", kib)
+	}
+	if got := dbSyncs.Load(); got != 1 {
+		t.Fatalf("the round of a small write called db.Sync, which also syncs the value log (%d calls in all)", got)
+	}
+}
+
+// TestLargeWritesSyncValueLog checks that a round holding a record at or
+// above the value threshold, or a barrier, syncs the value log as well.
+func TestLargeWritesSyncValueLog(t *testing.T) {
+	store, gate := openGated(t, t.TempDir(), nil)
+	dbSyncs := countDBSyncs(store)
+	gate.openAll()
+
+	if err := store.Create(t.Context(), storetest.NewSession()); err != nil {
+		t.Fatalf("first write: %v", err)
+	}
+	calls := dbSyncs.Load()
+
+	large := storetest.NewSession()
+	large.Claims = map[string]string{}
+	for i := 0; len(large.Claims)*authority.MaxClaimValueBytes < store.valueLogFrom; i++ {
+		large.Claims["claim-"+strconv.Itoa(i)] = strings.Repeat("v", authority.MaxClaimValueBytes)
+	}
+	value, err := authority.MarshalSession(large)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(value) < store.valueLogFrom {
+		t.Fatalf("the large record has %d bytes, below the value threshold of %d", len(value), store.valueLogFrom)
+	}
+	if err := store.Create(t.Context(), large); err != nil {
+		t.Fatalf("large write: %v", err)
+	}
+	if got := dbSyncs.Load(); got != calls+1 {
+		t.Fatalf("the round of a %d-byte record called db.Sync %d times, expected once", len(value), got-calls)
+	}
+
+	calls = dbSyncs.Load()
+	barrier := &writeOp{barrier: true, done: make(chan error, 1)}
+	if err := store.write(t.Context(), barrier); err != nil {
+		t.Fatalf("barrier: %v", err)
+	}
+	if got := dbSyncs.Load(); got != calls+1 {
+		t.Fatalf("the round of a barrier called db.Sync %d times, expected once", got-calls)
+	}
+}
+
+// TestSmallWritesAcrossMemtableSwitches writes small records from many
+// callers into 1 MiB memtables until Badger has switched memtables several
+// times. After each batch of writes, no memtable log may contain a dirty
+// page, so a write that went to a log sealed meanwhile was synced as well.
+func TestSmallWritesAcrossMemtableSwitches(t *testing.T) {
+	dir := t.TempDir()
+	store, err := Open(dir, Options{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		tuneBadger: func(o badger.Options) badger.Options {
+			return o.WithMemTableSize(1 << 20)
+		},
+	})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer store.Close()
+	dbSyncs := countDBSyncs(store)
+
+	const callers, perCaller = 32, 50
+	firstLog := newestMemtableLog(t, dir)
+	for batch := 0; newestMemtableLog(t, dir)-firstLog < 3; batch++ {
+		if batch == 100 {
+			t.Fatalf("Badger switched memtables %d times in %d batches, expected 3", newestMemtableLog(t, dir)-firstLog, batch)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, callers)
+		for range callers {
+			wg.Go(func() {
+				for range perCaller {
+					if err := store.Create(t.Context(), storetest.NewSession()); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("Create in batch %d: %v", batch, err)
+		}
+		if kib := dirtyMemtableLogKiB(t, dir); kib != 0 {
+			t.Fatalf("after batch %d, %d KiB of the memtable logs are dirty although every write returned", batch, kib)
+		}
+	}
+	if got := dbSyncs.Load(); got > 1 {
+		t.Errorf("small writes called db.Sync %d times, expected only in the first round", got)
+	}
+}
+
+// newestMemtableLog returns the number of the newest memtable log in dir.
+func newestMemtableLog(t *testing.T, dir string) uint64 {
+	t.Helper()
+	names, err := readDirNames(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest, _, found := splitLogs(dir, names, memtableLog)
+	if !found {
+		t.Fatalf("no memtable log in %s", dir)
+	}
+	return newest.id
+}

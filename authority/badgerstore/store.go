@@ -68,9 +68,9 @@ type Store struct {
 	syncLogs func(valueLog bool) error
 	// syncDB is db.Sync, which syncs the active memtable's write-ahead log
 	// and the value log. Tests count its calls.
-	syncDB func() error
-	stats    syncCounters
-	metrics  *storeMetrics
+	syncDB  func() error
+	stats   syncCounters
+	metrics *storeMetrics
 
 	// stopGC ends garbage collection, which Close waits for in gcDone before
 	// it stops the sync stage.

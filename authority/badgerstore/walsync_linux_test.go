@@ -111,8 +111,8 @@ func TestSmallWritesSkipValueLog(t *testing.T) {
 	}
 }
 
-// TestLargeWritesSyncValueLog checks that a round holding a record at or
-// above the value threshold, or a barrier, syncs the value log as well.
+// TestLargeWritesSyncValueLog checks that a round holding a record at the
+// value threshold, or a barrier, syncs the value log as well.
 func TestLargeWritesSyncValueLog(t *testing.T) {
 	store, gate := openGated(t, t.TempDir(), nil)
 	dbSyncs := countDBSyncs(store)
@@ -123,23 +123,12 @@ func TestLargeWritesSyncValueLog(t *testing.T) {
 	}
 	calls := dbSyncs.Load()
 
-	large := storetest.NewSession()
-	large.Claims = map[string]string{}
-	for i := 0; len(large.Claims)*authority.MaxClaimValueBytes < store.valueLogFrom; i++ {
-		large.Claims["claim-"+strconv.Itoa(i)] = strings.Repeat("v", authority.MaxClaimValueBytes)
-	}
-	value, err := authority.MarshalSession(large)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(value) < store.valueLogFrom {
-		t.Fatalf("the large record has %d bytes, below the value threshold of %d", len(value), store.valueLogFrom)
-	}
+	large, _ := sessionOfSize(t, store.valueLogFrom)
 	if err := store.Create(t.Context(), large); err != nil {
 		t.Fatalf("large write: %v", err)
 	}
 	if got := dbSyncs.Load(); got != calls+1 {
-		t.Fatalf("the round of a %d-byte record called db.Sync %d times, expected once", len(value), got-calls)
+		t.Fatalf("the round of a record at the value threshold of %d bytes called db.Sync %d times, expected once", store.valueLogFrom, got-calls)
 	}
 
 	calls = dbSyncs.Load()
@@ -214,4 +203,87 @@ func newestMemtableLog(t *testing.T, dir string) uint64 {
 		t.Fatalf("no memtable log in %s", dir)
 	}
 	return newest.id
+}
+
+// sessionOfSize returns a new session whose record has exactly size bytes,
+// and the marker that its record contains.
+func sessionOfSize(t *testing.T, size int) (*authority.Session, string) {
+	t.Helper()
+	session := storetest.NewSession()
+	marker := "marker-" + session.ID
+	base, err := authority.MarshalSession(session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for padding := max(size-len(base)-len(marker)-8, 0); padding <= size; padding++ {
+		session.Claims = map[string]string{"pad": marker + strings.Repeat("x", padding)}
+		value, err := authority.MarshalSession(session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(value) == size {
+			return session, marker
+		}
+	}
+	t.Fatalf("no padding gives a record of %d bytes", size)
+	return nil, ""
+}
+
+// valueLogsContain reports whether a value-log file in dir contains marker.
+// Badger writes its value log through a shared memory mapping, so a read
+// returns a write at once.
+func valueLogsContain(t *testing.T, dir, marker string) bool {
+	t.Helper()
+	names, err := readDirNames(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if !strings.HasSuffix(name, ".vlog") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(data), marker) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestValueThresholdMatchesBadger checks the store's rule for which records
+// reach the value log against Badger itself: a record one byte below the
+// threshold stays out of the value log, and one at the threshold goes in.
+func TestValueThresholdMatchesBadger(t *testing.T) {
+	dir := t.TempDir()
+	store, err := Open(dir, Options{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Small value-log files keep the reads of the test short.
+		tuneBadger: func(o badger.Options) badger.Options { return o.WithValueLogFileSize(1 << 20) },
+	})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer store.Close()
+	if store.valueLogFrom == 0 {
+		t.Fatal("the store does not know Badger's value threshold")
+	}
+
+	below, belowMarker := sessionOfSize(t, store.valueLogFrom-1)
+	if err := store.Create(t.Context(), below); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if valueLogsContain(t, dir, belowMarker) {
+		t.Errorf("a record of %d bytes went to the value log, whose sync the store skips for it", store.valueLogFrom-1)
+	}
+
+	at, atMarker := sessionOfSize(t, store.valueLogFrom)
+	if err := store.Create(t.Context(), at); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if !valueLogsContain(t, dir, atMarker) {
+		t.Errorf("a record of %d bytes did not go to the value log; the store's threshold no longer matches Badger's", store.valueLogFrom)
+	}
 }

@@ -280,13 +280,16 @@ func (l *sealedLogs) sync() error {
 }
 
 // syncNewest syncs the data of the newest log file with extension ext in
-// each folder, as known since the last sync or scan.
+// each folder, as known since the last sync or scan. A file that disappeared
+// meanwhile was sealed and flushed into a table, which Badger syncs before it
+// deletes the log, so it needs no sync.
 func (l *sealedLogs) syncNewest(ext string) error {
 	for _, f := range l.newest {
 		if f.ext != ext {
 			continue
 		}
-		if err := l.syncData(f.path()); err != nil {
+		err := l.syncData(f.path())
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}

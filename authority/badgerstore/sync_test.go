@@ -476,3 +476,32 @@ func TestSealedLogsFollowBadger(t *testing.T) {
 		}
 	}
 }
+
+// TestNewestLogFlushedBeforeSync checks that the sync of the newest memtable
+// log succeeds when Badger sealed the log, flushed it into a table and
+// deleted it between the look for new files and the sync.
+func TestNewestLogFlushedBeforeSync(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"00001.mem", "000001.vlog"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs := newSealedLogs(dir)
+	if err := logs.sync(); err != nil {
+		t.Fatalf("first sync: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "00001.mem")); err != nil {
+		t.Fatal(err)
+	}
+	if err := logs.syncNewest(memtableLog); err != nil {
+		t.Fatalf("sync of a newest log that was flushed and deleted: %v, expected no error", err)
+	}
+
+	// Any other failure still fails the sync.
+	diskGone := errors.New("input/output error")
+	logs.syncData = func(string) error { return diskGone }
+	if err := logs.syncNewest(memtableLog); !errors.Is(err, diskGone) {
+		t.Fatalf("sync with a failing disk returned %v, expected %v", err, diskGone)
+	}
+}

@@ -98,6 +98,9 @@ type batchState struct {
 	// valueLog is set when a write applied since the last round started may
 	// have gone to Badger's value log.
 	valueLog bool
+	// collecting counts the value-log collections under way. Every round
+	// syncs the value log while one runs.
+	collecting int
 	// closing rejects new writes once Close has started.
 	closing bool
 
@@ -239,7 +242,7 @@ func (s *Store) takeRoundLocked() (syncRound, bool) {
 		return syncRound{}, false
 	}
 
-	round := syncRound{waiters: b.committed, seq: b.seq, valueLog: b.valueLog}
+	round := syncRound{waiters: b.committed, seq: b.seq, valueLog: b.valueLog || b.collecting > 0}
 	b.committed = nil
 	b.roundSeq = b.seq
 	b.valueLog = false

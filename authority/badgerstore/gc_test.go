@@ -41,20 +41,24 @@ func valueLogFiles(t *testing.T, dir string) []string {
 	return names
 }
 
-// TestValueLogGCKeepsSessions fills value-log files with
-// session records, replaces every record, and runs the store's value-log
-// garbage collection. It must rewrite at least one file, delete it, and
-// keep every session's newest record readable after a reopen.
-func TestValueLogGCKeepsSessions(t *testing.T) {
-	dir := t.TempDir()
-	opts := Options{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		// The test runs each collection itself.
+// gcTestOptions are store options with 1 MiB value-log files and memtables,
+// and a collection interval long enough that only the test collects.
+func gcTestOptions() Options {
+	return Options{
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		GCInterval: time.Hour,
 		tuneBadger: func(o badger.Options) badger.Options {
 			return o.WithValueLogFileSize(1 << 20).WithMemTableSize(1 << 20)
 		},
 	}
+}
+
+// openWithGarbage creates 600 sessions with large claims in a store in dir,
+// replaces those for which replace returns true, and reopens the store with
+// its tables flattened, so that the value log counts the replaced records as
+// garbage. It returns the store and the session ids.
+func openWithGarbage(t *testing.T, dir string, opts Options, replace func(i int) bool) (*Store, []string) {
+	t.Helper()
 	store, err := Open(dir, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -71,7 +75,10 @@ func TestValueLogGCKeepsSessions(t *testing.T) {
 			t.Fatalf("Create %d: %v", i, err)
 		}
 	}
-	for _, id := range ids {
+	for i, id := range ids {
+		if !replace(i) {
+			continue
+		}
 		session, err := store.Get(ctx, id)
 		if err != nil {
 			t.Fatalf("Get %s: %v", id, err)
@@ -97,6 +104,18 @@ func TestValueLogGCKeepsSessions(t *testing.T) {
 	if err := store.db.Flatten(1); err != nil {
 		t.Fatalf("Flatten: %v", err)
 	}
+	return store, ids
+}
+
+// TestValueLogGCKeepsSessions fills value-log files with
+// session records, replaces every record, and runs the store's value-log
+// garbage collection. It must rewrite at least one file, delete it, and
+// keep every session's newest record readable after a reopen.
+func TestValueLogGCKeepsSessions(t *testing.T) {
+	dir := t.TempDir()
+	opts := gcTestOptions()
+	store, ids := openWithGarbage(t, dir, opts, func(int) bool { return true })
+	ctx := context.Background()
 	before := valueLogFiles(t, dir)
 
 	rewrites := 0
@@ -128,7 +147,7 @@ func TestValueLogGCKeepsSessions(t *testing.T) {
 	if err := store.Close(); err != nil {
 		t.Fatalf("Close after collection: %v", err)
 	}
-	store, err = Open(dir, opts)
+	store, err := Open(dir, opts)
 	if err != nil {
 		t.Fatalf("reopen after collection: %v", err)
 	}
@@ -143,5 +162,64 @@ func TestValueLogGCKeepsSessions(t *testing.T) {
 			t.Fatalf("session %s after collection: version %d, %d claims, expected version 2 and the replaced claims",
 				id, got.Version, len(got.Claims))
 		}
+	}
+}
+
+// TestCollectionWaitsForEarlierRound holds a round of one small write, which
+// syncs the memtable's log alone, and starts a value-log collection. The
+// collection must not move values before that round has ended, because the
+// round's sync would make pointers to the moved values durable without them.
+func TestCollectionWaitsForEarlierRound(t *testing.T) {
+	store, gate := openGated(t, t.TempDir(), nil)
+	dbSyncs := countDBSyncs(store)
+
+	// The first round lists the folder and syncs everything.
+	first := queueCreate(t, store, storetest.NewSession())
+	<-gate.started
+	gate.release <- nil
+	if err := <-first.done; err != nil {
+		t.Fatalf("first write: %v", err)
+	}
+
+	pending := queueCreate(t, store, storetest.NewSession())
+	<-gate.started
+	rewriting := make(chan struct{})
+	store.beforeRewrite = func() { close(rewriting) }
+	collected := make(chan error, 1)
+	go func() { collected <- store.runValueLogGC() }()
+
+	// Wait until the collection either queued its barrier or began to move
+	// values.
+	for queued := false; !queued; {
+		select {
+		case <-rewriting:
+			t.Fatal("the collection began to move values while a round that syncs only the memtable's log was under way")
+		default:
+		}
+		store.batch.mu.Lock()
+		queued = slices.ContainsFunc(store.batch.applied, func(op *writeOp) bool { return op.barrier })
+		store.batch.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+
+	calls := dbSyncs.Load()
+	gate.release <- nil
+	if err := <-pending.done; err != nil {
+		t.Fatalf("pending write: %v", err)
+	}
+	if got := dbSyncs.Load(); got != calls {
+		t.Fatalf("the held round of a small write called db.Sync %d times, expected the memtable's log alone", got-calls)
+	}
+
+	// The round of the collection's barrier syncs the value log too.
+	<-gate.started
+	gate.release <- nil
+	<-rewriting
+	gate.openAll()
+	if err := <-collected; err != nil && !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+		t.Fatalf("runValueLogGC: %v", err)
+	}
+	if got := dbSyncs.Load(); got < calls+1 {
+		t.Errorf("the round of the collection's barrier did not call db.Sync")
 	}
 }

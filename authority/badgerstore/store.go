@@ -71,6 +71,10 @@ type Store struct {
 	syncDB  func() error
 	stats   syncCounters
 	metrics *storeMetrics
+	// beforeRewrite and afterRewrite, when set, run just before and just
+	// after Badger's value-log collection. Tests use them to interleave
+	// writes.
+	beforeRewrite, afterRewrite func()
 
 	// stopGC ends garbage collection, which Close waits for in gcDone before
 	// it stops the sync stage.
@@ -272,19 +276,47 @@ func (s *Store) collectGarbage(interval time.Duration) {
 // the order of the copies' sync and the deletion relies on reading the
 // Badger source.
 func (s *Store) runValueLogGC() error {
+	// The collection moves live values into the newest value-log file and
+	// writes pointers to them into the memtable's log. Rounds sync the value
+	// log while it runs, and the first barrier waits for a round that started
+	// earlier and may sync the memtable's log alone.
+	s.batch.mu.Lock()
+	s.batch.collecting++
+	s.batch.mu.Unlock()
+	defer func() {
+		s.batch.mu.Lock()
+		s.batch.collecting--
+		s.batch.mu.Unlock()
+	}()
+	if err := s.write(context.Background(), newBarrier()); err != nil {
+		return fmt.Errorf("sync before value-log garbage collection: %w", err)
+	}
+
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
 	iter := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("gc-hold/")})
 	defer iter.Close()
 
+	if s.beforeRewrite != nil {
+		s.beforeRewrite()
+	}
 	err := s.db.RunValueLogGC(0.5)
 	if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
 		return err
 	}
-	if syncErr := s.write(context.Background(), &writeOp{barrier: true, done: make(chan error, 1)}); syncErr != nil {
+	if s.afterRewrite != nil {
+		s.afterRewrite()
+	}
+	if syncErr := s.write(context.Background(), newBarrier()); syncErr != nil {
 		return errors.Join(err, fmt.Errorf("sync after value-log garbage collection: %w", syncErr))
 	}
 	return err
+}
+
+// newBarrier returns an op that writes nothing and completes after the next
+// sync that starts once it is queued.
+func newBarrier() *writeOp {
+	return &writeOp{barrier: true, done: make(chan error, 1)}
 }
 
 func load(txn *badger.Txn, id string) (*authority.Session, error) {

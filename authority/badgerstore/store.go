@@ -274,7 +274,11 @@ func (s *Store) collectGarbage(interval time.Duration) {
 // NOTE: a test runs collections that rewrite and delete files and checks
 // the sessions after a reopen, but none crashes the process during one, so
 // the order of the copies' sync and the deletion relies on reading the
-// Badger source.
+// Badger source. A power loss during a collection can still lose moved
+// values: the kernel's own write-back, or a memtable flush, can make a
+// pointer in the memtable's log durable before the store syncs the value it
+// points to. When the closing sync fails, closing the iterator still lets
+// Badger delete the old file.
 func (s *Store) runValueLogGC() error {
 	// The collection moves live values into the newest value-log file and
 	// writes pointers to them into the memtable's log. Rounds sync the value

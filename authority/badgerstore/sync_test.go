@@ -505,3 +505,58 @@ func TestNewestLogFlushedBeforeSync(t *testing.T) {
 		t.Fatalf("sync with a failing disk returned %v, expected %v", err, diskGone)
 	}
 }
+
+// syncRecorder records which logs a store syncs by name, and counts its
+// calls of db.Sync.
+type syncRecorder struct {
+	mu      sync.Mutex // guards the fields below
+	paths   []string
+	dbSyncs int
+}
+
+// recordSyncs makes store report its syncs to a new recorder. It must run
+// before the store's first write.
+func recordSyncs(store *Store) *syncRecorder {
+	r := &syncRecorder{}
+	syncData, syncDB := store.sealed.syncData, store.syncDB
+	store.sealed.syncData = func(path string) error {
+		r.mu.Lock()
+		r.paths = append(r.paths, filepath.Base(path))
+		r.mu.Unlock()
+		return syncData(path)
+	}
+	store.syncDB = func() error {
+		r.mu.Lock()
+		r.dbSyncs++
+		r.mu.Unlock()
+		return syncDB()
+	}
+	return r
+}
+
+// count returns how many syncs by name went to logs whose names end in ext.
+func (r *syncRecorder) count(ext string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, path := range r.paths {
+		if strings.HasSuffix(path, ext) {
+			n++
+		}
+	}
+	return n
+}
+
+// last returns the names of the last n logs synced by name, oldest first.
+func (r *syncRecorder) last(n int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.paths[max(len(r.paths)-n, 0):])
+}
+
+// dbSyncCount returns the number of db.Sync calls.
+func (r *syncRecorder) dbSyncCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dbSyncs
+}

@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
 
 	"github.com/sockauth/sockauth/authority"
 	"github.com/sockauth/sockauth/authority/storetest"
@@ -72,15 +72,17 @@ func dirtyLogKiB(t *testing.T, dir, ext string) int {
 	return dirty
 }
 
-// countDBSyncs makes store count its calls of db.Sync.
-func countDBSyncs(store *Store) *atomic.Int32 {
-	var calls atomic.Int32
-	syncDB := store.syncDB
-	store.syncDB = func() error {
-		calls.Add(1)
-		return syncDB()
+// requireWriteback skips the test when dir is on a file system that keeps
+// files in memory only, such as tmpfs, where a sync leaves pages dirty.
+func requireWriteback(t *testing.T, dir string) {
+	t.Helper()
+	var stats unix.Statfs_t
+	if err := unix.Statfs(dir, &stats); err != nil {
+		t.Fatalf("statfs %s: %v", dir, err)
 	}
-	return &calls
+	if stats.Type == unix.TMPFS_MAGIC || stats.Type == unix.RAMFS_MAGIC {
+		t.Skipf("%s is in memory, where a sync writes nothing back; set TMPDIR to a folder on a disk", dir)
+	}
 }
 
 // TestSmallWritesSkipValueLog checks that a round whose records stay
@@ -88,8 +90,9 @@ func countDBSyncs(store *Store) *atomic.Int32 {
 // page in the memtable's write-ahead log.
 func TestSmallWritesSkipValueLog(t *testing.T) {
 	dir := t.TempDir()
+	requireWriteback(t, dir)
 	store, gate := openGated(t, dir, nil)
-	dbSyncs := countDBSyncs(store)
+	syncs := recordSyncs(store)
 
 	// The first round lists the folder and syncs everything.
 	first := queueCreate(t, store, storetest.NewSession())
@@ -98,7 +101,7 @@ func TestSmallWritesSkipValueLog(t *testing.T) {
 	if err := <-first.done; err != nil {
 		t.Fatalf("first write: %v", err)
 	}
-	if got := dbSyncs.Load(); got != 1 {
+	if got := syncs.dbSyncCount(); got != 1 {
 		t.Fatalf("the first round called db.Sync %d times, expected once", got)
 	}
 
@@ -114,37 +117,46 @@ func TestSmallWritesSkipValueLog(t *testing.T) {
 	if kib := dirtyMemtableLogKiB(t, dir); kib != 0 {
 		t.Fatalf("%d KiB of the memtable log are still dirty after the sync of a small write", kib)
 	}
-	if got := dbSyncs.Load(); got != 1 {
-		t.Fatalf("the round of a small write called db.Sync, which also syncs the value log (%d calls in all)", got)
+	if got := syncs.count(valueLogExt); got != 0 {
+		t.Errorf("the round of a small write synced the value log %d times, expected none", got)
+	}
+	if got := syncs.dbSyncCount(); got != 1 {
+		t.Errorf("the round of a small write called db.Sync, which also syncs the value log (%d calls in all)", got)
 	}
 }
 
 // TestLargeWritesSyncValueLog checks that a round holding a record at the
-// value threshold, or a barrier, syncs the value log as well.
+// value threshold, or a barrier, syncs the value log before the memtable's
+// log.
 func TestLargeWritesSyncValueLog(t *testing.T) {
 	store, gate := openGated(t, t.TempDir(), nil)
-	dbSyncs := countDBSyncs(store)
+	syncs := recordSyncs(store)
 	gate.openAll()
 
 	if err := store.Create(t.Context(), storetest.NewSession()); err != nil {
 		t.Fatalf("first write: %v", err)
 	}
-	calls := dbSyncs.Load()
+	valueLogSyncs := syncs.count(valueLogExt)
 
 	large, _ := sessionOfSize(t, store.valueLogFrom)
 	if err := store.Create(t.Context(), large); err != nil {
 		t.Fatalf("large write: %v", err)
 	}
-	if got := dbSyncs.Load(); got != calls+1 {
-		t.Fatalf("the round of a record at the value threshold of %d bytes called db.Sync %d times, expected once", store.valueLogFrom, got-calls)
+	if got := syncs.count(valueLogExt); got != valueLogSyncs+1 {
+		t.Fatalf("the round of a record at the value threshold of %d bytes synced the value log %d times, expected once",
+			store.valueLogFrom, got-valueLogSyncs)
+	}
+	last := syncs.last(2)
+	if !strings.HasSuffix(last[0], valueLogExt) || !strings.HasSuffix(last[1], memtableLog) {
+		t.Errorf("the round of a large record synced %q in this order, expected the value log before the memtable's log", last)
 	}
 
-	calls = dbSyncs.Load()
+	valueLogSyncs = syncs.count(valueLogExt)
 	if err := store.write(t.Context(), newBarrier()); err != nil {
 		t.Fatalf("barrier: %v", err)
 	}
-	if got := dbSyncs.Load(); got != calls+1 {
-		t.Fatalf("the round of a barrier called db.Sync %d times, expected once", got-calls)
+	if got := syncs.count(valueLogExt); got != valueLogSyncs+1 {
+		t.Fatalf("the round of a barrier synced the value log %d times, expected once", got-valueLogSyncs)
 	}
 }
 
@@ -154,6 +166,7 @@ func TestLargeWritesSyncValueLog(t *testing.T) {
 // page, so a write that went to a log sealed meanwhile was synced as well.
 func TestSmallWritesAcrossMemtableSwitches(t *testing.T) {
 	dir := t.TempDir()
+	requireWriteback(t, dir)
 	store, err := Open(dir, Options{
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		tuneBadger: func(o badger.Options) badger.Options {
@@ -164,7 +177,7 @@ func TestSmallWritesAcrossMemtableSwitches(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 	defer store.Close()
-	dbSyncs := countDBSyncs(store)
+	syncs := recordSyncs(store)
 
 	const callers, perCaller = 32, 50
 	firstLog := newestMemtableLog(t, dir)
@@ -193,8 +206,8 @@ func TestSmallWritesAcrossMemtableSwitches(t *testing.T) {
 			t.Fatalf("after batch %d, %d KiB of the memtable logs are dirty although every write returned", batch, kib)
 		}
 	}
-	if got := dbSyncs.Load(); got > 1 {
-		t.Errorf("small writes called db.Sync %d times, expected only in the first round", got)
+	if got := syncs.count(valueLogExt); got != 0 {
+		t.Errorf("small writes synced the value log %d times, expected never", got)
 	}
 }
 
@@ -246,7 +259,7 @@ func valueLogsContain(t *testing.T, dir, marker string) bool {
 		t.Fatal(err)
 	}
 	for _, name := range names {
-		if !strings.HasSuffix(name, ".vlog") {
+		if !strings.HasSuffix(name, valueLogExt) {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(dir, name))
@@ -302,6 +315,7 @@ func TestValueThresholdMatchesBadger(t *testing.T) {
 // log clean as well.
 func TestCollectionSyncsValueLog(t *testing.T) {
 	dir := t.TempDir()
+	requireWriteback(t, dir)
 	store, _ := openWithGarbage(t, dir, gcTestOptions(), func(i int) bool { return i%3 != 0 })
 	defer store.Close()
 	if err := store.Create(t.Context(), storetest.NewSession()); err != nil {
@@ -311,13 +325,13 @@ func TestCollectionSyncsValueLog(t *testing.T) {
 	moved := false
 	store.afterRewrite = func() {
 		moved = true
-		if kib := dirtyLogKiB(t, dir, ".vlog"); kib == 0 {
+		if kib := dirtyLogKiB(t, dir, valueLogExt); kib == 0 {
 			t.Fatal("the collection left no dirty page in the value log; the test cannot tell whether a sync covers it")
 		}
 		if err := store.Create(t.Context(), storetest.NewSession()); err != nil {
 			t.Fatalf("small write during the collection: %v", err)
 		}
-		if kib := dirtyLogKiB(t, dir, ".vlog"); kib != 0 {
+		if kib := dirtyLogKiB(t, dir, valueLogExt); kib != 0 {
 			t.Errorf("%d KiB of the value log are dirty after the round of a small write during a collection", kib)
 		}
 	}

@@ -209,11 +209,12 @@ func (s *Store) syncBadgerLogs(valueLog bool) error {
 	return s.sealed.syncNewest(memtableLog)
 }
 
-// logExtensions are the suffixes of Badger's log files: the write-ahead log of
-// each memtable, and the value log. Badger numbers each kind from one
+// logExtensions are the suffixes of Badger's log files: the value log, and
+// the write-ahead log of each memtable. Badger numbers each kind from one
 // upwards, one at a time, and only the file with the highest number is still
-// written to.
-var logExtensions = []string{memtableLog, valueLogExt}
+// written to. Sealed value logs are synced first, before the memtable logs
+// that may point into them.
+var logExtensions = []string{valueLogExt, memtableLog}
 
 // memtableLog is the suffix of the write-ahead log of a memtable, and
 // valueLogExt that of a value-log file.

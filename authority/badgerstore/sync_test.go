@@ -560,3 +560,38 @@ func (r *syncRecorder) dbSyncCount() int {
 	defer r.mu.Unlock()
 	return r.dbSyncs
 }
+
+// TestSealedValueLogsSyncFirst checks that when Badger has sealed a value
+// log and a memtable log since the last round, the value log is synced
+// first, because the memtable log may hold pointers into it.
+func TestSealedValueLogsSyncFirst(t *testing.T) {
+	dir := t.TempDir()
+	touch := func(name string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	touch("00001.mem")
+	touch("000001.vlog")
+	var synced []string
+	logs := newSealedLogs(dir)
+	logs.syncFile = func(path string) error {
+		synced = append(synced, filepath.Base(path))
+		return nil
+	}
+	if err := logs.sync(); err != nil {
+		t.Fatalf("first sync: %v", err)
+	}
+
+	touch("00002.mem")
+	touch("000002.vlog")
+	synced = nil
+	if err := logs.sync(); err != nil {
+		t.Fatalf("sync after the switch: %v", err)
+	}
+	valueLog, memtable := slices.Index(synced, "000001.vlog"), slices.Index(synced, "00001.mem")
+	if valueLog < 0 || memtable < 0 || valueLog > memtable {
+		t.Errorf("synced %q, expected the sealed value log before the sealed memtable log", synced)
+	}
+}

@@ -98,9 +98,38 @@ func LoadKeySet(dir string) (*KeySet, error) {
 	return readKeySet(filepath.Join(dir, KeyFileName))
 }
 
+// UpdateKeySet reads the key file in dir, applies update to it and saves the
+// result, and returns it. An exclusive lock on the folder's key lock file
+// covers the whole sequence, so that concurrent updates, such as two key
+// rotations, apply one after the other instead of one losing the other's key.
+func UpdateKeySet(dir string, update func(*KeySet) error) (*KeySet, error) {
+	// A folder without a key file gets no lock file either.
+	if _, err := os.Stat(filepath.Join(dir, KeyFileName)); err != nil {
+		return nil, err
+	}
+	unlock, err := lockKeyFile(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	keys, err := LoadKeySet(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := update(keys); err != nil {
+		return nil, err
+	}
+	if err := SaveKeySet(dir, keys); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
 // SaveKeySet replaces the key file in dir atomically: a reader sees the old
 // file or the new one, never a mix, and the new one survives a crash once
-// SaveKeySet returns.
+// SaveKeySet returns. Use UpdateKeySet to change a key file that other
+// processes may change too.
 func SaveKeySet(dir string, keys *KeySet) error {
 	path := filepath.Join(dir, KeyFileName)
 	tmp, err := writeTempKeyFile(path, keys)
@@ -116,7 +145,8 @@ func SaveKeySet(dir string, keys *KeySet) error {
 
 // LoadOrCreateKeySet reads the key file in dir, or creates it with one fresh key
 // and mode 0600 when it does not exist. It rejects a key file that other users
-// may read or write.
+// may read or write. Processes that start together on one empty folder all
+// end up with the key file that the first of them created.
 func LoadOrCreateKeySet(dir string) (*KeySet, error) {
 	path := filepath.Join(dir, KeyFileName)
 
@@ -125,11 +155,27 @@ func LoadOrCreateKeySet(dir string) (*KeySet, error) {
 		return keys, err
 	}
 
+	unlock, err := lockKeyFile(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// Another process may have created the file while this one waited.
+	keys, err = readKeySet(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return keys, err
+	}
+
 	keys, err = newKeySet()
 	if err != nil {
 		return nil, err
 	}
-	if err := writeNewKeyFile(path, keys); err != nil {
+	err = writeNewKeyFile(path, keys)
+	if errors.Is(err, fs.ErrExist) {
+		// Without a working lock, another process can still win the race.
+		return readKeySet(path)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return keys, nil
@@ -185,19 +231,20 @@ func newKeyRecord(now time.Time) (KeyRecord, error) {
 	return KeyRecord{ID: hex.EncodeToString(id), Secret: secret, CreatedAt: now.UTC().Truncate(time.Second)}, nil
 }
 
-// writeTempKeyFile writes keys beside path with mode 0600, syncs the file and
-// returns its name.
+// writeTempKeyFile writes keys to a new file of its own beside path, with
+// mode 0600, syncs the file and returns its name. Each call gets another
+// name, so that concurrent writers never write into one file.
 func writeTempKeyFile(path string, keys *KeySet) (string, error) {
 	data, err := json.MarshalIndent(keys, "", "  ")
 	if err != nil {
 		return "", fmt.Errorf("encode key file: %w", err)
 	}
 
-	tmp := path + ".tmp"
-	file, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	file, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return "", fmt.Errorf("create key file: %w", err)
 	}
+	tmp := file.Name()
 	if _, err := file.Write(append(data, '\n')); err != nil {
 		file.Close()
 		os.Remove(tmp)
@@ -217,6 +264,7 @@ func writeTempKeyFile(path string, keys *KeySet) (string, error) {
 
 // writeNewKeyFile creates path exclusively with mode 0600 and syncs it, so a
 // crash never leaves a half-written key that tokens were already made with.
+// It returns an error matching fs.ErrExist when path exists already.
 func writeNewKeyFile(path string, keys *KeySet) error {
 	tmp, err := writeTempKeyFile(path, keys)
 	if err != nil {
@@ -228,7 +276,7 @@ func writeNewKeyFile(path string, keys *KeySet) error {
 	if err := os.Link(tmp, path); err != nil {
 		os.Remove(tmp)
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("key file %q was created concurrently; start again", path)
+			return fmt.Errorf("key file %q was created concurrently: %w", path, err)
 		}
 		return fmt.Errorf("install key file %q: %w", path, err)
 	}

@@ -2,10 +2,12 @@ package authority
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -113,5 +115,101 @@ func TestLoadKeySetRejectsFolder(t *testing.T) {
 	_, err := LoadKeySet(dir)
 	if err == nil || !strings.Contains(err.Error(), "is a folder, expected a file") {
 		t.Fatalf("LoadKeySet with a folder for its key file returned %v, expected an error naming the folder", err)
+	}
+}
+
+// TestLoadOrCreateKeySetConcurrently starts several loaders on one empty
+// folder at once. Every one must return the key set that ends up on disk.
+func TestLoadOrCreateKeySetConcurrently(t *testing.T) {
+	for attempt := range 20 {
+		dir := t.TempDir()
+		const loaders = 6
+		results := make([]*KeySet, loaders)
+		errs := make([]error, loaders)
+		var wg sync.WaitGroup
+		for i := range loaders {
+			wg.Go(func() { results[i], errs[i] = LoadOrCreateKeySet(dir) })
+		}
+		wg.Wait()
+
+		onDisk, err := LoadKeySet(dir)
+		if err != nil {
+			t.Fatalf("attempt %d: read the key file: %v", attempt, err)
+		}
+		for i := range loaders {
+			if errs[i] != nil {
+				t.Fatalf("attempt %d: loader %d: %v", attempt, i, errs[i])
+			}
+			if results[i].SigningKeyID != onDisk.SigningKeyID {
+				t.Fatalf("attempt %d: loader %d signs with key %s, but the key file holds %s",
+					attempt, i, results[i].SigningKeyID, onDisk.SigningKeyID)
+			}
+		}
+		names, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, entry := range names {
+			if strings.Contains(entry.Name(), ".tmp") {
+				t.Fatalf("attempt %d: temporary file %s was left behind", attempt, entry.Name())
+			}
+		}
+	}
+}
+
+// TestUpdateKeySetConcurrently rotates the keys of one folder from several
+// goroutines at once. Every new key must survive in the key file.
+func TestUpdateKeySetConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LoadOrCreateKeySet(dir); err != nil {
+		t.Fatal(err)
+	}
+	const rotations = 8
+	ids := make([]string, rotations)
+	errs := make([]error, rotations)
+	var wg sync.WaitGroup
+	for i := range rotations {
+		wg.Go(func() {
+			_, errs[i] = UpdateKeySet(dir, func(keys *KeySet) error {
+				var err error
+				ids[i], err = keys.Rotate(time.Now(), time.Hour)
+				return err
+			})
+		})
+	}
+	wg.Wait()
+
+	keys, err := LoadKeySet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := keys.Map()
+	for i := range rotations {
+		if errs[i] != nil {
+			t.Fatalf("rotation %d: %v", i, errs[i])
+		}
+		if _, ok := stored[ids[i]]; !ok {
+			t.Errorf("rotation %d added key %s, which the key file lost", i, ids[i])
+		}
+	}
+	if len(stored) != rotations+1 {
+		t.Errorf("the key file holds %d keys, expected %d", len(stored), rotations+1)
+	}
+}
+
+// TestUpdateKeySetWithoutKeyFile checks that a folder without a key file
+// reports it and gets no lock file.
+func TestUpdateKeySetWithoutKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	_, err := UpdateKeySet(dir, func(*KeySet) error { return nil })
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("UpdateKeySet in an empty folder: %v, expected a missing file", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("UpdateKeySet left %d files in a folder without a key file", len(entries))
 	}
 }

@@ -41,16 +41,17 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			keys, err := loadKeySet(dataDir)
-			if err != nil {
+			var previous, id string
+			keys, err := authority.UpdateKeySet(dataDir, func(keys *authority.KeySet) error {
+				previous = keys.SigningKeyID
+				var err error
+				id, err = keys.Rotate(time.Now(), tokenTTL)
 				return err
+			})
+			if errors.Is(err, fs.ErrNotExist) {
+				return missingKeyFile(dataDir, err)
 			}
-			previous := keys.SigningKeyID
-			id, err := keys.Rotate(time.Now(), tokenTTL)
 			if err != nil {
-				return err
-			}
-			if err := authority.SaveKeySet(dataDir, keys); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "key %s signs from now on; key %s verifies until %s\n",
@@ -108,7 +109,12 @@ func formatRetirement(keys *authority.KeySet, id string, tokenTTL time.Duration)
 func loadKeySet(dataDir string) (*authority.KeySet, error) {
 	keys, err := authority.LoadKeySet(dataDir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no key file in %q (%w); pass --data with the data folder of the authority", dataDir, err)
+		return nil, missingKeyFile(dataDir, err)
 	}
 	return keys, err
+}
+
+// missingKeyFile returns the error for a data folder without a key file.
+func missingKeyFile(dataDir string, err error) error {
+	return fmt.Errorf("no key file in %q (%w); pass --data with the data folder of the authority", dataDir, err)
 }

@@ -147,6 +147,9 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("data folder is not set")
 	}
+	if err := checkStore(cfg); err != nil {
+		return nil, err
+	}
 	// The authority mints tokens for any subject a caller names, so it must
 	// not be reachable from other machines without protection by accident.
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
@@ -316,6 +319,21 @@ func storeName(cfg Config) string {
 	return cfg.Store
 }
 
+// checkStore rejects an unknown store name, or the Redis store without a
+// URL, before Start creates the data folder or a key.
+func checkStore(cfg Config) error {
+	switch storeName(cfg) {
+	case "badger":
+		return nil
+	case "redis":
+		if cfg.RedisURL == "" {
+			return errors.New("the redis store needs a Redis URL, such as redis://127.0.0.1:6379/0")
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown store %q: use badger or redis", cfg.Store)
+}
+
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (authority.Store, error) {
 	switch storeName(cfg) {
 	case "badger":
@@ -325,12 +343,9 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (authority.Sto
 		}
 		return store, nil
 	case "redis":
-		if cfg.RedisURL == "" {
-			return nil, errors.New("the redis store needs a Redis URL, such as redis://127.0.0.1:6379/0")
-		}
 		return redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Logger: log})
 	default:
-		return nil, fmt.Errorf("unknown store %q: use badger or redis", cfg.Store)
+		return nil, checkStore(cfg)
 	}
 }
 

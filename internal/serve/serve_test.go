@@ -2,7 +2,9 @@ package serve_test
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -390,10 +392,15 @@ func TestReplicasShareRedis(t *testing.T) {
 }
 
 func TestStartRejectsUnknownStore(t *testing.T) {
-	_, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Store: "etcd",
+	dataDir := filepath.Join(t.TempDir(), "data")
+	_, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: dataDir, Store: "etcd",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err == nil || !strings.Contains(err.Error(), `"etcd"`) {
 		t.Fatalf("Start with store etcd = %v, expected an error naming it", err)
+	}
+	// A misspelt store name must not leave a data folder with a fresh key.
+	if _, err := os.Stat(dataDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Start with an unknown store created the data folder (stat: %v)", err)
 	}
 }
 

@@ -207,7 +207,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (issued Issued
 		s.record(ctx, outcome, err)
 	}()
 
-	presented, err := s.decode(token)
+	presented, err := s.decode(ctx, token)
 	outcome.presented = presented
 	if err != nil {
 		return Issued{}, err
@@ -272,7 +272,7 @@ func (s *Service) ConfirmRotation(ctx context.Context, token string) (confirmed 
 	outcome := &tokenOutcome{op: opConfirmRotation, start: time.Now()}
 	defer func() { s.record(ctx, outcome, err) }()
 
-	presented, err := s.decode(token)
+	presented, err := s.decode(ctx, token)
 	outcome.presented = presented
 	if err != nil {
 		return false, err
@@ -311,7 +311,7 @@ func (s *Service) Verify(ctx context.Context, token string) (verified Verified, 
 	outcome := &tokenOutcome{op: opVerify, start: time.Now()}
 	defer func() { s.record(ctx, outcome, err) }()
 
-	presented, err := s.decode(token)
+	presented, err := s.decode(ctx, token)
 	outcome.presented = presented
 	if err != nil {
 		return Verified{}, err
@@ -337,7 +337,7 @@ func (s *Service) Logout(ctx context.Context, token string) (revoked *Session, e
 	outcome := &tokenOutcome{op: opLogout, start: time.Now()}
 	defer func() { s.record(ctx, outcome, err) }()
 
-	presented, err := s.decode(token)
+	presented, err := s.decode(ctx, token)
 	outcome.presented = presented
 	if err != nil {
 		return nil, err
@@ -372,23 +372,56 @@ func (s *Service) Logout(ctx context.Context, token string) (revoked *Session, e
 }
 
 // decode authenticates a token and checks its expiry. It returns the claims of
-// an expired token along with ErrTokenExpired, so that the rejection can be
-// logged with the token's ids.
-func (s *Service) decode(token string) (Claims, error) {
+// an expired token along with ErrTokenExpired, or ErrSessionExpired when the
+// token's session has ended too, so that the rejection can be logged with the
+// token's ids.
+func (s *Service) decode(ctx context.Context, token string) (Claims, error) {
 	claims, err := s.codec.Decode(token)
 	if err != nil {
 		return Claims{}, err
 	}
 	now := s.now()
 	if !now.Before(claims.ExpiresAt) {
-		return claims, fmt.Errorf("token %s expired at %s: %w",
-			claims.TokenID, claims.ExpiresAt.Format(time.RFC3339), ErrTokenExpired)
+		return claims, s.expiredTokenError(ctx, claims)
 	}
 	if claims.IssuedAt.After(now.Add(maxClockSkew)) {
 		return claims, fmt.Errorf("token %s is not valid before %s: %w",
 			claims.TokenID, claims.IssuedAt.Format(time.RFC3339), ErrInvalidToken)
 	}
 	return claims, nil
+}
+
+// expiredTokenError returns the error for an expired token: ErrSessionExpired
+// when its stored session has reached LastTokenExpiry, because then only a new
+// login helps, and ErrTokenExpired otherwise, also when the session is unknown
+// or revoked or the store fails. Session tokens expire no later than their
+// session, so a session token presented after its session's end gets here.
+//
+// NOTE: the Badger and Redis stores drop a session a minute after its last
+// token expires, so after that an expired token gets ErrTokenExpired.
+func (s *Service) expiredTokenError(ctx context.Context, claims Claims) error {
+	tokenErr := fmt.Errorf("token %s expired at %s: %w",
+		claims.TokenID, claims.ExpiresAt.Format(time.RFC3339), ErrTokenExpired)
+
+	session, err := s.store.Get(ctx, claims.SessionID)
+	if errors.Is(err, ErrNotFound) {
+		return tokenErr
+	}
+	if err != nil {
+		s.log.Warn("session of an expired token could not be loaded, so the token is reported as expired",
+			"sid", claims.SessionID, "jti", claims.TokenID, "error", err)
+		return tokenErr
+	}
+	if session.Subject != claims.Subject || session.Revoked() {
+		return tokenErr
+	}
+
+	if s.now().Before(session.LastTokenExpiry()) {
+		return tokenErr
+	}
+	return fmt.Errorf("token %s expired at %s, and session %s at %s: %w",
+		claims.TokenID, claims.ExpiresAt.Format(time.RFC3339),
+		session.ID, session.ExpiresAt.Format(time.RFC3339), ErrSessionExpired)
 }
 
 // liveSession loads the session of a decoded token and rejects it when the

@@ -1,10 +1,12 @@
 package authority_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,11 +41,22 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	store, err := badgerstore.Open("", badgerstore.Options{InMemory: true, Logger: discardLogger()})
+	return newFixtureOn(t, nil, discardLogger())
+}
+
+// newFixtureOn builds a fixture whose Service logs to logger. Its store is the
+// in-memory store as wrap returns it, or the store itself when wrap is nil.
+func newFixtureOn(t testing.TB, wrap func(authority.Store) authority.Store, logger *slog.Logger) *fixture {
+	t.Helper()
+	badger, err := badgerstore.Open("", badgerstore.Options{InMemory: true, Logger: discardLogger()})
 	if err != nil {
 		t.Fatalf("open in-memory store: %v", err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { badger.Close() })
+	var store authority.Store = badger
+	if wrap != nil {
+		store = wrap(badger)
+	}
 
 	codec, err := authority.NewPasetoV2(map[string][]byte{"k1": make([]byte, authority.KeySize)}, "k1")
 	if err != nil {
@@ -56,7 +69,7 @@ func newFixture(t testing.TB) *fixture {
 		SessionMaxAge:  24 * time.Hour,
 		RotationLeeway: 30 * time.Second,
 		Now:            clock.Now,
-		Logger:         discardLogger(),
+		Logger:         logger,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -395,20 +408,161 @@ func TestSessionMaxAge(t *testing.T) {
 	f := newFixture(t)
 	code := f.issue(t)
 	token := f.authenticate(t, code.Token)
-	for range 23 {
+	for range 24 {
 		f.clock.Advance(time.Hour - time.Minute)
 		token = f.authenticate(t, token.Token)
 		f.confirm(t, token.Token)
 	}
 
-	// The session ends 24 h after the login; the last token must not outlive it.
+	// The session ends 24 h after the login, 36 min before the last token's
+	// TTL would run out, so that token expires with its session.
 	sessionEnd := code.Claims.IssuedAt.Add(24 * time.Hour)
-	if token.Claims.ExpiresAt.After(sessionEnd) {
-		t.Fatalf("token expires at %v, after the session's end %v", token.Claims.ExpiresAt, sessionEnd)
+	if !token.Claims.ExpiresAt.Equal(sessionEnd) {
+		t.Fatalf("last token expires at %v, expected the session's end %v", token.Claims.ExpiresAt, sessionEnd)
 	}
 	f.clock.Advance(time.Hour)
+	if _, err := f.service.Authenticate(context.Background(), token.Token); !errors.Is(err, authority.ErrSessionExpired) {
+		t.Fatalf("Authenticate after the session's end = %v, expected ErrSessionExpired", err)
+	}
+}
+
+// presentToken presents token to each Service call that takes one and
+// returns their errors by call name.
+func presentToken(f *fixture, token string) map[string]error {
+	ctx := context.Background()
+	_, authenticateErr := f.service.Authenticate(ctx, token)
+	_, confirmErr := f.service.ConfirmRotation(ctx, token)
+	_, verifyErr := f.service.Verify(ctx, token)
+	_, logoutErr := f.service.Logout(ctx, token)
+	return map[string]error{
+		"Authenticate":    authenticateErr,
+		"ConfirmRotation": confirmErr,
+		"Verify":          verifyErr,
+		"Logout":          logoutErr,
+	}
+}
+
+// TestExpiredTokenReason checks which reason an expired token gets: the
+// session's end, as stored, turns ErrTokenExpired into ErrSessionExpired.
+func TestExpiredTokenReason(t *testing.T) {
+	tests := []struct {
+		name string
+		// start is how far past a whole second the login happens.
+		start time.Duration
+		// replaced presents the first session token, which the last one
+		// replaced, instead of the last.
+		replaced bool
+		revoke   bool
+		// at is when the token is presented, after the whole second of the login.
+		at   time.Duration
+		want error
+	}{
+		{name: "expired token of live session", replaced: true, at: 70 * time.Minute, want: authority.ErrTokenExpired},
+		{name: "at the session's end", at: 90 * time.Minute, want: authority.ErrSessionExpired},
+		{name: "after the session's end", at: 3 * time.Hour, want: authority.ErrSessionExpired},
+		{name: "replaced token after the end", replaced: true, at: 3 * time.Hour, want: authority.ErrSessionExpired},
+		{name: "revoked session after its end", revoke: true, at: 3 * time.Hour, want: authority.ErrTokenExpired},
+		// The last token's exp is the session's end rounded down to the
+		// second, and the session counts as ended from then on.
+		{name: "end within a second", start: 500 * time.Millisecond, at: 90 * time.Minute, want: authority.ErrSessionExpired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			base := f.clock.Now()
+			f.clock.Advance(tt.start)
+			code := f.issue(t)
+
+			// Shorten the stored maximum age to 90 min, below the 1 h TTL of
+			// the token issued at 50 min, so that this token ends with the
+			// session.
+			session, err := f.store.Get(context.Background(), code.Claims.SessionID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := *session
+			next.Version++
+			next.ExpiresAt = base.Add(tt.start + 90*time.Minute)
+			if err := f.store.CompareAndSwap(context.Background(), session.Version, &next); err != nil {
+				t.Fatal(err)
+			}
+
+			first := f.authenticate(t, code.Token)
+			f.confirm(t, first.Token)
+			f.clock.Advance(50 * time.Minute)
+			last := f.authenticate(t, first.Token)
+			f.confirm(t, last.Token)
+			if want := base.Add(90 * time.Minute); !last.Claims.ExpiresAt.Equal(want) {
+				t.Fatalf("last token expires at %v, expected %v", last.Claims.ExpiresAt, want)
+			}
+			if tt.revoke {
+				if _, err := f.service.Logout(context.Background(), last.Token); err != nil {
+					t.Fatalf("Logout: %v", err)
+				}
+			}
+
+			presented := last
+			if tt.replaced {
+				presented = first
+			}
+			f.clock.Advance(base.Add(tt.at).Sub(f.clock.Now()))
+			for call, err := range presentToken(f, presented.Token) {
+				if !errors.Is(err, tt.want) {
+					t.Errorf("%s = %v, expected %v", call, err, tt.want)
+				}
+			}
+
+			stored, err := f.store.Get(context.Background(), code.Claims.SessionID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stored.Revoked() != tt.revoke {
+				t.Errorf("session revoked = %v (reason %q) after the expired token, expected %v",
+					stored.Revoked(), stored.RevokedReason, tt.revoke)
+			}
+		})
+	}
+}
+
+// failingGetStore is a store whose Get fails once fail is set.
+type failingGetStore struct {
+	authority.Store
+	mu   sync.Mutex // guards fail
+	fail bool
+}
+
+func (s *failingGetStore) Get(ctx context.Context, id string) (*authority.Session, error) {
+	s.mu.Lock()
+	fail := s.fail
+	s.mu.Unlock()
+	if fail {
+		return nil, errors.New("store unreachable")
+	}
+	return s.Store.Get(ctx, id)
+}
+
+func TestExpiredTokenStoreFailure(t *testing.T) {
+	var failing *failingGetStore
+	wrap := func(store authority.Store) authority.Store {
+		failing = &failingGetStore{Store: store}
+		return failing
+	}
+	var logs bytes.Buffer
+	f := newFixtureOn(t, wrap, slog.New(slog.NewTextHandler(&logs, nil)))
+	code := f.issue(t)
+	token := f.authenticate(t, code.Token)
+
+	// Past the session's end, a store that cannot tell the session's state
+	// leaves the reason at the token's expiry.
+	f.clock.Advance(25 * time.Hour)
+	failing.mu.Lock()
+	failing.fail = true
+	failing.mu.Unlock()
 	if _, err := f.service.Authenticate(context.Background(), token.Token); !errors.Is(err, authority.ErrTokenExpired) {
-		t.Fatalf("Authenticate after the session's end = %v, expected ErrTokenExpired", err)
+		t.Fatalf("Authenticate with a failing store = %v, expected ErrTokenExpired", err)
+	}
+	if !strings.Contains(logs.String(), "session of an expired token could not be loaded") {
+		t.Errorf("log lacks the store failure:\n%s", logs.String())
 	}
 }
 

@@ -53,6 +53,12 @@ type Session struct {
 // Revoked reports whether the session was revoked.
 func (s *Session) Revoked() bool { return s.RevokedReason != "" }
 
+// LastTokenExpiry returns the latest exp that a session token of the session
+// can carry: ExpiresAt rounded down to the whole second, because claims hold
+// whole-second times and session tokens never outlive their session. From
+// then on no session token of the session is valid.
+func (s *Session) LastTokenExpiry() time.Time { return s.ExpiresAt.Truncate(time.Second) }
+
 // Store keeps session records. Implementations must make each method atomic and
 // durable once it returns nil, and must be safe for concurrent use by several
 // Service instances, including ones in other processes.

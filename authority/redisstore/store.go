@@ -29,7 +29,9 @@ type Options struct {
 	// Prefix starts every key; default "sockauth:". Several deployments can share
 	// one Redis with different prefixes.
 	Prefix string
-	// Logger receives subscription failures; default slog.Default().
+	// Logger receives subscription failures; default slog.Default(). While
+	// this Store is the newest open one in the process, Logger also receives
+	// the messages that go-redis prints itself, at warn level.
 	Logger *slog.Logger
 }
 
@@ -43,7 +45,8 @@ type Store struct {
 var _ authority.Store = (*Store)(nil)
 
 // New returns a Store on client; the caller keeps ownership of client until
-// Close, which closes it.
+// Close, which closes it. New replaces the process-wide logger of go-redis
+// (redis.SetLogger) with one that logs through the newest open Store.
 func New(client redis.UniversalClient, opts Options) *Store {
 	if opts.Prefix == "" {
 		opts.Prefix = "sockauth:"
@@ -51,7 +54,9 @@ func New(client redis.UniversalClient, opts Options) *Store {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Store{client: client, prefix: opts.Prefix, log: opts.Logger}
+	s := &Store{client: client, prefix: opts.Prefix, log: opts.Logger}
+	clientLog.register(s)
+	return s
 }
 
 // Open connects to the Redis server of a redis:// or rediss:// URL and pings it.
@@ -60,12 +65,15 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid Redis URL: %w", err)
 	}
-	client := redis.NewClient(redisOpts)
-	if err := client.Ping(ctx).Err(); err != nil {
-		client.Close()
+
+	// The Store exists before the ping, so that go-redis's messages about a
+	// failed first dial go to its logger too.
+	s := New(redis.NewClient(redisOpts), opts)
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("connect to Redis at %s: %w", redisOpts.Addr, err)
 	}
-	return New(client, opts), nil
+	return s, nil
 }
 
 // createScript stores a session unless its key exists.
@@ -209,7 +217,10 @@ func (s *Store) index(ctx context.Context, session *authority.Session) error {
 }
 
 // Close closes the Redis client.
-func (s *Store) Close() error { return s.client.Close() }
+func (s *Store) Close() error {
+	clientLog.unregister(s)
+	return s.client.Close()
+}
 
 // sessionKey wraps the id in braces, the hash tag that Redis Cluster uses to
 // pick the slot, so all keys of one session live on one node.

@@ -126,7 +126,7 @@ authority's revocation events.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "revoked %d sessions of %q\n", len(reply.GetSessions()), subject)
+				fmt.Fprintln(cmd.OutOrStdout(), revokedSummary(len(reply.GetSessions()), subject))
 				if len(reply.GetSessions()) == 0 {
 					return nil
 				}
@@ -138,6 +138,16 @@ authority's revocation events.`,
 	cmd.Flags().StringVar(&sessionID, "session", "", "id of the session to revoke")
 	cmd.Flags().StringVar(&subject, "subject", "", "subject whose live sessions to revoke")
 	return cmd
+}
+
+// revokedSummary returns the line that reports how many sessions of subject
+// were revoked, with "session" singular for one.
+func revokedSummary(count int, subject string) string {
+	noun := "sessions"
+	if count == 1 {
+		noun = "session"
+	}
+	return fmt.Sprintf("revoked %d %s of %q", count, noun, subject)
 }
 
 func printSessions(out io.Writer, sessions []*sockauthv1.SessionInfo) error {

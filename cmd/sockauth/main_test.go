@@ -120,6 +120,17 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("revoke --subject output does not report 2 sessions:\n%s", output)
 	}
 
+	if _, err := client.IssueCode(context.Background(), &sockauthv1.IssueCodeRequest{Subject: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	output, err = runCLI(t, "revoke", "--subject", "bob", "--authority", a.Addr())
+	if err != nil {
+		t.Fatalf("revoke --subject bob: %v", err)
+	}
+	if !strings.Contains(output, `revoked 1 session of "bob"`) {
+		t.Errorf("revoke --subject of a user with one session does not report 1 session:\n%s", output)
+	}
+
 	output, err = runCLI(t, "revoke", "--subject", "nobody", "--authority", a.Addr())
 	if err != nil {
 		t.Fatalf("revoke --subject nobody: %v", err)
@@ -221,4 +232,20 @@ func footerKeyID(t *testing.T, token string) string {
 		t.Fatalf("ParseFooter: %v", err)
 	}
 	return footer.KeyID
+}
+
+func TestRevokedSummary(t *testing.T) {
+	tests := []struct {
+		count int
+		want  string
+	}{
+		{0, `revoked 0 sessions of "alice"`},
+		{1, `revoked 1 session of "alice"`},
+		{2, `revoked 2 sessions of "alice"`},
+	}
+	for _, tt := range tests {
+		if got := revokedSummary(tt.count, "alice"); got != tt.want {
+			t.Errorf("revokedSummary(%d) = %q, expected %q", tt.count, got, tt.want)
+		}
+	}
 }

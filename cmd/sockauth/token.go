@@ -208,8 +208,11 @@ func printSession(out io.Writer, s *authority.Session, now time.Time) {
 // verdict describes what the authority's Authenticate does with the token now,
 // following the rules of authority.Service.
 func verdict(c authority.Claims, s *authority.Session, now time.Time, leeway time.Duration) string {
+	expired := !now.Before(c.ExpiresAt)
 	switch {
-	case !now.Before(c.ExpiresAt):
+	case expired && s.Subject == c.Subject && !s.Revoked() && !now.Before(s.LastTokenExpiry()):
+		return "the token expired, and so did its session: SESSION_EXPIRED; the client must log in again"
+	case expired:
 		return "the token expired: TOKEN_EXPIRED; the client must log in again"
 	case s.Subject != c.Subject:
 		return "the token's subject differs from its session's: TOKEN_INVALID"

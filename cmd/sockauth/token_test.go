@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sockauth/sockauth/authority"
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 	"github.com/sockauth/sockauth/internal/serve"
 )
@@ -177,5 +179,32 @@ func TestLoadKeySetNamesDataFlag(t *testing.T) {
 	_, err := loadKeySet(t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "pass --data") {
 		t.Fatalf("loadKeySet in a folder without a key file returned %v, expected a hint at --data", err)
+	}
+}
+
+func TestVerdictOfExpiredToken(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	token := authority.Claims{Subject: "alice", SessionID: "sid", TokenID: "jti", Type: authority.TypeSession,
+		ExpiresAt: now.Add(-time.Minute)}
+
+	tests := []struct {
+		name    string
+		session authority.Session
+		want    string
+	}{
+		{"session alive", authority.Session{Subject: "alice", ExpiresAt: now.Add(time.Hour)}, "TOKEN_EXPIRED"},
+		{"session ended", authority.Session{Subject: "alice", ExpiresAt: now.Add(-time.Minute)}, "SESSION_EXPIRED"},
+		// The session's last token expired at the whole second before its end.
+		{"session ends within a second", authority.Session{Subject: "alice", ExpiresAt: now.Add(500 * time.Millisecond)}, "SESSION_EXPIRED"},
+		{"session revoked and ended", authority.Session{Subject: "alice", ExpiresAt: now.Add(-time.Minute),
+			RevokedReason: authority.RevokedLogout}, "TOKEN_EXPIRED"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := verdict(token, &tt.session, now, 30*time.Second)
+			if !strings.Contains(got, tt.want) {
+				t.Errorf("verdict = %q, expected one naming %s", got, tt.want)
+			}
+		})
 	}
 }

@@ -179,6 +179,35 @@ func TestErrorsOverGRPC(t *testing.T) {
 	}
 }
 
+// TestSessionExpiredOverGRPC refreshes a token whose expiry is capped at its
+// session's end once both have passed, as a client does that refreshes late.
+// TestErrorsOverGRPC covers the expired token of a live session.
+func TestSessionExpiredOverGRPC(t *testing.T) {
+	a := startAuthority(t, t.TempDir(), serve.Config{TokenTTL: 2 * time.Second, SessionMaxAge: 2 * time.Second})
+	client := sockauthv1.NewAuthorityServiceClient(dial(t, a.Addr()))
+	ctx := context.Background()
+
+	issued, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	if err != nil {
+		t.Fatalf("IssueCode: %v", err)
+	}
+	session, err := client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: issued.GetCode()})
+	if err != nil {
+		t.Fatalf("Authenticate: %v", err)
+	}
+	sessionEnd := session.GetInfo().GetSessionExpiresAt().AsTime()
+	tokenExpiry := session.GetInfo().GetExpiresAt().AsTime()
+	if want := sessionEnd.Truncate(time.Second); !tokenExpiry.Equal(want) {
+		t.Fatalf("token expires at %v, expected the session's end rounded down to %v", tokenExpiry, want)
+	}
+
+	time.Sleep(time.Until(tokenExpiry) + 100*time.Millisecond)
+	_, err = client.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: session.GetToken()})
+	requireStatus(t, err, codes.Unauthenticated, "SESSION_EXPIRED")
+	_, err = client.Verify(ctx, &sockauthv1.VerifyRequest{Token: session.GetToken()})
+	requireStatus(t, err, codes.Unauthenticated, "SESSION_EXPIRED")
+}
+
 func TestHealthAndReflection(t *testing.T) {
 	a := startAuthority(t, t.TempDir(), serve.Config{})
 	conn := dial(t, a.Addr())

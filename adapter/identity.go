@@ -38,12 +38,22 @@ func (id Identity) clone() Identity {
 }
 
 // deadline returns when the socket must be disconnected and the code to send
-// then: the token expiry, or the session expiry when that comes first.
+// then. Tokens carry whole seconds, so a session's last token expires up to a
+// second before the session. A token that expires in the session's last
+// second, or after the session, ends with CodeSessionExpired.
 func (id Identity) deadline() (time.Time, Code) {
-	if !id.SessionExpiresAt.IsZero() && id.SessionExpiresAt.Before(id.ExpiresAt) {
-		return id.SessionExpiresAt, CodeSessionExpired
+	if !id.SessionExpiresAt.IsZero() && !id.ExpiresAt.Before(id.SessionExpiresAt.Truncate(time.Second)) {
+		return minTime(id.ExpiresAt, id.SessionExpiresAt), CodeSessionExpired
 	}
 	return id.ExpiresAt, CodeTokenExpired
+}
+
+// minTime returns the earlier of a and b.
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // identityOf converts the TokenInfo of an authority response.

@@ -132,10 +132,17 @@ function rfc3339(date) {
 }
 
 // deadlineOf returns when the socket must be disconnected and the code to
-// send then: the token expiry, or the session expiry when that comes first.
+// send then. Tokens carry whole seconds, so a session's last token expires
+// up to a second before the session. A token that expires in the session's
+// last second, or after the session, ends with session_expired.
 function deadlineOf(identity) {
-  if (identity.sessionExpiresAt && identity.sessionExpiresAt < identity.expiresAt) {
-    return { at: identity.sessionExpiresAt, code: Codes.SESSION_EXPIRED };
+  const session = identity.sessionExpiresAt;
+  if (session) {
+    const lastSecond = Math.floor(session.getTime() / 1000) * 1000;
+    if (identity.expiresAt.getTime() >= lastSecond) {
+      const at = session < identity.expiresAt ? session : identity.expiresAt;
+      return { at: at, code: Codes.SESSION_EXPIRED };
+    }
   }
   return { at: identity.expiresAt, code: Codes.TOKEN_EXPIRED };
 }
@@ -865,4 +872,4 @@ class Sockauth {
   }
 }
 
-module.exports = { Sockauth, Events, DEFAULTS };
+module.exports = { Sockauth, Events, DEFAULTS, deadlineOf };

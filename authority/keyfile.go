@@ -72,6 +72,10 @@ func (k *KeySet) Codec(now time.Time, tokenTTL time.Duration) (*PasetoV2, error)
 // Rotate adds a fresh key that signs from now on, marks the previous signing
 // key as replaced at now, and drops keys that retired before now. It returns
 // the new key's id.
+//
+// NOTE: the key file does not record the authority's token lifetime, so a
+// tokenTTL shorter than the authority's drops keys whose tokens are still
+// valid.
 func (k *KeySet) Rotate(now time.Time, tokenTTL time.Duration) (string, error) {
 	record, err := newKeyRecord(now)
 	if err != nil {

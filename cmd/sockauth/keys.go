@@ -30,7 +30,8 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 	addFlags := func(c *cobra.Command) {
 		c.Flags().StringVar(&dataDir, "data", "./sockauth-data", "data folder holding keys.json")
 		c.Flags().DurationVar(&tokenTTL, "token-ttl", authority.DefaultConfig().TokenTTL,
-			"token lifetime of the authority, which sets when a replaced key retires")
+			"token lifetime of the authority, which sets when a replaced key retires; pass the authority's "+
+				"own --token-ttl, because a shorter value drops keys whose tokens are still valid")
 	}
 
 	rotate := &cobra.Command{

@@ -170,16 +170,7 @@ func TestValueLogGCKeepsSessions(t *testing.T) {
 // collection must not move values before that round has ended, because the
 // round's sync would make pointers to the moved values durable without them.
 func TestCollectionWaitsForEarlierRound(t *testing.T) {
-	store, gate := openGated(t, t.TempDir(), nil)
-	syncs := recordSyncs(store)
-
-	// The first round lists the folder and syncs everything.
-	first := queueCreate(t, store, storetest.NewSession())
-	<-gate.started
-	gate.release <- nil
-	if err := <-first.done; err != nil {
-		t.Fatalf("first write: %v", err)
-	}
+	store, gate, syncs := openGatedAfterFirstRound(t, t.TempDir())
 
 	pending := queueCreate(t, store, storetest.NewSession())
 	<-gate.started

@@ -383,24 +383,19 @@ func TestSealedLogsNumberGrowsPastPadding(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var synced []string
-	logs := newSealedLogs(dir)
-	logs.syncFile = func(path string) error {
-		synced = append(synced, filepath.Base(path))
-		return nil
-	}
+	logs, synced := recordingSealedLogs(dir)
 	if err := logs.sync(); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "100000.mem"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	synced = nil
+	*synced = nil
 	if err := logs.sync(); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(synced, "99999.mem") {
-		t.Errorf("synced %q after 100000.mem appeared, expected 99999.mem among them", synced)
+	if !slices.Contains(*synced, "99999.mem") {
+		t.Errorf("synced %q after 100000.mem appeared, expected 99999.mem among them", *synced)
 	}
 }
 
@@ -574,24 +569,47 @@ func TestSealedValueLogsSyncFirst(t *testing.T) {
 	}
 	touch("00001.mem")
 	touch("000001.vlog")
-	var synced []string
-	logs := newSealedLogs(dir)
-	logs.syncFile = func(path string) error {
-		synced = append(synced, filepath.Base(path))
-		return nil
-	}
+	logs, synced := recordingSealedLogs(dir)
 	if err := logs.sync(); err != nil {
 		t.Fatalf("first sync: %v", err)
 	}
 
 	touch("00002.mem")
 	touch("000002.vlog")
-	synced = nil
+	*synced = nil
 	if err := logs.sync(); err != nil {
 		t.Fatalf("sync after the switch: %v", err)
 	}
-	valueLog, memtable := slices.Index(synced, "000001.vlog"), slices.Index(synced, "00001.mem")
+	valueLog, memtable := slices.Index(*synced, "000001.vlog"), slices.Index(*synced, "00001.mem")
 	if valueLog < 0 || memtable < 0 || valueLog > memtable {
-		t.Errorf("synced %q, expected the sealed value log before the sealed memtable log", synced)
+		t.Errorf("synced %q, expected the sealed value log before the sealed memtable log", *synced)
 	}
+}
+
+// recordingSealedLogs returns the sealed logs of dir with a sync that only
+// records the base name of each path it is given, in order.
+func recordingSealedLogs(dir string) (*sealedLogs, *[]string) {
+	var synced []string
+	logs := newSealedLogs(dir)
+	logs.syncFile = func(path string) error {
+		synced = append(synced, filepath.Base(path))
+		return nil
+	}
+	return logs, &synced
+}
+
+// openGatedAfterFirstRound opens a gated store in dir that reports its syncs
+// to the returned recorder, and lets its first round, which lists the
+// folder and syncs everything, run one write.
+func openGatedAfterFirstRound(t *testing.T, dir string) (*Store, *syncGate, *syncRecorder) {
+	t.Helper()
+	store, gate := openGated(t, dir, nil)
+	syncs := recordSyncs(store)
+	first := queueCreate(t, store, storetest.NewSession())
+	<-gate.started
+	gate.release <- nil
+	if err := <-first.done; err != nil {
+		t.Fatalf("first write: %v", err)
+	}
+	return store, gate, syncs
 }

@@ -91,16 +91,7 @@ func requireWriteback(t *testing.T, dir string) {
 func TestSmallWritesSkipValueLog(t *testing.T) {
 	dir := t.TempDir()
 	requireWriteback(t, dir)
-	store, gate := openGated(t, dir, nil)
-	syncs := recordSyncs(store)
-
-	// The first round lists the folder and syncs everything.
-	first := queueCreate(t, store, storetest.NewSession())
-	<-gate.started
-	gate.release <- nil
-	if err := <-first.done; err != nil {
-		t.Fatalf("first write: %v", err)
-	}
+	store, gate, syncs := openGatedAfterFirstRound(t, dir)
 	if got := syncs.dbSyncCount(); got != 1 {
 		t.Fatalf("the first round called db.Sync %d times, expected once", got)
 	}

@@ -11,11 +11,13 @@ package callerauth
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -50,10 +52,26 @@ type KeySet struct {
 
 // ParseKeyFile parses a key file with one key per line as SCOPE:NAME:SECRET,
 // where SCOPE is socket, token or admin. Blank lines and lines starting with #
-// are ignored.
+// are ignored. Each name and each secret may appear once.
 func ParseKeyFile(data []byte) (*KeySet, error) {
+	set, err := parseKeyLines(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(set.keys) == 0 {
+		return nil, errors.New("the key file contains no keys")
+	}
+	return set, nil
+}
+
+// parseKeyLines parses every line of a key file. It returns the keys of the
+// valid lines even when other lines are invalid, together with the error of
+// the first invalid line.
+func parseKeyLines(data []byte) (*KeySet, error) {
 	set := &KeySet{}
+	var firstErr error
 	names := map[string]bool{}
+	secrets := map[[sha256.Size]byte]string{}
 	scanner := bufio.NewScanner(bytes.NewReader(data))
 	for number := 1; scanner.Scan(); number++ {
 		line := strings.TrimSpace(scanner.Text())
@@ -63,28 +81,47 @@ func ParseKeyFile(data []byte) (*KeySet, error) {
 
 		scope, rest, ok1 := strings.Cut(line, ":")
 		name, secret, ok2 := strings.Cut(rest, ":")
+		digest := sha256.Sum256([]byte(secret))
+		var err error
 		switch {
 		case !ok1 || !ok2:
-			return nil, fmt.Errorf("line %d: expected SCOPE:NAME:SECRET", number)
+			err = fmt.Errorf("line %d: expected SCOPE:NAME:SECRET", number)
 		case scopeRank[scope] == 0:
-			return nil, fmt.Errorf("line %d: unknown scope %q, expected socket, token or admin", number, scope)
+			err = fmt.Errorf("line %d: unknown scope %q, expected socket, token or admin", number, scope)
 		case name == "":
-			return nil, fmt.Errorf("line %d: the key name is empty", number)
+			err = fmt.Errorf("line %d: the key name is empty", number)
 		case names[name]:
-			return nil, fmt.Errorf("line %d: key name %q is used twice", number, name)
+			err = fmt.Errorf("line %d: key name %q is used twice", number, name)
 		case len(secret) < MinKeyBytes:
-			return nil, fmt.Errorf("line %d: key %q is shorter than %d bytes", number, name, MinKeyBytes)
+			err = fmt.Errorf("line %d: key %q is shorter than %d bytes", number, name, MinKeyBytes)
+		case secrets[digest] != "":
+			err = fmt.Errorf("line %d: key %q has the same secret as key %q; give each caller a secret of its own",
+				number, name, secrets[digest])
+		}
+		if err != nil {
+			firstErr = cmp.Or(firstErr, err)
+			continue
 		}
 		names[name] = true
-		set.keys = append(set.keys, Key{Scope: scope, Name: name, digest: sha256.Sum256([]byte(secret))})
+		secrets[digest] = name
+		set.keys = append(set.keys, Key{Scope: scope, Name: name, digest: digest})
 	}
 	if err := scanner.Err(); err != nil {
 		return nil, err
 	}
-	if len(set.keys) == 0 {
-		return nil, errors.New("the key file contains no keys")
+	return set, firstErr
+}
+
+// retain returns the keys of s that have a line of their own, with the same
+// scope, name and secret, in next.
+func (s *KeySet) retain(next *KeySet) *KeySet {
+	retained := &KeySet{}
+	for _, key := range s.keys {
+		if slices.Contains(next.keys, key) {
+			retained.keys = append(retained.keys, key)
+		}
 	}
-	return set, nil
+	return retained
 }
 
 // Match returns the key whose secret equals presented. It compares against
@@ -125,7 +162,30 @@ func readKeyFile(path string) (*KeySet, error) {
 	}
 	set, err := ParseKeyFile(data)
 	if err != nil {
-		return nil, fmt.Errorf("service key file %q: %w", path, err)
+		return nil, &invalidKeyFileError{path: path, err: err, valid: validKeys(data)}
 	}
 	return set, nil
+}
+
+// invalidKeyFileError is the error of a key file that was read but has an
+// invalid line. valid holds the keys of its valid lines.
+type invalidKeyFileError struct {
+	path  string
+	err   error
+	valid *KeySet
+}
+
+func (e *invalidKeyFileError) Error() string {
+	return fmt.Sprintf("service key file %q: %v", e.path, e.err)
+}
+
+func (e *invalidKeyFileError) Unwrap() error { return e.err }
+
+// validKeys returns the keys of the valid lines of a key file.
+func validKeys(data []byte) *KeySet {
+	set, _ := parseKeyLines(data)
+	if set == nil {
+		return &KeySet{}
+	}
+	return set
 }

@@ -88,3 +88,29 @@ func TestKeyFilesRejectFolder(t *testing.T) {
 		t.Errorf("readKeyFile on a folder returned %v, expected an error naming the folder", err)
 	}
 }
+
+func TestParseKeyFileRejectsSharedSecret(t *testing.T) {
+	_, err := ParseKeyFile([]byte("token:a:0123456789abcdef\nsocket:b:0123456789abcdef\n"))
+	if err == nil || !strings.Contains(err.Error(), `key "b" has the same secret as key "a"`) {
+		t.Fatalf("ParseKeyFile of two keys with one secret = %v, expected an error naming both", err)
+	}
+}
+
+func TestRetainKeepsUnchangedLines(t *testing.T) {
+	previous, err := ParseKeyFile([]byte("token:a:0123456789abcdef\nsocket:b:fedcba9876543210\nadmin:c:aaaaaaaaaaaaaaaa\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b is removed, c changes scope, and a broken line is added.
+	next, err := parseKeyLines([]byte("token:a:0123456789abcdef\nsocket:c:aaaaaaaaaaaaaaaa\nsocket:d:short\n"))
+	if err == nil {
+		t.Fatal("parseKeyLines accepted a key shorter than the minimum")
+	}
+	retained := previous.retain(next)
+	if retained.Len() != 1 {
+		t.Fatalf("retain retained %d keys, expected only a", retained.Len())
+	}
+	if key, ok := retained.Match("0123456789abcdef"); !ok || key.Name != "a" {
+		t.Errorf("retain retained %+v (found %v), expected key a", key, ok)
+	}
+}

@@ -2,6 +2,7 @@ package callerauth
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"strings"
@@ -59,7 +60,10 @@ func NewAuthenticator(path string, logger *slog.Logger) (*Authenticator, error) 
 }
 
 // currentKeys returns the key set, reloading the file when it changed. A file
-// that fails to load keeps the previous keys in force and logs the failure.
+// that cannot be read keeps the previous keys in force and logs the failure.
+// A file with an invalid line keeps only those previous keys whose lines it
+// still holds unchanged, so removing a key takes effect even when another
+// edit broke a line.
 func (a *Authenticator) currentKeys() *KeySet {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -79,8 +83,16 @@ func (a *Authenticator) currentKeys() *KeySet {
 		return a.keys
 	}
 	keys, err := readKeyFile(a.path)
+	var invalid *invalidKeyFileError
+	if errors.As(err, &invalid) {
+		retained := a.keys.retain(invalid.valid)
+		a.log.Error("service key file invalid; keeping the previous keys that it still lists unchanged",
+			"file", a.path, "retained", retained.Len(), "dropped", a.keys.Len()-retained.Len(), "error", err)
+		a.keys, a.modTime, a.size = retained, info.ModTime(), info.Size()
+		return a.keys
+	}
 	if err != nil {
-		a.log.Error("service key file invalid; keeping the previous keys", "file", a.path, "error", err)
+		a.log.Error("service key file unreadable; keeping the previous keys", "file", a.path, "error", err)
 		return a.keys
 	}
 	a.keys, a.modTime, a.size = keys, info.ModTime(), info.Size()

@@ -45,11 +45,15 @@ type Options struct {
 	TLSServerName string
 	// TLS turns TLS on with the system's CA pool when TLSCA is empty.
 	TLS bool
+	// FlagPrefix is the prefix of the command-line flags that set these
+	// options, which AddFlags records, so that errors name the right flags.
+	FlagPrefix string
 }
 
 // AddFlags registers the client flags on flags with the given flag-name
 // prefix, such as "authority-" for --authority-tls-ca.
 func AddFlags(flags *pflag.FlagSet, prefix string, o *Options) {
+	o.FlagPrefix = prefix
 	flags.StringVar(&o.ServiceKeyFile, prefix+"key-file", "", "file holding the service key sent to the authority")
 	flags.BoolVar(&o.TLS, prefix+"tls", false, "connect to the authority over TLS")
 	flags.StringVar(&o.TLSCA, prefix+"tls-ca", "", "PEM file of the CA of the authority's certificate (implies TLS)")
@@ -84,7 +88,8 @@ func Dial(o Options, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 
 	if o.ServiceKeyFile != "" {
 		if !useTLS && !serve.IsLoopback(o.Address) {
-			return nil, fmt.Errorf("will not send the service key in plain text to %s: turn on TLS with --tls or --tls-ca", o.Address)
+			return nil, fmt.Errorf("will not send the service key in plain text to %s: turn on TLS with --%stls or --%stls-ca",
+				o.Address, o.FlagPrefix, o.FlagPrefix)
 		}
 		key, err := callerauth.ReadServiceKey(o.ServiceKeyFile)
 		if err != nil {

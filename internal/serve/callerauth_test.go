@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -106,25 +107,39 @@ func TestServiceKeysReload(t *testing.T) {
 
 	// Replace the key file; the check runs at most once a second.
 	writeFile(t, dir, "service-keys", "token:new:"+newKey+"\n")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := newClient.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new key still rejected 5 s after the key file changed: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitAccepted(t, newClient)
 	_, err := oldClient.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
 	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
 
-	// A broken key file keeps the keys in force.
-	writeFile(t, dir, "service-keys", "garbage\n")
+	// An edit that breaks one line keeps the keys still listed unchanged and
+	// drops the removed ones: here the new key stays, a third key joins, and
+	// the third key's removal takes effect although a broken line follows.
+	thirdKey := "third-key-0123456789abcdef"
+	thirdClient, _, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "third", thirdKey)})
+	writeFile(t, dir, "service-keys", "token:new:"+newKey+"\ntoken:third:"+thirdKey+"\n")
+	waitAccepted(t, thirdClient)
+	writeFile(t, dir, "service-keys", "token:new:"+newKey+"\ngarbage\n")
 	time.Sleep(1100 * time.Millisecond)
 	if _, err := newClient.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err != nil {
-		t.Fatalf("IssueCode after the key file broke: %v; expected the previous keys to stay in force", err)
+		t.Fatalf("IssueCode with a key that the broken file still lists: %v; expected it to stay in force", err)
+	}
+	_, err = thirdClient.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
+}
+
+// waitAccepted waits until client's IssueCode succeeds, for at most 5 s.
+func waitAccepted(t *testing.T, client sockauthv1.AuthorityServiceClient) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := client.IssueCode(context.Background(), &sockauthv1.IssueCodeRequest{Subject: "alice"})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key still rejected 5 s after the key file changed: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -140,6 +155,15 @@ func TestDialRejectsPlaintextKeyToRemote(t *testing.T) {
 	_, err := authclient.Dial(authclient.Options{Address: "authority.example:7070", ServiceKeyFile: writeFile(t, dir, "key", tokenKey)})
 	if err == nil || !strings.Contains(err.Error(), "plain text") {
 		t.Fatalf("Dial = %v, expected a rejection of a plain-text key to a remote host", err)
+	}
+
+	// The error names the flags of the program that dials.
+	var options authclient.Options
+	authclient.AddFlags(pflag.NewFlagSet("chat-demo", pflag.ContinueOnError), "authority-", &options)
+	options.Address, options.ServiceKeyFile = "authority.example:7070", writeFile(t, dir, "key", tokenKey)
+	_, err = authclient.Dial(options)
+	if err == nil || !strings.Contains(err.Error(), "--authority-tls or --authority-tls-ca") {
+		t.Fatalf("Dial with flags prefixed authority- = %v, expected an error naming --authority-tls", err)
 	}
 }
 

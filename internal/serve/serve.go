@@ -162,6 +162,9 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	if err := checkMetricsListen(cfg); err != nil {
 		return nil, err
 	}
+	for _, warning := range exposureWarnings(cfg) {
+		log.Warn(warning, "listen", cfg.Listen, "metrics_listen", cfg.MetricsListen)
+	}
 	var metrics *metricsServer
 	var metricsOptions []grpc.ServerOption
 	if cfg.MetricsListen != "" {
@@ -419,4 +422,27 @@ func checkDataDirMode(dir string) error {
 		return fmt.Errorf("data folder %q has mode %04o, which lets other users replace the key file; run chmod 700 on it", dir, mode)
 	}
 	return nil
+}
+
+// exposureWarnings returns what an operator should know about addresses
+// beyond loopback that the configuration allows: gRPC without caller
+// authentication, which only --insecure allows, service keys sent without
+// TLS, and a metrics endpoint open to other machines.
+func exposureWarnings(cfg Config) []string {
+	var warnings []string
+	if !IsLoopback(cfg.Listen) {
+		switch {
+		case cfg.ServiceKeyFile == "" && cfg.TLSCert == "":
+			warnings = append(warnings, "the authority accepts callers beyond loopback without authentication or TLS, "+
+				"because --insecure is set: any caller that reaches the address can mint tokens for any subject")
+		case cfg.ServiceKeyFile != "" && cfg.TLSCert == "":
+			warnings = append(warnings, "service keys reach the authority in plain text from beyond loopback; "+
+				"set --tls-cert and --tls-key, because anyone on the network path can read and reuse them")
+		}
+	}
+	if cfg.MetricsListen != "" && !IsLoopback(cfg.MetricsListen) {
+		warnings = append(warnings, "the metrics endpoint accepts requests from beyond loopback without "+
+			"authentication, because --insecure is set")
+	}
+	return warnings
 }

@@ -152,14 +152,33 @@ func (a *Authenticator) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamInterceptor rejects streams without a valid service key.
+// StreamInterceptor rejects streams without a valid service key. A stream
+// checks its caller's key again before each message it sends, so a key
+// removed from the key file ends the streams opened with it at their next
+// message, such as the next revocation event.
 func (a *Authenticator) StreamInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, stream grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if err := a.authorize(stream.Context(), info.FullMethod); err != nil {
 			return err
 		}
-		return handler(srv, stream)
+		return handler(srv, &authorizedStream{ServerStream: stream, authenticator: a, method: info.FullMethod})
 	}
+}
+
+// authorizedStream is a server stream whose caller was authorized when it
+// opened.
+type authorizedStream struct {
+	grpc.ServerStream
+	authenticator *Authenticator
+	method        string
+}
+
+// SendMsg sends m if the caller's key still allows the stream's method.
+func (s *authorizedStream) SendMsg(m any) error {
+	if err := s.authenticator.authorize(s.Context(), s.method); err != nil {
+		return err
+	}
+	return s.ServerStream.SendMsg(m)
 }
 
 func bearerToken(ctx context.Context) (string, bool) {

@@ -252,3 +252,32 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal("IssueCode in plain text against a TLS server succeeded")
 	}
 }
+
+// TestRemovedKeyEndsRevocationStream removes the key of an open revocation
+// stream from the key file. The next event must end the stream with
+// CALLER_UNAUTHENTICATED instead of reaching the caller.
+func TestRemovedKeyEndsRevocationStream(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := writeFile(t, dir, "service-keys", "socket:node-1:"+socketKey+"\nadmin:ops:"+adminKey+"\n")
+	a := startAuthority(t, t.TempDir(), serve.Config{ServiceKeyFile: keyFile})
+	socket, _, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "socket", socketKey)})
+	admin, adminAdmin, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "admin", adminKey)})
+	stream := watchOne(t, socket)
+	ctx := context.Background()
+
+	// The key file is checked at most once a second.
+	writeFile(t, dir, "service-keys", "admin:ops:"+adminKey+"\n")
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := admin.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "carol"}); err != nil {
+		t.Fatalf("IssueCode with the admin key: %v", err)
+	}
+	if _, err := adminAdmin.RevokeSubject(ctx, &sockauthv1.RevokeSubjectRequest{Subject: "carol"}); err != nil {
+		t.Fatalf("RevokeSubject: %v", err)
+	}
+
+	event, err := stream.Recv()
+	if err == nil {
+		t.Fatalf("the stream of a removed key received %v, expected it to end", event)
+	}
+	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
+}

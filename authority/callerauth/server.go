@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/sockauth/sockauth/internal/logthrottle"
 )
 
 // reloadInterval bounds how often the key file's modification time is checked.
@@ -32,6 +34,9 @@ const (
 type Authenticator struct {
 	path string
 	log  *slog.Logger
+	// rejections limits the log lines about rejected callers, which anyone
+	// who reaches the port can cause at any rate.
+	rejections *logthrottle.Throttle
 
 	mu        sync.Mutex // guards the fields below
 	keys      *KeySet
@@ -45,7 +50,7 @@ func NewAuthenticator(path string, logger *slog.Logger) (*Authenticator, error) 
 	if logger == nil {
 		logger = slog.Default()
 	}
-	a := &Authenticator{path: path, log: logger}
+	a := &Authenticator{path: path, log: logger, rejections: logthrottle.New(rejectionLogBurst, time.Second)}
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -134,12 +139,21 @@ func (a *Authenticator) authorize(ctx context.Context, method string) error {
 	return nil
 }
 
+// rejectionLogBurst is how many rejected callers are logged at once, before
+// the log falls to one line a second.
+const rejectionLogBurst = 10
+
+// logRejection logs a rejected caller, unless the throttle holds the line
+// back. Each line counts the rejections that were not logged before it.
 func (a *Authenticator) logRejection(ctx context.Context, method, reason, keyName string) {
 	address := ""
 	if p, ok := peer.FromContext(ctx); ok {
 		address = p.Addr.String()
 	}
-	a.log.Warn("caller rejected", "method", method, "reason", reason, "key_name", keyName, "peer", address)
+	a.rejections.Log(func(held int64) {
+		a.log.Warn("caller rejected", "method", method, "reason", reason, "key_name", keyName, "peer", address,
+			"rejections_not_logged", held)
+	})
 }
 
 // UnaryInterceptor rejects unary calls without a valid service key.

@@ -8,11 +8,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -233,7 +236,9 @@ func newTestPKI(t testing.TB) testPKI {
 
 func TestMutualTLS(t *testing.T) {
 	pki := newTestPKI(t)
-	a := startAuthority(t, t.TempDir(), serve.Config{TLSCert: pki.serverCert, TLSKey: pki.serverKey, TLSClientCA: pki.caFile})
+	logs := &warningLog{}
+	a := startAuthority(t, t.TempDir(), serve.Config{TLSCert: pki.serverCert, TLSKey: pki.serverKey, TLSClientCA: pki.caFile,
+		Logger: slog.New(logs)})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
@@ -245,6 +250,15 @@ func TestMutualTLS(t *testing.T) {
 	withoutCert, _, _ := dialWith(t, authclient.Options{Address: a.Addr(), TLSCA: pki.caFile})
 	if _, err := withoutCert.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err == nil {
 		t.Fatal("IssueCode without a client certificate succeeded")
+	}
+	// The server logs the failed handshake; the client may see only a
+	// broken connection.
+	deadline := time.Now().Add(5 * time.Second)
+	for !logs.has("TLS handshake failed") {
+		if time.Now().After(deadline) {
+			t.Fatal("no log line about the handshake without a client certificate")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	plaintext, _, _ := dialWith(t, authclient.Options{Address: a.Addr()})
@@ -280,4 +294,31 @@ func TestRemovedKeyEndsRevocationStream(t *testing.T) {
 		t.Fatalf("the stream of a removed key received %v, expected it to end", event)
 	}
 	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
+}
+
+// warningLog keeps the messages of log records at warn level and above.
+type warningLog struct {
+	mu       sync.Mutex // guards messages
+	messages []string
+}
+
+func (l *warningLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *warningLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		l.mu.Lock()
+		l.messages = append(l.messages, r.Message)
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+func (l *warningLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *warningLog) WithGroup(string) slog.Handler      { return l }
+
+// has reports whether a warning with message was logged.
+func (l *warningLog) has(message string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Contains(l.messages, message)
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/sockauth/sockauth/authority/grpcserver"
 	"github.com/sockauth/sockauth/authority/redisstore"
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+	"github.com/sockauth/sockauth/internal/logthrottle"
 )
 
 // Config sets up an authority. Zero durations take the defaults of
@@ -371,7 +372,8 @@ func grpcServerOptions(cfg Config, log *slog.Logger) ([]grpc.ServerOption, error
 		if err != nil {
 			return nil, err
 		}
-		options = append(options, grpc.Creds(credentials.NewTLS(config)))
+		options = append(options, grpc.Creds(&handshakeLogger{TransportCredentials: credentials.NewTLS(config), log: log,
+			throttle: logthrottle.New(handshakeLogBurst, time.Second)}))
 	}
 
 	if cfg.ServiceKeyFile != "" {
@@ -445,4 +447,34 @@ func exposureWarnings(cfg Config) []string {
 			"authentication, because --insecure is set")
 	}
 	return warnings
+}
+
+// handshakeLogBurst is how many failed TLS handshakes are logged at once,
+// before the log falls to one line a second.
+const handshakeLogBurst = 10
+
+// handshakeLogger logs the TLS handshakes that fail on the server's side,
+// such as a client certificate from an unknown CA, which grpc-go reports
+// only to the client.
+type handshakeLogger struct {
+	credentials.TransportCredentials
+	log      *slog.Logger
+	throttle *logthrottle.Throttle
+}
+
+// ServerHandshake runs the TLS handshake and logs its failure.
+func (c *handshakeLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	secured, info, err := c.TransportCredentials.ServerHandshake(conn)
+	if err != nil {
+		c.throttle.Log(func(held int64) {
+			c.log.Warn("TLS handshake failed", "peer", conn.RemoteAddr().String(), "error", err,
+				"failures_not_logged", held)
+		})
+	}
+	return secured, info, err
+}
+
+// Clone returns a copy that logs to the same logger and throttle.
+func (c *handshakeLogger) Clone() credentials.TransportCredentials {
+	return &handshakeLogger{TransportCredentials: c.TransportCredentials.Clone(), log: c.log, throttle: c.throttle}
 }

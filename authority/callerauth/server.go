@@ -150,9 +150,9 @@ func (a *Authenticator) logRejection(ctx context.Context, method, reason, keyNam
 	if p, ok := peer.FromContext(ctx); ok {
 		address = p.Addr.String()
 	}
-	a.rejections.Log(func(held int64) {
+	a.rejections.Log(func(suppressed int64) {
 		a.log.Warn("caller rejected", "method", method, "reason", reason, "key_name", keyName, "peer", address,
-			"rejections_not_logged", held)
+			"rejections_not_logged", suppressed)
 	})
 }
 

@@ -11,10 +11,10 @@ import (
 )
 
 // Throttle lets the first burst lines through and then one line per interval,
-// and counts the lines it holds back. It is safe for concurrent use.
+// and counts the lines it suppresses. It is safe for concurrent use.
 type Throttle struct {
-	sometimes rate.Sometimes
-	held      atomic.Int64
+	sometimes  rate.Sometimes
+	suppressed atomic.Int64
 }
 
 // New returns a Throttle that passes burst lines at once and then one line
@@ -23,11 +23,11 @@ func New(burst int, interval time.Duration) *Throttle {
 	return &Throttle{sometimes: rate.Sometimes{First: burst, Interval: interval}}
 }
 
-// Log calls log unless the throttle holds this line back. log receives the
-// number of lines held back since the last line that passed.
-func (t *Throttle) Log(log func(held int64)) {
-	t.held.Add(1)
+// Log calls log unless the throttle suppresses this line. log receives the
+// number of lines suppressed since the last line that passed.
+func (t *Throttle) Log(log func(suppressed int64)) {
+	t.suppressed.Add(1)
 	t.sometimes.Do(func() {
-		log(t.held.Swap(0) - 1)
+		log(t.suppressed.Swap(0) - 1)
 	})
 }

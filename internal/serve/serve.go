@@ -466,9 +466,9 @@ type handshakeLogger struct {
 func (c *handshakeLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	secured, info, err := c.TransportCredentials.ServerHandshake(conn)
 	if err != nil {
-		c.throttle.Log(func(held int64) {
+		c.throttle.Log(func(suppressed int64) {
 			c.log.Warn("TLS handshake failed", "peer", conn.RemoteAddr().String(), "error", err,
-				"failures_not_logged", held)
+				"failures_not_logged", suppressed)
 		})
 	}
 	return secured, info, err

@@ -121,6 +121,25 @@ func CodeOf(err error) Code {
 	return CodeAuthorityUnavailable
 }
 
+// CallerRejected reports whether err is the authority's rejection of this
+// server's own service key (reason CALLER_UNAUTHENTICATED or
+// CALLER_FORBIDDEN): a configuration error of the server, which retrying
+// does not fix.
+func CallerRejected(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	for _, detail := range st.Details() {
+		info, ok := detail.(*errdetails.ErrorInfo)
+		if ok && info.GetDomain() == errorDomain &&
+			(info.GetReason() == "CALLER_UNAUTHENTICATED" || info.GetReason() == "CALLER_FORBIDDEN") {
+			return true
+		}
+	}
+	return false
+}
+
 func codeOfReason(reason string) (Code, bool) {
 	switch reason {
 	case "TOKEN_INVALID", "INVALID_ARGUMENT":

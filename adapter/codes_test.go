@@ -49,3 +49,24 @@ func TestCodeOf(t *testing.T) {
 		})
 	}
 }
+
+func TestCallerRejected(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{name: "service key rejected", err: authorityError(t, codes.Unauthenticated, "CALLER_UNAUTHENTICATED"), want: true},
+		{name: "service key lacks scope", err: authorityError(t, codes.PermissionDenied, "CALLER_FORBIDDEN"), want: true},
+		{name: "token rejected", err: authorityError(t, codes.Unauthenticated, "TOKEN_INVALID")},
+		{name: "authority down", err: status.Error(codes.Unavailable, "connection refused")},
+		{name: "no error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := CallerRejected(tt.err); got != tt.want {
+				t.Errorf("CallerRejected = %v, expected %v", got, tt.want)
+			}
+		})
+	}
+}

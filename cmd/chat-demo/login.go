@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/sockauth/sockauth/adapter"
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 )
 
@@ -158,6 +159,12 @@ func (h *loginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 
 	resp, err := h.authority.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: req.Username})
+	if adapter.CallerRejected(err) {
+		h.logger.Error("the authority rejected this server's service key; check --authority-key-file and the "+
+			"key's scope, which must be token or admin for logins", "subject", req.Username, "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "the server cannot log you in: it is misconfigured")
+		return
+	}
 	if err != nil {
 		h.logger.Error("issue code failed", "subject", req.Username, "err", err)
 		writeJSONError(w, http.StatusBadGateway, "the authority is unavailable, try again later")

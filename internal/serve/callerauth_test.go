@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -174,6 +175,9 @@ func TestDialRejectsPlaintextKeyToRemote(t *testing.T) {
 // certificate, written as PEM files.
 type testPKI struct {
 	caFile, serverCert, serverKey, clientCert, clientKey string
+	// expiredCert and expiredKey are a server certificate that expired an
+	// hour ago.
+	expiredCert, expiredKey string
 }
 
 func newTestPKI(t testing.TB) testPKI {
@@ -201,7 +205,7 @@ func newTestPKI(t testing.TB) testPKI {
 		t.Fatal(err)
 	}
 
-	issue := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
+	issue := func(name string, serial int64, usage x509.ExtKeyUsage, notAfter time.Time) (string, string) {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -209,8 +213,8 @@ func newTestPKI(t testing.TB) testPKI {
 		template := &x509.Certificate{
 			SerialNumber: big.NewInt(serial),
 			Subject:      pkix.Name{CommonName: name},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(time.Hour),
+			NotBefore:    time.Now().Add(-2 * time.Hour),
+			NotAfter:     notAfter,
 			KeyUsage:     x509.KeyUsageDigitalSignature,
 			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 			IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
@@ -229,9 +233,19 @@ func newTestPKI(t testing.TB) testPKI {
 	}
 
 	pki := testPKI{caFile: writeFile(t, dir, "ca.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})))}
-	pki.serverCert, pki.serverKey = issue("server", 2, x509.ExtKeyUsageServerAuth)
-	pki.clientCert, pki.clientKey = issue("client", 3, x509.ExtKeyUsageClientAuth)
+	pki.serverCert, pki.serverKey = issue("server", 2, x509.ExtKeyUsageServerAuth, time.Now().Add(time.Hour))
+	pki.clientCert, pki.clientKey = issue("client", 3, x509.ExtKeyUsageClientAuth, time.Now().Add(time.Hour))
+	pki.expiredCert, pki.expiredKey = issue("expired", 4, x509.ExtKeyUsageServerAuth, time.Now().Add(-time.Hour))
 	return pki
+}
+
+func TestStartRejectsExpiredCertificate(t *testing.T) {
+	pki := newTestPKI(t)
+	_, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
+		TLSCert: pki.expiredCert, TLSKey: pki.expiredKey, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), "does not include now") {
+		t.Fatalf("Start with an expired certificate = %v, expected an error about its validity", err)
+	}
 }
 
 func TestMutualTLS(t *testing.T) {
@@ -321,4 +335,12 @@ func (l *warningLog) has(message string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Contains(l.messages, message)
+}
+
+func TestStartNamesMissingServiceKeyFile(t *testing.T) {
+	_, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
+		ServiceKeyFile: filepath.Join(t.TempDir(), "missing"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), "--service-keys") {
+		t.Fatalf("Start with a missing service key file = %v, expected an error naming --service-keys", err)
+	}
 }

@@ -264,7 +264,8 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	}
 	go func() { a.served <- a.server.Serve(listener) }()
 	log.Info("authority listening", "address", a.Addr(), "data", cfg.DataDir, "store", storeName(cfg),
-		"signing_key_id", keys.SigningKeyID)
+		"signing_key_id", keys.SigningKeyID, "tls", cfg.TLSCert != "", "client_certificates", cfg.TLSClientCA != "",
+		"service_keys", cfg.ServiceKeyFile != "")
 	return a, nil
 }
 
@@ -379,7 +380,7 @@ func grpcServerOptions(cfg Config, log *slog.Logger) ([]grpc.ServerOption, error
 	if cfg.ServiceKeyFile != "" {
 		auth, err := callerauth.NewAuthenticator(cfg.ServiceKeyFile, log)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--service-keys: %w", err)
 		}
 		options = append(options,
 			grpc.ChainUnaryInterceptor(auth.UnaryInterceptor()),
@@ -395,6 +396,10 @@ func serverTLSConfig(cfg Config) (*tls.Config, error) {
 	pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 	if err != nil {
 		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	if now := time.Now(); pair.Leaf != nil && (now.After(pair.Leaf.NotAfter) || now.Before(pair.Leaf.NotBefore)) {
+		return nil, fmt.Errorf("TLS certificate %q is valid from %s to %s, which does not include now; clients would "+
+			"reject it", cfg.TLSCert, pair.Leaf.NotBefore.UTC().Format(time.RFC3339), pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	config := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
 

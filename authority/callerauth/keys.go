@@ -153,12 +153,15 @@ func readKeyFile(path string) (*KeySet, error) {
 	if info.IsDir() {
 		return nil, fmt.Errorf("service key file %q is a folder, expected a file", path)
 	}
-	if mode := info.Mode().Perm(); mode&0o077 != 0 {
-		return nil, fmt.Errorf("service key file %q has mode %04o, which lets other users read it; run chmod 600 on it", path, mode)
-	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("service key file: %w", err)
+	}
+	if mode := info.Mode().Perm(); mode&0o077 != 0 {
+		// The keys it lists may be known to others, but the keys it no
+		// longer lists are removed all the same.
+		return nil, &invalidKeyFileError{path: path, valid: validKeys(data),
+			err: fmt.Errorf("mode %04o lets other users read it; run chmod 600 on it", mode)}
 	}
 	set, err := ParseKeyFile(data)
 	if err != nil {

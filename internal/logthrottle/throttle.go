@@ -26,8 +26,12 @@ func New(burst int, interval time.Duration) *Throttle {
 // Log calls log unless the throttle suppresses this line. log receives the
 // number of lines suppressed since the last line that passed.
 func (t *Throttle) Log(log func(suppressed int64)) {
-	t.suppressed.Add(1)
+	passed := false
 	t.sometimes.Do(func() {
-		log(t.suppressed.Swap(0) - 1)
+		passed = true
+		log(t.suppressed.Swap(0))
 	})
+	if !passed {
+		t.suppressed.Add(1)
+	}
 }

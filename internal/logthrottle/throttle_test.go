@@ -1,6 +1,7 @@
 package logthrottle
 
 import (
+	"sync"
 	"testing"
 	"time"
 )
@@ -34,5 +35,32 @@ func TestThrottlePassesAfterInterval(t *testing.T) {
 	}
 	if lines[1] != 4 {
 		t.Errorf("the line after the interval reports %d suppressed, expected 4", lines[1])
+	}
+}
+
+func TestThrottleCountsUnderConcurrency(t *testing.T) {
+	throttle := New(1000, time.Hour)
+	var mu sync.Mutex
+	var suppressed []int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				throttle.Log(func(n int64) {
+					mu.Lock()
+					suppressed = append(suppressed, n)
+					mu.Unlock()
+				})
+			}
+		})
+	}
+	wg.Wait()
+	if len(suppressed) != 800 {
+		t.Fatalf("%d lines passed, expected all 800 within the burst", len(suppressed))
+	}
+	for i, n := range suppressed {
+		if n != 0 {
+			t.Fatalf("line %d reports %d suppressed, expected 0 within the burst", i, n)
+		}
 	}
 }

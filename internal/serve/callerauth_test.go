@@ -129,6 +129,20 @@ func TestServiceKeysReload(t *testing.T) {
 	}
 	_, err = thirdClient.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
 	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
+
+	// A file that other users may read removes the keys it no longer lists
+	// and adds none.
+	fourthKey := "fourth-key-0123456789abcdef"
+	fourthClient, _, _ := dialWith(t, authclient.Options{Address: a.Addr(), ServiceKeyFile: writeFile(t, dir, "fourth", fourthKey)})
+	readable := writeFile(t, dir, "service-keys", "token:fourth:"+fourthKey+"\n")
+	if err := os.Chmod(readable, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	_, err = newClient.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
+	_, err = fourthClient.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
 }
 
 // waitAccepted waits until client's IssueCode succeeds, for at most 5 s.
@@ -239,6 +253,38 @@ func newTestPKI(t testing.TB) testPKI {
 	return pki
 }
 
+// TestTCPProbeIsNotAFailedHandshake connects to a TLS authority and closes
+// the connection at once, as a load balancer's health check does. That is
+// not logged, while a client that speaks plain text is.
+func TestTCPProbeIsNotAFailedHandshake(t *testing.T) {
+	pki := newTestPKI(t)
+	logs := &warningLog{}
+	a := startAuthority(t, t.TempDir(), serve.Config{TLSCert: pki.serverCert, TLSKey: pki.serverKey, Logger: slog.New(logs)})
+	for range 3 {
+		conn, err := net.Dial("tcp", a.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	plaintext, _, _ := dialWith(t, authclient.Options{Address: a.Addr()})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := plaintext.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err == nil {
+		t.Fatal("IssueCode in plain text against a TLS server succeeded")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !logs.has("TLS handshake failed") {
+		if time.Now().After(deadline) {
+			t.Fatal("no log line about the plain-text client")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := logs.count("TLS handshake failed"); n > 2 {
+		t.Errorf("%d failed handshakes logged, expected only the plain-text client's, not the 3 probes", n)
+	}
+}
+
 func TestStartRejectsExpiredCertificate(t *testing.T) {
 	pki := newTestPKI(t)
 	_, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
@@ -329,6 +375,19 @@ func (l *warningLog) Handle(_ context.Context, r slog.Record) error {
 
 func (l *warningLog) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *warningLog) WithGroup(string) slog.Handler      { return l }
+
+// count returns how many warnings with message were logged.
+func (l *warningLog) count(message string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, logged := range l.messages {
+		if logged == message {
+			n++
+		}
+	}
+	return n
+}
 
 // has reports whether a warning with message was logged.
 func (l *warningLog) has(message string) bool {

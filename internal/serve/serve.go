@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -445,6 +446,9 @@ func exposureWarnings(cfg Config) []string {
 		case cfg.ServiceKeyFile != "" && cfg.TLSCert == "":
 			warnings = append(warnings, "service keys reach the authority in plain text from beyond loopback; "+
 				"set --tls-cert and --tls-key, because anyone on the network path can read and reuse them")
+		case cfg.ServiceKeyFile == "" && cfg.TLSClientCA == "":
+			warnings = append(warnings, "TLS encrypts the port, but no caller authenticates: any caller that "+
+				"reaches the address can mint tokens for any subject; set --service-keys or --tls-client-ca")
 		}
 	}
 	if cfg.MetricsListen != "" && !IsLoopback(cfg.MetricsListen) {
@@ -470,7 +474,9 @@ type handshakeLogger struct {
 // ServerHandshake runs the TLS handshake and logs its failure.
 func (c *handshakeLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	secured, info, err := c.TransportCredentials.ServerHandshake(conn)
-	if err != nil {
+	// A connection closed before its first byte is a TCP probe, such as a
+	// load balancer's health check, not a failed handshake.
+	if err != nil && !errors.Is(err, io.EOF) {
 		c.throttle.Log(func(suppressed int64) {
 			c.log.Warn("TLS handshake failed", "peer", conn.RemoteAddr().String(), "error", err,
 				"failures_not_logged", suppressed)

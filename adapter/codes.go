@@ -100,11 +100,7 @@ func CodeOf(err error) Code {
 		return CodeAuthorityUnavailable
 	}
 
-	for _, detail := range st.Details() {
-		info, ok := detail.(*errdetails.ErrorInfo)
-		if !ok || info.GetDomain() != errorDomain {
-			continue
-		}
+	for _, info := range authorityErrorInfos(st) {
 		if code, known := codeOfReason(info.GetReason()); known {
 			return code
 		}
@@ -130,14 +126,24 @@ func CallerRejected(err error) bool {
 	if !ok {
 		return false
 	}
-	for _, detail := range st.Details() {
-		info, ok := detail.(*errdetails.ErrorInfo)
-		if ok && info.GetDomain() == errorDomain &&
-			(info.GetReason() == "CALLER_UNAUTHENTICATED" || info.GetReason() == "CALLER_FORBIDDEN") {
+	for _, info := range authorityErrorInfos(st) {
+		if reason := info.GetReason(); reason == "CALLER_UNAUTHENTICATED" || reason == "CALLER_FORBIDDEN" {
 			return true
 		}
 	}
 	return false
+}
+
+// authorityErrorInfos returns the google.rpc.ErrorInfo details of st whose
+// domain is the authority's.
+func authorityErrorInfos(st *status.Status) []*errdetails.ErrorInfo {
+	var infos []*errdetails.ErrorInfo
+	for _, detail := range st.Details() {
+		if info, ok := detail.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain {
+			infos = append(infos, info)
+		}
+	}
+	return infos
 }
 
 func codeOfReason(reason string) (Code, bool) {
@@ -166,9 +172,8 @@ func revokedForLogout(err error) bool {
 	if !ok {
 		return false
 	}
-	for _, detail := range st.Details() {
-		info, ok := detail.(*errdetails.ErrorInfo)
-		if ok && info.GetDomain() == errorDomain && info.GetReason() == "SESSION_REVOKED" {
+	for _, info := range authorityErrorInfos(st) {
+		if info.GetReason() == "SESSION_REVOKED" {
 			return info.GetMetadata()["revoked_reason"] == "logout"
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sockauth/sockauth/authority"
 	"github.com/sockauth/sockauth/authority/storetest"
+	"github.com/sockauth/sockauth/internal/logtest"
 )
 
 // syncGate holds each sync round until the test releases it.
@@ -165,39 +166,9 @@ func TestFailedCheckReturnsAfterSync(t *testing.T) {
 	}
 }
 
-// recordingHandler keeps every log record.
-type recordingHandler struct {
-	mu      sync.Mutex // guards records
-	records []slog.Record
-}
-
-func (h *recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *recordingHandler) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.records = append(h.records, r.Clone())
-	return nil
-}
-
-func (h *recordingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *recordingHandler) WithGroup(string) slog.Handler      { return h }
-
-func (h *recordingHandler) errorsLogged() []slog.Record {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var found []slog.Record
-	for _, r := range h.records {
-		if r.Level >= slog.LevelError {
-			found = append(found, r)
-		}
-	}
-	return found
-}
-
 func TestFailedSyncFailsItsWaiters(t *testing.T) {
-	handler := &recordingHandler{}
-	store, gate := openGated(t, t.TempDir(), slog.New(handler))
+	recorder := &logtest.Recorder{}
+	store, gate := openGated(t, t.TempDir(), slog.New(recorder))
 	ctx := context.Background()
 	injected := errors.New("injected sync failure")
 
@@ -230,7 +201,7 @@ func TestFailedSyncFailsItsWaiters(t *testing.T) {
 		}
 	}
 
-	logged := handler.errorsLogged()
+	logged := recorder.Records(slog.LevelError)
 	if len(logged) != 1 {
 		t.Fatalf("%d error records logged, expected 1 for the failed sync", len(logged))
 	}

@@ -4,44 +4,13 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sockauth/sockauth/authority/redisstore"
+	"github.com/sockauth/sockauth/internal/logtest"
 )
-
-// recordHandler is a slog.Handler that keeps every record it handles.
-type recordHandler struct {
-	mu      sync.Mutex // guards records
-	records []slog.Record
-}
-
-func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *recordHandler) Handle(_ context.Context, record slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.records = append(h.records, record.Clone())
-	return nil
-}
-
-func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
-
-// warnings returns the messages of the warn records handled so far.
-func (h *recordHandler) warnings() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var messages []string
-	for _, record := range h.records {
-		if record.Level == slog.LevelWarn {
-			messages = append(messages, record.Message)
-		}
-	}
-	return messages
-}
 
 // hasDialFailure reports whether go-redis's message about a failed dial of its
 // connection pool is among messages.
@@ -65,29 +34,29 @@ func unreachableStore(t *testing.T, handler slog.Handler) *redisstore.Store {
 }
 
 func TestClientMessagesReachStoreLogger(t *testing.T) {
-	handler := &recordHandler{}
+	handler := &logtest.Recorder{}
 	store := unreachableStore(t, handler)
 
 	if _, err := store.Get(context.Background(), "sid"); err == nil {
 		t.Fatal("Get from an unreachable Redis succeeded")
 	}
-	if messages := handler.warnings(); !hasDialFailure(messages) {
+	if messages := handler.Messages(slog.LevelWarn); !hasDialFailure(messages) {
 		t.Fatalf("warnings %q lack go-redis's dial failure", messages)
 	}
 }
 
 func TestClientMessagesReachNewestStore(t *testing.T) {
-	older, newer := &recordHandler{}, &recordHandler{}
+	older, newer := &logtest.Recorder{}, &logtest.Recorder{}
 	olderStore := unreachableStore(t, older)
 	newerStore := unreachableStore(t, newer)
 
 	if _, err := olderStore.Get(context.Background(), "sid"); err == nil {
 		t.Fatal("Get from an unreachable Redis succeeded")
 	}
-	if messages := newer.warnings(); !hasDialFailure(messages) {
+	if messages := newer.Messages(slog.LevelWarn); !hasDialFailure(messages) {
 		t.Errorf("newest store's warnings %q lack go-redis's dial failure", messages)
 	}
-	if messages := older.warnings(); len(messages) != 0 {
+	if messages := older.Messages(slog.LevelWarn); len(messages) != 0 {
 		t.Errorf("older store logged %q while a newer store was open", messages)
 	}
 
@@ -97,7 +66,7 @@ func TestClientMessagesReachNewestStore(t *testing.T) {
 	if _, err := olderStore.Get(context.Background(), "sid"); err == nil {
 		t.Fatal("Get from an unreachable Redis succeeded")
 	}
-	if messages := older.warnings(); !hasDialFailure(messages) {
+	if messages := older.Messages(slog.LevelWarn); !hasDialFailure(messages) {
 		t.Errorf("after the newer store closed, the older store's warnings %q lack go-redis's dial failure", messages)
 	}
 }

@@ -14,9 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +24,7 @@ import (
 
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 	"github.com/sockauth/sockauth/internal/authclient"
+	"github.com/sockauth/sockauth/internal/logtest"
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
@@ -258,7 +257,7 @@ func newTestPKI(t testing.TB) testPKI {
 // not logged, while a client that speaks plain text is.
 func TestTCPProbeIsNotAFailedHandshake(t *testing.T) {
 	pki := newTestPKI(t)
-	logs := &warningLog{}
+	logs := &logtest.Recorder{}
 	a := startAuthority(t, t.TempDir(), serve.Config{TLSCert: pki.serverCert, TLSKey: pki.serverKey, Logger: slog.New(logs)})
 	for range 3 {
 		conn, err := net.Dial("tcp", a.Addr())
@@ -273,14 +272,8 @@ func TestTCPProbeIsNotAFailedHandshake(t *testing.T) {
 	if _, err := plaintext.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err == nil {
 		t.Fatal("IssueCode in plain text against a TLS server succeeded")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !logs.has("TLS handshake failed") {
-		if time.Now().After(deadline) {
-			t.Fatal("no log line about the plain-text client")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := logs.count("TLS handshake failed"); n > 2 {
+	waitForWarning(t, logs, "TLS handshake failed")
+	if n := countWarnings(logs, "TLS handshake failed"); n > 2 {
 		t.Errorf("%d failed handshakes logged, expected only the plain-text client's, not the 3 probes", n)
 	}
 }
@@ -296,7 +289,7 @@ func TestStartRejectsExpiredCertificate(t *testing.T) {
 
 func TestMutualTLS(t *testing.T) {
 	pki := newTestPKI(t)
-	logs := &warningLog{}
+	logs := &logtest.Recorder{}
 	a := startAuthority(t, t.TempDir(), serve.Config{TLSCert: pki.serverCert, TLSKey: pki.serverKey, TLSClientCA: pki.caFile,
 		Logger: slog.New(logs)})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -313,13 +306,7 @@ func TestMutualTLS(t *testing.T) {
 	}
 	// The server logs the failed handshake; the client may see only a
 	// broken connection.
-	deadline := time.Now().Add(5 * time.Second)
-	for !logs.has("TLS handshake failed") {
-		if time.Now().After(deadline) {
-			t.Fatal("no log line about the handshake without a client certificate")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForWarning(t, logs, "TLS handshake failed")
 
 	plaintext, _, _ := dialWith(t, authclient.Options{Address: a.Addr()})
 	if _, err := plaintext.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"}); err == nil {
@@ -356,32 +343,10 @@ func TestRemovedKeyEndsRevocationStream(t *testing.T) {
 	requireStatus(t, err, codes.Unauthenticated, "CALLER_UNAUTHENTICATED")
 }
 
-// warningLog keeps the messages of log records at warn level and above.
-type warningLog struct {
-	mu       sync.Mutex // guards messages
-	messages []string
-}
-
-func (l *warningLog) Enabled(context.Context, slog.Level) bool { return true }
-
-func (l *warningLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelWarn {
-		l.mu.Lock()
-		l.messages = append(l.messages, r.Message)
-		l.mu.Unlock()
-	}
-	return nil
-}
-
-func (l *warningLog) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *warningLog) WithGroup(string) slog.Handler      { return l }
-
-// count returns how many warnings with message were logged.
-func (l *warningLog) count(message string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// countWarnings returns how many warnings with message recorder holds.
+func countWarnings(recorder *logtest.Recorder, message string) int {
 	n := 0
-	for _, logged := range l.messages {
+	for _, logged := range recorder.Messages(slog.LevelWarn) {
 		if logged == message {
 			n++
 		}
@@ -389,17 +354,14 @@ func (l *warningLog) count(message string) int {
 	return n
 }
 
-// has reports whether a warning with message was logged.
-func (l *warningLog) has(message string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Contains(l.messages, message)
-}
-
-func TestStartNamesMissingServiceKeyFile(t *testing.T) {
-	_, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
-		ServiceKeyFile: filepath.Join(t.TempDir(), "missing"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err == nil || !strings.Contains(err.Error(), "--service-keys") {
-		t.Fatalf("Start with a missing service key file = %v, expected an error naming --service-keys", err)
+// waitForWarning waits up to 5 s for a warning with message in recorder.
+func waitForWarning(t *testing.T, recorder *logtest.Recorder, message string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for countWarnings(recorder, message) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning %q within 5 s", message)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

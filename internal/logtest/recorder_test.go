@@ -19,7 +19,11 @@ func TestRecorderFiltersByLevel(t *testing.T) {
 	if got := recorder.Messages(slog.LevelDebug); len(got) != 3 {
 		t.Errorf("messages at debug and above = %q, expected all 3", got)
 	}
-	if records := recorder.Records(slog.LevelError); len(records) != 1 || records[0].Message != "error line" {
-		t.Errorf("records at error = %v, expected the error line", records)
+	records := recorder.Records(slog.LevelError)
+	if len(records) != 1 {
+		t.Fatalf("%d records at error, expected 1", len(records))
+	}
+	if records[0].Message != "error line" {
+		t.Errorf("record at error = %q, expected the error line", records[0].Message)
 	}
 }

@@ -432,10 +432,10 @@ func checkDataDirMode(dir string) error {
 	return nil
 }
 
-// exposureWarnings returns what an operator should know about addresses
-// beyond loopback that the configuration allows: gRPC without caller
-// authentication, which only --insecure allows, service keys sent without
-// TLS, and a metrics endpoint open to other machines.
+// exposureWarnings returns what an operator should know about an address
+// beyond loopback: gRPC without caller authentication, which only
+// --insecure allows, TLS that authenticates no caller, service keys sent
+// without TLS, and a metrics endpoint open to other machines.
 func exposureWarnings(cfg Config) []string {
 	var warnings []string
 	if !IsLoopback(cfg.Listen) {
@@ -463,8 +463,9 @@ func exposureWarnings(cfg Config) []string {
 const handshakeLogBurst = 10
 
 // handshakeLogger logs the TLS handshakes that fail on the server's side,
-// such as a client certificate from an unknown CA, which grpc-go reports
-// only to the client.
+// such as a client certificate from an unknown CA. grpc-go logs them only at
+// the info level of its own logger, which is off by default (v1.85.0,
+// Server.newHTTP2Transport).
 type handshakeLogger struct {
 	credentials.TransportCredentials
 	log      *slog.Logger

@@ -38,6 +38,9 @@ type Options struct {
 	// wrapSync, when set, runs each sync round in place of the real sync,
 	// which it receives; tests use it to delay or fail syncs.
 	wrapSync func(sync func() error) error
+	// releaseInterval is the period of the release of written tables'
+	// pages; default defaultReleaseInterval.
+	releaseInterval time.Duration
 	// tuneBadger, when set, changes the Badger options before Open; tests
 	// use it for small files.
 	tuneBadger func(badger.Options) badger.Options
@@ -76,11 +79,17 @@ type Store struct {
 	// writes.
 	beforeRewrite, afterRewrite func()
 
-	// stopGC ends garbage collection, which Close waits for in gcDone before
-	// it stops the sync stage.
-	stopGC chan struct{}
-	gcDone sync.WaitGroup
-	closed sync.Once
+	// tableDir is the folder of Badger's tables as /proc/self/maps names it,
+	// and released holds the ids of the tables whose written pages the store
+	// released or that were present at Open. Only the release loop uses them.
+	tableDir string
+	released map[uint64]bool
+
+	// stopBackground ends garbage collection and the release of table pages,
+	// which Close waits for in background before it stops the sync stage.
+	stopBackground chan struct{}
+	background     sync.WaitGroup
+	closed         sync.Once
 	// wg waits for the sync stage.
 	wg sync.WaitGroup
 }
@@ -99,6 +108,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.CacheSessions == 0 {
 		opts.CacheSessions = defaults.CacheSessions
 	}
+	if opts.releaseInterval == 0 {
+		opts.releaseInterval = defaultReleaseInterval
+	}
 
 	badgerOpts := badgerOptions(dir, opts)
 	if opts.tuneBadger != nil {
@@ -110,14 +122,15 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 
 	s := &Store{
-		db:       db,
-		log:      opts.Logger,
-		inMemory: opts.InMemory,
-		batch:    batchState{wake: make(chan struct{}, 1), pending: map[string]*authority.Session{}},
-		cache:    newSessionCache(opts.CacheSessions),
-		sync:     syncState{unsynced: map[string]uint64{}, ended: make(chan struct{})},
-		sealed:   newSealedLogs(db.Opts().Dir, db.Opts().ValueDir),
-		stopGC:   make(chan struct{}),
+		db:             db,
+		log:            opts.Logger,
+		inMemory:       opts.InMemory,
+		batch:          batchState{wake: make(chan struct{}, 1), pending: map[string]*authority.Session{}},
+		cache:          newSessionCache(opts.CacheSessions),
+		sync:           syncState{unsynced: map[string]uint64{}, ended: make(chan struct{})},
+		sealed:         newSealedLogs(db.Opts().Dir, db.Opts().ValueDir),
+		tableDir:       resolvedDir(db.Opts().Dir),
+		stopBackground: make(chan struct{}),
 	}
 	if db.Opts().VLogPercentile == 0 {
 		s.valueLogFrom = int(db.Opts().ValueThreshold)
@@ -134,8 +147,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	s.wg.Add(1)
 	go s.syncLoop()
 	if !opts.InMemory {
-		s.gcDone.Add(1)
+		s.released = s.tableIDs()
+		s.background.Add(2)
 		go s.collectGarbage(opts.GCInterval)
+		go s.releaseLoop(opts.releaseInterval)
 	}
 	return s, nil
 }
@@ -221,8 +236,8 @@ func (s *Store) ListBySubject(ctx context.Context, subject string) ([]*authority
 func (s *Store) Close() error {
 	var err error
 	s.closed.Do(func() {
-		close(s.stopGC)
-		s.gcDone.Wait()
+		close(s.stopBackground)
+		s.background.Wait()
 
 		s.batch.mu.Lock()
 		s.batch.closing = true
@@ -239,12 +254,12 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) collectGarbage(interval time.Duration) {
-	defer s.gcDone.Done()
+	defer s.background.Done()
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
 		select {
-		case <-s.stopGC:
+		case <-s.stopBackground:
 			return
 		case <-ticker.C:
 		}

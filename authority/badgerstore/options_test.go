@@ -15,6 +15,11 @@ func TestBadgerOptionsKeepTablesSmall(t *testing.T) {
 	if limit := int64(4 << 20); opts.MemTableSize > limit {
 		t.Errorf("memtable size %d bytes, expected at most %d", opts.MemTableSize, limit)
 	}
+	// Each read that a bloom filter wrongly admits maps 64 KiB of a table
+	// back into the process.
+	if limit := 0.001; opts.BloomFalsePositive <= 0 || opts.BloomFalsePositive > limit {
+		t.Errorf("bloom filter false positive rate %v, expected above 0 and at most %v", opts.BloomFalsePositive, limit)
+	}
 	// The sync stage syncs the logs once per group of writes; Badger's own
 	// sync per transaction would serialise the group again.
 	if opts.SyncWrites {

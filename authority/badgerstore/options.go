@@ -32,9 +32,11 @@ func badgerOptions(dir string, opts Options) badger.Options {
 		// block of the table through its memory map, and Linux maps up to
 		// 64 KiB around it into the process (fault_around_bytes). Creating a
 		// session first checks that its key is new, so at Badger's default
-		// of 1% such reads made most table pages resident again. A tenth of
-		// that costs about 1.5 times the filter's bits per key.
-		WithBloomFalsePositive(0.001).
+		// of 1% such reads made most table pages resident again. At 0.01%
+		// the filters take twice the bits per key, about 5 MB for a million
+		// sessions, and the authority that wrote them kept 20 instead of
+		// 86 MiB of table pages (docs/BENCHMARKS.md).
+		WithBloomFalsePositive(0.0001).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithValueLogFileSize(64 << 20).

@@ -17,7 +17,7 @@ func TestBadgerOptionsKeepTablesSmall(t *testing.T) {
 	}
 	// Each read that a bloom filter wrongly admits maps 64 KiB of a table
 	// back into the process.
-	if limit := 0.001; opts.BloomFalsePositive <= 0 || opts.BloomFalsePositive > limit {
+	if limit := 0.0001; opts.BloomFalsePositive <= 0 || opts.BloomFalsePositive > limit {
 		t.Errorf("bloom filter false positive rate %v, expected above 0 and at most %v", opts.BloomFalsePositive, limit)
 	}
 	// The sync stage syncs the logs once per group of writes; Badger's own

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -194,9 +195,19 @@ func tableFileID(name string) (uint64, bool) {
 // resolvedDir returns dir as the kernel names it in /proc/self/maps: absolute,
 // with symbolic links resolved.
 func resolvedDir(dir string) string {
-	absolute, err := filepath.Abs(dir)
-	if err != nil {
-		return filepath.Clean(dir)
+	absolute := filepath.Clean(dir)
+	if !filepath.IsAbs(dir) {
+		// filepath.Abs joins dir to os.Getwd, which returns $PWD when it names
+		// the working folder, possibly through a symbolic link. The kernel
+		// resolves a leading ".." of dir from the folder itself.
+		working, err := os.Getwd()
+		if err != nil {
+			return absolute
+		}
+		if resolved, err := filepath.EvalSymlinks(working); err == nil {
+			working = resolved
+		}
+		absolute = filepath.Join(working, dir)
 	}
 	if resolved, err := filepath.EvalSymlinks(absolute); err == nil {
 		return resolved

@@ -7,6 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// releaseSupported reports whether releaseTableMappings can release pages.
+const releaseSupported = true
+
 // releaseTableMappings drops this process's mappings of the pages of the
 // table files in dir whose ids are in ids, which the caller keeps mapped
 // until it returns. It fails only when /proc/self/maps cannot be read. A

@@ -37,10 +37,28 @@ type mappingKiB struct {
 	size, resident int
 }
 
+// kernelDirName returns the path of the folder dir as the kernel prints it
+// in /proc/self/smaps, read back from an open descriptor of the folder.
+func kernelDirName(t *testing.T, dir string) string {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatalf("open data folder %q: %v", dir, err)
+	}
+	defer f.Close()
+	name, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+	if err != nil {
+		t.Fatalf("read the kernel's name of %q: %v", dir, err)
+	}
+	return name
+}
+
 // tableMappingKiB returns the size and resident part of each mapped table
-// file of dir, by table id, from /proc/self/smaps.
+// file of dir, by table id, from /proc/self/smaps. dir may be relative or
+// pass through symbolic links.
 func tableMappingKiB(t *testing.T, dir string) map[uint64]mappingKiB {
 	t.Helper()
+	dir = kernelDirName(t, dir)
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		t.Fatalf("read the memory map: %v", err)
@@ -56,7 +74,12 @@ func tableMappingKiB(t *testing.T, dir string) map[uint64]mappingKiB {
 			continue
 		}
 		if !strings.HasSuffix(fields[0], ":") {
-			path := fields[len(fields)-1]
+			// The path starts at the first slash and may contain spaces.
+			line := scanner.Text()
+			path := ""
+			if slash := strings.IndexByte(line, '/'); slash >= 0 {
+				path = line[slash:]
+			}
 			inTable = false
 			if len(fields) >= 6 && filepath.Dir(path) == dir {
 				current, inTable = tableFileID(filepath.Base(path))
@@ -268,7 +291,11 @@ func TestReleaseLoopRunsDuringWrites(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		size, resident, whole := 0, 0, 0
-		for _, mapping := range tableMappingKiB(t, dir) {
+		mappings := tableMappingKiB(t, dir)
+		if len(mappings) == 0 {
+			t.Fatalf("found no mapped table of %s in /proc/self/smaps", dir)
+		}
+		for _, mapping := range mappings {
 			size += mapping.size
 			resident += mapping.resident
 			if mapping.resident == mapping.size {
@@ -289,4 +316,112 @@ func TestReleaseLoopRunsDuringWrites(t *testing.T) {
 		t.Fatalf("Create after the release: %v", err)
 	}
 	readAll(t, store, []string{session.ID})
+}
+
+// TestReleaseFindsTablesThroughDataPaths checks that a pass finds the
+// mappings of a store's tables when the path the store was opened with is
+// not the kernel's name of the folder.
+func TestReleaseFindsTablesThroughDataPaths(t *testing.T) {
+	cases := []struct {
+		name string
+		// prepare creates folders under base and returns the path to open.
+		prepare func(t *testing.T, base string) string
+	}{
+		{"space in name", func(t *testing.T, base string) string {
+			return filepath.Join(base, "sock auth")
+		}},
+		{"symbolic link", func(t *testing.T, base string) string {
+			target := filepath.Join(base, "target")
+			if err := os.Mkdir(target, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(base, "link")
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}},
+		{"relative path", func(t *testing.T, base string) string {
+			t.Chdir(base)
+			return "data"
+		}},
+		// A shell that changed into a symbolic link keeps the link's path in
+		// $PWD, which os.Getwd returns, while the kernel resolves "../data"
+		// from the folder the link points to. Badger v4.9.6 writes its pid
+		// file at filepath.Abs of the path, so base/data must exist too.
+		{"relative parent from a symbolic link", func(t *testing.T, base string) string {
+			work := filepath.Join(base, "real", "work")
+			if err := os.MkdirAll(work, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(filepath.Join(base, "data"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(base, "work")
+			if err := os.Symlink(work, link); err != nil {
+				t.Fatal(err)
+			}
+			t.Chdir(link)
+			return filepath.Join("..", "data")
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := c.prepare(t, t.TempDir())
+			store := openForRelease(t, dir, time.Hour)
+			defer store.Close()
+			fillTables(t, store)
+			if err := store.db.Flatten(1); err != nil {
+				t.Fatalf("Flatten: %v", err)
+			}
+
+			before := tableResidentKiB(t, dir)
+			if sumKiB(before) == 0 {
+				t.Fatalf("the written tables of %q have no resident page before the release (%v)", dir, before)
+			}
+			if err := store.releaseWrittenTables(); err != nil {
+				t.Fatalf("releaseWrittenTables: %v", err)
+			}
+			for id, kib := range tableResidentKiB(t, dir) {
+				if kib != 0 {
+					t.Errorf("table %d of %q has %d KiB resident after the release, %d KiB before", id, dir, kib, before[id])
+				}
+			}
+		})
+	}
+}
+
+// TestReleaseLeavesOtherStoresTables checks that a pass of one store leaves
+// the tables of another store in the same process, whose table ids are the
+// same, resident.
+func TestReleaseLeavesOtherStoresTables(t *testing.T) {
+	base := t.TempDir()
+	first := openForRelease(t, filepath.Join(base, "first"), time.Hour)
+	defer first.Close()
+	second := openForRelease(t, filepath.Join(base, "second"), time.Hour)
+	defer second.Close()
+	fillTables(t, first)
+	fillTables(t, second)
+	for _, store := range []*Store{first, second} {
+		if err := store.db.Flatten(1); err != nil {
+			t.Fatalf("Flatten: %v", err)
+		}
+	}
+
+	before := tableResidentKiB(t, filepath.Join(base, "second"))
+	if sumKiB(before) == 0 {
+		t.Fatalf("the second store's tables have no resident page before the release (%v)", before)
+	}
+	if err := first.releaseWrittenTables(); err != nil {
+		t.Fatalf("releaseWrittenTables: %v", err)
+	}
+	after := tableResidentKiB(t, filepath.Join(base, "second"))
+	for id, kib := range before {
+		if kib > 0 && after[id] == 0 {
+			t.Errorf("table %d of the second store lost its %d resident KiB to the first store's release", id, kib)
+		}
+	}
+	if resident := sumKiB(tableResidentKiB(t, filepath.Join(base, "first"))); resident != 0 {
+		t.Errorf("the first store's tables have %d KiB resident after its release", resident)
+	}
 }

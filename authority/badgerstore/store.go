@@ -147,10 +147,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	s.wg.Add(1)
 	go s.syncLoop()
 	if !opts.InMemory {
-		s.released = s.tableIDs()
-		s.background.Add(2)
+		s.background.Add(1)
 		go s.collectGarbage(opts.GCInterval)
-		go s.releaseLoop(opts.releaseInterval)
+		if releaseSupported {
+			s.released = s.tableIDs()
+			s.background.Add(1)
+			go s.releaseLoop(opts.releaseInterval)
+		}
 	}
 	return s, nil
 }

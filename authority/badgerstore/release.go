@@ -68,30 +68,18 @@ func (s *Store) releaseWrittenTables() error {
 		return nil
 	}
 
-	// A table in the levels both before and after the iterator's creation
-	// was in them during it, so the iterator holds a reference to it.
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
-	iter := txn.NewIterator(badger.IteratorOptions{})
+	iter, held, after := s.holdTables(txn)
 	defer iter.Close()
-	after := s.tableIDs()
 	pinned := map[uint64]bool{}
 	for id := range fresh {
-		if after[id] {
+		if held[id] {
 			pinned[id] = true
 		}
 	}
-
-	result, err := releaseTableMappings(s.tableDir, pinned)
-	if err != nil {
+	if err := s.releaseTables(pinned, "written"); err != nil {
 		return err
-	}
-	for _, failure := range result.failures {
-		s.log.Warn("badger store could not release the pages of a table", "error", failure)
-	}
-	if result.tables > 0 {
-		s.log.Debug("badger store released the pages of written tables", "tables", result.tables,
-			"mapped_bytes", result.bytes)
 	}
 
 	// Tables that joined the levels during this pass wait for the next one.
@@ -102,6 +90,42 @@ func (s *Store) releaseWrittenTables() error {
 		}
 	}
 	s.released = released
+	return nil
+}
+
+// holdTables opens an iterator on txn, which holds a reference to every
+// table in Badger's levels until it is closed. It returns the iterator, the
+// ids of the tables that it holds for certain, and the ids of the tables in
+// the levels after its creation. A table in the levels both before and after
+// the creation was in them during it, and is held.
+func (s *Store) holdTables(txn *badger.Txn) (iter *badger.Iterator, held, after map[uint64]bool) {
+	before := s.tableIDs()
+	iter = txn.NewIterator(badger.IteratorOptions{})
+	after = s.tableIDs()
+	held = map[uint64]bool{}
+	for id := range before {
+		if after[id] {
+			held[id] = true
+		}
+	}
+	return iter, held, after
+}
+
+// releaseTables drops this process's mappings of the pages of the tables
+// whose ids are in held, which the caller must hold with holdTables. The
+// cause names the tables in the log: "written" or "scanned".
+func (s *Store) releaseTables(held map[uint64]bool, cause string) error {
+	result, err := releaseTableMappings(s.tableDir, held)
+	if err != nil {
+		return err
+	}
+	for _, failure := range result.failures {
+		s.log.Warn("badger store could not release the pages of a table", "error", failure)
+	}
+	if result.tables > 0 {
+		s.log.Debug("badger store released the pages of "+cause+" tables", "tables", result.tables,
+			"mapped_bytes", result.bytes)
+	}
 	return nil
 }
 

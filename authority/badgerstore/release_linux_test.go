@@ -425,3 +425,29 @@ func TestReleaseLeavesOtherStoresTables(t *testing.T) {
 		t.Errorf("the first store's tables have %d KiB resident after its release", resident)
 	}
 }
+
+// TestCountSessionsReleasesScannedTables checks that counting the sessions,
+// which reads every table, leaves no table page resident.
+func TestCountSessionsReleasesScannedTables(t *testing.T) {
+	dir := t.TempDir()
+	store := openForRelease(t, dir, time.Hour)
+	defer store.Close()
+	ids := fillTables(t, store)
+	if err := store.db.Flatten(1); err != nil {
+		t.Fatalf("Flatten: %v", err)
+	}
+	if err := store.releaseWrittenTables(); err != nil {
+		t.Fatalf("releaseWrittenTables: %v", err)
+	}
+
+	count, err := store.CountSessions(t.Context())
+	if err != nil {
+		t.Fatalf("CountSessions: %v", err)
+	}
+	if count != len(ids) {
+		t.Errorf("CountSessions = %d, expected %d", count, len(ids))
+	}
+	if resident := tableResidentKiB(t, dir); sumKiB(resident) != 0 {
+		t.Errorf("tables have resident pages after the count: %v KiB by table id", resident)
+	}
+}

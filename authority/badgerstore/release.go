@@ -78,6 +78,9 @@ func (s *Store) releaseWrittenTables() error {
 			pinned[id] = true
 		}
 	}
+	if s.beforeRelease != nil {
+		s.beforeRelease(pinned)
+	}
 	if err := s.releaseTables(pinned, "written"); err != nil {
 		return err
 	}

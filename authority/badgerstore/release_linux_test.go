@@ -451,3 +451,55 @@ func TestCountSessionsReleasesScannedTables(t *testing.T) {
 		t.Errorf("tables have resident pages after the count: %v KiB by table id", resident)
 	}
 }
+
+// TestReleaseHoldsTablesItReleases checks that a pass keeps the tables it
+// releases mapped while it works, even when a compaction replaces them:
+// madvise on the addresses of an unmapped table could reach memory that the
+// kernel handed out again.
+func TestReleaseHoldsTablesItReleases(t *testing.T) {
+	dir := t.TempDir()
+	store := openForRelease(t, dir, time.Hour)
+	defer store.Close()
+	ids := fillTables(t, store)
+
+	var (
+		held    map[uint64]bool
+		missing []uint64
+	)
+	store.beforeRelease = func(ids map[uint64]bool) {
+		held = ids
+		// Dropping every session rewrites or deletes each table that holds
+		// one, and Badger unmaps a replaced table when its last reference
+		// goes.
+		if err := store.db.DropPrefix(sessionKey("")); err != nil {
+			t.Errorf("DropPrefix: %v", err)
+		}
+		mapped := tableResidentKiB(t, dir)
+		for id := range ids {
+			if _, ok := mapped[id]; !ok {
+				missing = append(missing, id)
+			}
+		}
+	}
+	if err := store.releaseWrittenTables(); err != nil {
+		t.Fatalf("releaseWrittenTables: %v", err)
+	}
+	if len(held) == 0 {
+		t.Fatal("the pass held no table to release")
+	}
+	if len(missing) > 0 {
+		t.Errorf("tables %v were unmapped while the pass held them", missing)
+	}
+
+	// Once the pass is over, Badger deletes the replaced tables.
+	remaining := store.tableIDs()
+	gone := 0
+	for id := range held {
+		if !remaining[id] {
+			gone++
+		}
+	}
+	if gone == 0 {
+		t.Errorf("dropping %d sessions replaced none of the held tables %v; the test cannot tell whether the pass held them", len(ids), held)
+	}
+}

@@ -125,6 +125,10 @@ func (s *Store) releaseTables(held map[uint64]bool, cause string) error {
 	for _, failure := range result.failures {
 		s.log.Warn("badger store could not release the pages of a table", "error", failure)
 	}
+	if len(held) > 0 && result.tables == 0 && len(result.failures) == 0 && s.warnedUnmapped.CompareAndSwap(false, true) {
+		s.log.Warn("badger store found none of its tables in /proc/self/maps, so their pages stay resident",
+			"tables", len(held), "folder", s.tableDir)
+	}
 	if result.tables > 0 {
 		s.log.Debug("badger store released the pages of "+cause+" tables", "tables", result.tables,
 			"mapped_bytes", result.bytes)

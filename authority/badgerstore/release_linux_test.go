@@ -18,6 +18,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/sockauth/sockauth/authority/storetest"
+	"github.com/sockauth/sockauth/internal/logtest"
 )
 
 // tableResidentKiB returns the resident kilobytes of each mapped table file
@@ -501,5 +502,37 @@ func TestReleaseHoldsTablesItReleases(t *testing.T) {
 	}
 	if gone == 0 {
 		t.Errorf("dropping %d sessions replaced none of the held tables %v; the test cannot tell whether the pass held them", len(ids), held)
+	}
+}
+
+// TestReleaseWarnsWhenTablesNotFound checks that a pass that finds none of
+// its tables in the memory map, as with a folder name that differs from the
+// kernel's, logs a warning instead of doing nothing in silence.
+func TestReleaseWarnsWhenTablesNotFound(t *testing.T) {
+	dir := t.TempDir()
+	recorder := &logtest.Recorder{}
+	store, err := Open(dir, Options{
+		Logger:          slog.New(recorder),
+		releaseInterval: time.Hour,
+		tuneBadger: func(o badger.Options) badger.Options {
+			return o.WithMemTableSize(1 << 20)
+		},
+	})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer store.Close()
+	store.tableDir = filepath.Join(dir, "elsewhere")
+	fillTables(t, store)
+
+	if err := store.releaseWrittenTables(); err != nil {
+		t.Fatalf("releaseWrittenTables: %v", err)
+	}
+	warnings := recorder.Messages(slog.LevelWarn)
+	if len(warnings) != 1 {
+		t.Fatalf("logged warnings %q, expected one", warnings)
+	}
+	if !strings.Contains(warnings[0], "found none of its tables") {
+		t.Errorf("warning %q does not say that no table was found", warnings[0])
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -88,6 +89,9 @@ type Store struct {
 	// released or that were present at Open. Only the release loop uses them.
 	tableDir string
 	released map[uint64]bool
+	// warnedUnmapped is set once a release found none of its tables mapped
+	// under tableDir and logged so.
+	warnedUnmapped atomic.Bool
 
 	// stopBackground ends garbage collection and the release of table pages,
 	// which Close waits for in background before it stops the sync stage.

@@ -120,7 +120,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.releaseInterval = defaultReleaseInterval
 	}
 
-	badgerOpts := badgerOptions(dir, opts)
+	// Badger v4.9.6 names its pid file with filepath.Abs, which follows
+	// $PWD through symbolic links, while the kernel resolves a leading ".."
+	// from the real working folder. The resolved path gives both one folder.
+	badgerOpts := badgerOptions(resolvedDir(dir), opts)
 	if opts.tuneBadger != nil {
 		badgerOpts = opts.tuneBadger(badgerOpts)
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -569,6 +570,7 @@ func fillSessions(ctx context.Context, out io.Writer, callers []*benchCaller, op
 	start := time.Now()
 	var (
 		wg       sync.WaitGroup
+		created  atomic.Int64
 		mu       sync.Mutex // guards firstErr
 		firstErr error
 	)
@@ -590,17 +592,19 @@ func fillSessions(ctx context.Context, out io.Writer, callers []*benchCaller, op
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
-						firstErr = fmt.Errorf("fill sessions: %w", err)
+						firstErr = err
 					}
 					mu.Unlock()
 					return
 				}
+				created.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return firstErr
+		return fmt.Errorf("fill sessions at authority %s: stopped after %d of %d sessions: %w",
+			opts.client.Address, created.Load(), opts.fill, firstErr)
 	}
 	fmt.Fprintf(out, "created %d live sessions in %v\n", opts.fill, time.Since(start).Round(time.Millisecond))
 	return nil

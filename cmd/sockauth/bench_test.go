@@ -246,3 +246,25 @@ func TestAuthorityBenchOneRPCWithProfile(t *testing.T) {
 		t.Errorf("profile of %d bytes does not start with the gzip header", len(data))
 	}
 }
+
+// TestAuthorityBenchFillNamesAuthority points a fill at a port where nothing
+// listens. The error must name the authority and how far the fill got.
+func TestAuthorityBenchFillNamesAuthority(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	address := listener.Addr().String()
+	listener.Close()
+
+	opts := benchOptions{callers: 2, connections: 1, count: 1, rounds: 1, fill: 10, timeout: time.Second}
+	opts.client.Address = address
+	err = runAuthorityBench(context.Background(), &bytes.Buffer{}, opts)
+	if err == nil {
+		t.Fatal("a fill against a closed port succeeded")
+	}
+	expected := "fill sessions at authority " + address + ": stopped after 0 of 10 sessions"
+	if !strings.Contains(err.Error(), expected) {
+		t.Errorf("fill failed with %q, expected it to contain %q", err, expected)
+	}
+}

@@ -85,8 +85,9 @@ type Store struct {
 	beforeRelease func(ids map[uint64]bool)
 
 	// tableDir is the folder of Badger's tables as /proc/self/maps names it,
-	// and released holds the ids of the tables whose written pages the store
-	// released or that were present at Open. Only the release loop uses them.
+	// fixed at Open. released holds the ids of the tables whose written pages
+	// the store released or that were present at Open, and only the release
+	// loop uses it.
 	tableDir string
 	released map[uint64]bool
 	// warnedUnmapped is set once a release found none of its tables mapped

@@ -45,7 +45,7 @@ func (o *adminOptions) callConn(cmd *cobra.Command, scope string, fn func(ctx co
 	if err := serve.ApplyEnv(cmd.Flags()); err != nil {
 		return err
 	}
-	conn, err := authclient.Dial(o.client)
+	conn, err := authclient.Dial(o.client, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(adminReplyMaxBytes)))
 	if err != nil {
 		return err
 	}
@@ -57,10 +57,19 @@ func (o *adminOptions) callConn(cmd *cobra.Command, scope string, fn func(ctx co
 		if status.Code(err) == codes.Unauthenticated && o.client.ServiceKeyFile == "" {
 			return fmt.Errorf("authority %s: %w (pass the %s service key with --key-file)", o.client.Address, err, scope)
 		}
+		if status.Code(err) == codes.ResourceExhausted {
+			return fmt.Errorf("authority %s: the reply exceeds the %d MiB that this command reads; the call itself may have succeeded: %w",
+				o.client.Address, adminReplyMaxBytes>>20, err)
+		}
 		return fmt.Errorf("authority %s: %w", o.client.Address, err)
 	}
 	return nil
 }
+
+// adminReplyMaxBytes is the largest reply that the admin commands read, in
+// place of gRPC's default of 4 MiB. A listed or revoked session takes about
+// 84 bytes of a reply, so this fits about three million sessions of a subject.
+const adminReplyMaxBytes = 256 << 20
 
 func newSessionsCommand() *cobra.Command {
 	cmd := &cobra.Command{

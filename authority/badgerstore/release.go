@@ -19,9 +19,10 @@ const defaultReleaseInterval = 5 * time.Second
 
 // Badger v4.9.6 writes each new table through a shared memory map of its
 // file (table.CreateTable) and keeps the map for the life of the table. Every
-// page of a table that the process wrote therefore stays in its resident set,
-// read or not, which came to 125 MiB for a million sessions. The store therefore drops the
-// page-table entries of each new table once, with madvise(MADV_DONTNEED).
+// page of a table that the process wrote thus stays in its resident set,
+// read or not, which came to 125 MiB for a million sessions. The store
+// drops the page-table entries of each new table once, with
+// madvise(MADV_DONTNEED).
 // The pages stay in the kernel's page cache, and a later read of the table
 // maps them back with a minor fault, or reads them from the disk when the
 // kernel has evicted them. The resident set then holds the pages that reads

@@ -13,13 +13,13 @@ var _ authority.SessionCounter = (*Store)(nil)
 
 // CountSessions returns the number of stored session records: every session
 // whose newest token expired less than a minute ago, revoked ones included.
-// It reads keys only, so it costs one pass over the key index and no value
-// reads; ctx is checked every 4096 keys.
-//
-// The pass reads every block of the session tables through their memory
-// maps, which would leave them all resident after each scrape of the
-// metrics. On Linux the store therefore releases the pages of the tables
-// that it read once it is done, as it does for tables that Badger writes.
+// It iterates over keys only and checks ctx every 4096 keys. Session records
+// stay below the value threshold, so Badger keeps them inside the table
+// blocks, and the pass still reads every block of the session tables
+// through their memory maps. That would leave them all resident after each
+// scrape of the metrics. On Linux the store therefore releases the pages of
+// every table in Badger's levels afterwards. This includes pages that other
+// reads mapped in, which the next reads map back.
 func (s *Store) CountSessions(ctx context.Context) (int, error) {
 	count := 0
 	err := s.db.View(func(txn *badger.Txn) error {

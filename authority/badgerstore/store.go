@@ -79,9 +79,9 @@ type Store struct {
 	// after Badger's value-log collection. Tests use them to interleave
 	// writes.
 	beforeRewrite, afterRewrite func()
-	// beforeRelease, when set, runs after a release pass has taken hold of
-	// the tables it is about to release, with their ids. Tests use it to
-	// delete the tables meanwhile.
+	// beforeRelease, when set, runs after a pass over written tables has
+	// taken hold of the tables it is about to release, with their ids.
+	// Tests use it to delete the tables meanwhile.
 	beforeRelease func(ids map[uint64]bool)
 
 	// tableDir is the folder of Badger's tables as /proc/self/maps names it,

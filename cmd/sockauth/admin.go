@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,20 +33,23 @@ func (o *adminOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline of the call")
 }
 
-// call dials the authority and runs fn with an admin client.
+// call dials the authority, with replies of up to adminReplyMaxBytes, and
+// runs fn with an admin client.
 func (o *adminOptions) call(cmd *cobra.Command, fn func(ctx context.Context, client sockauthv1.AdminServiceClient) error) error {
 	return o.callConn(cmd, "admin", func(ctx context.Context, conn *grpc.ClientConn) error {
 		return fn(ctx, sockauthv1.NewAdminServiceClient(conn))
-	})
+	}, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(adminReplyMaxBytes)))
 }
 
-// callConn dials the authority and runs fn with the connection. scope names
-// the service key that the call needs, for the hint on a missing key.
-func (o *adminOptions) callConn(cmd *cobra.Command, scope string, fn func(ctx context.Context, conn *grpc.ClientConn) error) error {
+// callConn dials the authority with dialOptions and runs fn with the
+// connection. scope names the service key that the call needs, for the hint
+// on a missing key.
+func (o *adminOptions) callConn(cmd *cobra.Command, scope string, fn func(ctx context.Context, conn *grpc.ClientConn) error,
+	dialOptions ...grpc.DialOption) error {
 	if err := serve.ApplyEnv(cmd.Flags()); err != nil {
 		return err
 	}
-	conn, err := authclient.Dial(o.client, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(adminReplyMaxBytes)))
+	conn, err := authclient.Dial(o.client, dialOptions...)
 	if err != nil {
 		return err
 	}
@@ -57,8 +61,8 @@ func (o *adminOptions) callConn(cmd *cobra.Command, scope string, fn func(ctx co
 		if status.Code(err) == codes.Unauthenticated && o.client.ServiceKeyFile == "" {
 			return fmt.Errorf("authority %s: %w (pass the %s service key with --key-file)", o.client.Address, err, scope)
 		}
-		if status.Code(err) == codes.ResourceExhausted {
-			return fmt.Errorf("authority %s: the reply exceeds the %d MiB that this command reads; the call itself may have succeeded: %w",
+		if replyExceeds(err, adminReplyMaxBytes) {
+			return fmt.Errorf("authority %s completed the call, but its reply exceeds the %d MiB that this command reads: %w",
 				o.client.Address, adminReplyMaxBytes>>20, err)
 		}
 		return fmt.Errorf("authority %s: %w", o.client.Address, err)
@@ -67,9 +71,23 @@ func (o *adminOptions) callConn(cmd *cobra.Command, scope string, fn func(ctx co
 }
 
 // adminReplyMaxBytes is the largest reply that the admin commands read, in
-// place of gRPC's default of 4 MiB. A listed or revoked session takes about
-// 84 bytes of a reply, so this fits about three million sessions of a subject.
+// place of gRPC's default of 4 MiB. A listed or revoked session of a short
+// subject took about 84 bytes of a reply, so this fits about three million
+// of them. Each session repeats the subject, so long subjects fit fewer.
 const adminReplyMaxBytes = 256 << 20
+
+// replyExceeds reports whether err is this client's rejection of a reply
+// larger than limit bytes. An authority rejects a request over its own limit
+// with the same code, ResourceExhausted, before it runs the call, and names
+// its own limit in the message.
+//
+// NOTE: this matches the message of grpc-go v1.85.0 (rpc_util.go),
+// "received message larger than max (SIZE vs. LIMIT)". A version that words
+// it differently makes the commands print gRPC's error without the hint.
+func replyExceeds(err error, limit int) bool {
+	s, ok := status.FromError(err)
+	return ok && s.Code() == codes.ResourceExhausted && strings.HasSuffix(s.Message(), fmt.Sprintf(" vs. %d)", limit))
+}
 
 func newSessionsCommand() *cobra.Command {
 	cmd := &cobra.Command{

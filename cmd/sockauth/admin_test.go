@@ -3,13 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
+	"github.com/sockauth/sockauth/internal/serve"
 )
 
 // manySessionsAdmin is an AdminServiceServer whose ListSessions and
@@ -71,4 +77,77 @@ func TestAdminCommandsReadLargeReplies(t *testing.T) {
 func firstLine(text string) string {
 	line, _, _ := strings.Cut(text, "\n")
 	return line
+}
+
+// TestCommandsReportOversizedRequest sends requests over the authority's
+// 64 KiB limit on received messages. The authority rejects them with
+// ResourceExhausted before it runs the call, so the commands must not
+// report a reply over their own limit or a call that may have succeeded.
+func TestCommandsReportOversizedRequest(t *testing.T) {
+	a, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer a.Close()
+	oversized := strings.Repeat("a", serve.MaxRequestBytes+1000)
+
+	commands := [][]string{
+		{"sessions", "list", "--subject", oversized},
+		{"revoke", "--subject", oversized},
+		{"revoke", "--session", oversized},
+		{"token", "issue", "--subject", "alice", "--claim", "note=" + oversized},
+	}
+	for _, args := range commands {
+		name := strings.Join(args[:2], " ")
+		_, err := runCLI(t, append(args, "--authority", a.Addr())...)
+		if err == nil {
+			t.Errorf("%s with a request over %d bytes succeeded", name, serve.MaxRequestBytes)
+			continue
+		}
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("%s failed with %q, expected ResourceExhausted", name, err)
+		}
+		if strings.Contains(err.Error(), "may have succeeded") {
+			t.Errorf("%s says that a rejected request may have succeeded: %q", name, err)
+		}
+		if strings.Contains(err.Error(), "reply exceeds") {
+			t.Errorf("%s blames the reply for a request over the authority's limit: %q", name, err)
+		}
+	}
+}
+
+// TestReplyExceedsTellsReplyFromRequest checks replyExceeds on gRPC's own
+// errors: a reply over the client's limit, and a request over the server's.
+func TestReplyExceedsTellsReplyFromRequest(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const serverLimit = 1 << 10
+	server := grpc.NewServer(grpc.MaxRecvMsgSize(serverLimit))
+	sockauthv1.RegisterAdminServiceServer(server, &manySessionsAdmin{count: 1000})
+	go server.Serve(listener)
+	defer server.Stop()
+
+	const replyLimit = 16 << 10
+	conn, err := grpc.NewClient(listener.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(replyLimit)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := sockauthv1.NewAdminServiceClient(conn)
+
+	_, err = client.ListSessions(t.Context(), &sockauthv1.ListSessionsRequest{Subject: "bench"})
+	if !replyExceeds(err, replyLimit) {
+		t.Errorf("replyExceeds(%v, %d) = false for a reply of 1000 sessions", err, replyLimit)
+	}
+	_, err = client.ListSessions(t.Context(), &sockauthv1.ListSessionsRequest{Subject: strings.Repeat("a", 2*serverLimit)})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("an oversized request failed with %v, expected ResourceExhausted", err)
+	}
+	if replyExceeds(err, replyLimit) {
+		t.Errorf("replyExceeds(%v, %d) = true for a request over the server's limit", err, replyLimit)
+	}
 }

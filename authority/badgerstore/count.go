@@ -21,6 +21,12 @@ var _ authority.SessionCounter = (*Store)(nil)
 // every table in Badger's levels afterwards. This includes pages that other
 // reads mapped in, which the next reads map back.
 func (s *Store) CountSessions(ctx context.Context) (int, error) {
+	s.countMu.RLock()
+	defer s.countMu.RUnlock()
+	if s.dbClosed {
+		return 0, fmt.Errorf("count sessions: %w", badger.ErrDBClosed)
+	}
+
 	count := 0
 	err := s.db.View(func(txn *badger.Txn) error {
 		if releaseSupported && !s.inMemory {

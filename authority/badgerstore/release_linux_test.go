@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -532,5 +533,35 @@ func TestReleaseWarnsWhenTablesNotFound(t *testing.T) {
 	}
 	if !strings.Contains(warnings[0], "found none of its tables") {
 		t.Errorf("warning %q does not say that no table was found", warnings[0])
+	}
+}
+
+// TestCloseWaitsForCount checks that Close does not close Badger, which
+// unmaps every table, while a count of the sessions may still release their
+// pages, and that a count after Close fails.
+func TestCloseWaitsForCount(t *testing.T) {
+	store := openForRelease(t, t.TempDir(), time.Hour)
+	fillTables(t, store)
+
+	// A count in progress holds countMu for reading.
+	store.countMu.RLock()
+	closed := make(chan error, 1)
+	go func() { closed <- store.Close() }()
+	select {
+	case err := <-closed:
+		store.countMu.RUnlock()
+		t.Fatalf("Close returned %v while a count was in progress", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if store.db.IsClosed() {
+		t.Error("Badger was closed while a count was in progress")
+	}
+	store.countMu.RUnlock()
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	if _, err := store.CountSessions(t.Context()); !errors.Is(err, badger.ErrDBClosed) {
+		t.Errorf("CountSessions after Close returned %v, expected badger.ErrDBClosed", err)
 	}
 }

@@ -93,6 +93,12 @@ type Store struct {
 	// warnedUnmapped is set once a release found none of its tables mapped
 	// under tableDir and logged so.
 	warnedUnmapped atomic.Bool
+	// countMu is held for reading by each count of the sessions and for
+	// writing by Close around Badger's close. Badger unmaps every table at
+	// close, referenced or not, so a count's release must not overlap it.
+	countMu sync.RWMutex
+	// dbClosed is set under countMu once Badger is closed.
+	dbClosed bool
 
 	// stopBackground ends garbage collection and the release of table pages,
 	// which Close waits for in background before it stops the sync stage.
@@ -263,6 +269,9 @@ func (s *Store) Close() error {
 		stats := s.Stats()
 		s.log.Info("badger store closed", "transactions", stats.Transactions, "writes", stats.Writes,
 			"syncs", stats.Syncs)
+		s.countMu.Lock()
+		defer s.countMu.Unlock()
+		s.dbClosed = true
 		err = s.db.Close()
 	})
 	return err

@@ -30,10 +30,10 @@ func (s *Store) CountSessions(ctx context.Context) (int, error) {
 	count := 0
 	err := s.db.View(func(txn *badger.Txn) error {
 		if releaseSupported && !s.inMemory {
-			hold, held, _ := s.holdTables(txn)
+			hold, heldIDs, _ := s.holdTables(txn, s.tableIDs())
 			defer hold.Close()
 			defer func() {
-				if err := s.releaseTables(held, "scanned"); err != nil {
+				if err := s.releaseTables(heldIDs, "scanned"); err != nil {
 					s.log.Warn("badger store could not release the pages of the tables it counted sessions in", "error", err)
 				}
 			}()

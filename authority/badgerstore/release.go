@@ -34,22 +34,15 @@ const defaultReleaseInterval = 5 * time.Second
 // unmaps a table when its last reference goes, and an iterator holds a
 // reference to each table that was in the levels when it was created.
 
-// releaseLoop releases the pages of new tables every interval until Close.
-func (s *Store) releaseLoop(interval time.Duration) {
-	defer s.background.Done()
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-s.stopBackground:
-			return
-		case <-ticker.C:
-		}
-		if err := s.releaseWrittenTables(); err != nil {
-			s.log.Warn("badger store stopped releasing the pages of written tables", "error", err)
-			return
-		}
+// releaseWrittenTablesOrStop runs one pass of releaseWrittenTables for the
+// store's background loop. It returns false, which ends the loop, when the
+// pass failed in a way that later passes would repeat.
+func (s *Store) releaseWrittenTablesOrStop() bool {
+	if err := s.releaseWrittenTables(); err != nil {
+		s.log.Warn("badger store stopped releasing the pages of written tables", "error", err)
+		return false
 	}
+	return true
 }
 
 // releaseWrittenTables drops this process's mappings of the pages of tables
@@ -71,11 +64,11 @@ func (s *Store) releaseWrittenTables() error {
 
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
-	iter, held, after := s.holdTables(txn)
+	iter, heldIDs, after := s.holdTables(txn, before)
 	defer iter.Close()
 	pinned := map[uint64]bool{}
 	for id := range fresh {
-		if held[id] {
+		if heldIDs[id] {
 			pinned[id] = true
 		}
 	}
@@ -98,37 +91,37 @@ func (s *Store) releaseWrittenTables() error {
 }
 
 // holdTables opens an iterator on txn, which holds a reference to every
-// table in Badger's levels until it is closed. It returns the iterator, the
-// ids of the tables that it holds for certain, and the ids of the tables in
-// the levels after its creation. A table in the levels both before and after
-// the creation was in them during it, and is held.
-func (s *Store) holdTables(txn *badger.Txn) (iter *badger.Iterator, held, after map[uint64]bool) {
-	before := s.tableIDs()
+// table in Badger's levels until it is closed. before is the result of
+// tableIDs just before the call. It returns the iterator, the ids of the
+// tables that it holds for certain, and the ids of the tables in the levels
+// after its creation. A table in the levels both before and after the
+// creation was in them during it, and is held.
+func (s *Store) holdTables(txn *badger.Txn, before map[uint64]bool) (iter *badger.Iterator, heldIDs, after map[uint64]bool) {
 	iter = txn.NewIterator(badger.IteratorOptions{})
 	after = s.tableIDs()
-	held = map[uint64]bool{}
+	heldIDs = map[uint64]bool{}
 	for id := range before {
 		if after[id] {
-			held[id] = true
+			heldIDs[id] = true
 		}
 	}
-	return iter, held, after
+	return iter, heldIDs, after
 }
 
 // releaseTables drops this process's mappings of the pages of the tables
-// whose ids are in held, which the caller must hold with holdTables. The
+// whose ids are in heldIDs, which the caller must hold with holdTables. The
 // cause names the tables in the log: "written" or "scanned".
-func (s *Store) releaseTables(held map[uint64]bool, cause string) error {
-	result, err := releaseTableMappings(s.tableDir, held)
+func (s *Store) releaseTables(heldIDs map[uint64]bool, cause string) error {
+	result, err := releaseTableMappings(s.tableDir, heldIDs)
 	if err != nil {
 		return err
 	}
 	for _, failure := range result.failures {
 		s.log.Warn("badger store could not release the pages of a table", "error", failure)
 	}
-	if len(held) > 0 && result.tables == 0 && len(result.failures) == 0 && s.warnedUnmapped.CompareAndSwap(false, true) {
+	if len(heldIDs) > 0 && result.tables == 0 && len(result.failures) == 0 && s.warnedUnmapped.CompareAndSwap(false, true) {
 		s.log.Warn("badger store found none of its tables in /proc/self/maps, so their pages stay resident",
-			"tables", len(held), "folder", s.tableDir)
+			"tables", len(heldIDs), "folder", s.tableDir)
 	}
 	if result.tables > 0 {
 		s.log.Debug("badger store released the pages of "+cause+" tables", "tables", result.tables,

@@ -11,9 +11,10 @@ import (
 const releaseSupported = true
 
 // releaseTableMappings drops this process's mappings of the pages of the
-// table files in dir whose ids are in ids, which the caller keeps mapped
-// until it returns. It fails only when /proc/self/maps cannot be read. A
-// failed madvise of one table is in the result's failures.
+// table files in dir whose ids are in ids. The caller must keep those tables
+// mapped until it returns, as holdTables does. It returns an error only when
+// /proc/self/maps cannot be read or parsed. A failed madvise of one table
+// goes to the result's failures instead.
 func releaseTableMappings(dir string, ids map[uint64]bool) (releaseResult, error) {
 	var result releaseResult
 	if len(ids) == 0 {

@@ -165,6 +165,19 @@ func fillTables(t *testing.T, store *Store) []string {
 	return ids
 }
 
+// fillQuietTables fills store as fillTables does and then flattens its
+// tables. Flattening writes the data into new tables and leaves no
+// compaction to do, so that nothing reads the tables while a test measures
+// them.
+func fillQuietTables(t *testing.T, store *Store) []string {
+	t.Helper()
+	ids := fillTables(t, store)
+	if err := store.db.Flatten(1); err != nil {
+		t.Fatalf("Flatten: %v", err)
+	}
+	return ids
+}
+
 // readAll checks that every session in ids reads back.
 func readAll(t *testing.T, store *Store, ids []string) {
 	t.Helper()
@@ -195,12 +208,7 @@ func TestReleaseDropsWrittenTablePages(t *testing.T) {
 	dir := t.TempDir()
 	store := openForRelease(t, dir, time.Hour)
 	defer store.Close()
-	ids := fillTables(t, store)
-	// Flattening writes the data into new tables and leaves no compaction
-	// to do, so that nothing reads the tables while the test measures them.
-	if err := store.db.Flatten(1); err != nil {
-		t.Fatalf("Flatten: %v", err)
-	}
+	ids := fillQuietTables(t, store)
 
 	before := tableResidentKiB(t, dir)
 	if sumKiB(before) == 0 {
@@ -370,10 +378,7 @@ func TestReleaseFindsTablesThroughDataPaths(t *testing.T) {
 			dir := c.prepare(t, t.TempDir())
 			store := openForRelease(t, dir, time.Hour)
 			defer store.Close()
-			fillTables(t, store)
-			if err := store.db.Flatten(1); err != nil {
-				t.Fatalf("Flatten: %v", err)
-			}
+			fillQuietTables(t, store)
 
 			before := tableResidentKiB(t, dir)
 			if sumKiB(before) == 0 {
@@ -400,13 +405,8 @@ func TestReleaseLeavesOtherStoresTables(t *testing.T) {
 	defer first.Close()
 	second := openForRelease(t, filepath.Join(base, "second"), time.Hour)
 	defer second.Close()
-	fillTables(t, first)
-	fillTables(t, second)
-	for _, store := range []*Store{first, second} {
-		if err := store.db.Flatten(1); err != nil {
-			t.Fatalf("Flatten: %v", err)
-		}
-	}
+	fillQuietTables(t, first)
+	fillQuietTables(t, second)
 
 	before := tableResidentKiB(t, filepath.Join(base, "second"))
 	if sumKiB(before) == 0 {
@@ -432,10 +432,7 @@ func TestCountSessionsReleasesScannedTables(t *testing.T) {
 	dir := t.TempDir()
 	store := openForRelease(t, dir, time.Hour)
 	defer store.Close()
-	ids := fillTables(t, store)
-	if err := store.db.Flatten(1); err != nil {
-		t.Fatalf("Flatten: %v", err)
-	}
+	ids := fillQuietTables(t, store)
 	if err := store.releaseWrittenTables(); err != nil {
 		t.Fatalf("releaseWrittenTables: %v", err)
 	}
@@ -463,11 +460,11 @@ func TestReleaseHoldsTablesItReleases(t *testing.T) {
 	ids := fillTables(t, store)
 
 	var (
-		held    map[uint64]bool
+		heldIDs map[uint64]bool
 		missing []uint64
 	)
 	store.beforeRelease = func(ids map[uint64]bool) {
-		held = ids
+		heldIDs = ids
 		// Dropping every session rewrites or deletes each table that holds
 		// one, and Badger unmaps a replaced table when its last reference
 		// goes.
@@ -484,7 +481,7 @@ func TestReleaseHoldsTablesItReleases(t *testing.T) {
 	if err := store.releaseWrittenTables(); err != nil {
 		t.Fatalf("releaseWrittenTables: %v", err)
 	}
-	if len(held) == 0 {
+	if len(heldIDs) == 0 {
 		t.Fatal("the pass held no table to release")
 	}
 	if len(missing) > 0 {
@@ -493,14 +490,14 @@ func TestReleaseHoldsTablesItReleases(t *testing.T) {
 
 	// Once the pass is over, Badger deletes the replaced tables.
 	remaining := store.tableIDs()
-	gone := 0
-	for id := range held {
+	replaced := 0
+	for id := range heldIDs {
 		if !remaining[id] {
-			gone++
+			replaced++
 		}
 	}
-	if gone == 0 {
-		t.Errorf("dropping %d sessions replaced none of the held tables %v; the test cannot tell whether the pass held them", len(ids), held)
+	if replaced == 0 {
+		t.Errorf("dropping %d sessions replaced none of the held tables %v; the test cannot tell whether the pass held them", len(ids), heldIDs)
 	}
 }
 

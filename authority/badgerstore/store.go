@@ -166,11 +166,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	go s.syncLoop()
 	if !opts.InMemory {
 		s.background.Add(1)
-		go s.collectGarbage(opts.GCInterval)
+		go s.runEvery(opts.GCInterval, s.collectGarbage)
 		if releaseSupported {
 			s.released = s.tableIDs()
 			s.background.Add(1)
-			go s.releaseLoop(opts.releaseInterval)
+			go s.runEvery(opts.releaseInterval, s.releaseWrittenTablesOrStop)
 		}
 	}
 	return s, nil
@@ -277,7 +277,9 @@ func (s *Store) Close() error {
 	return err
 }
 
-func (s *Store) collectGarbage(interval time.Duration) {
+// runEvery calls work every interval until Close, or until work returns
+// false. It runs as one of the store's background goroutines.
+func (s *Store) runEvery(interval time.Duration, work func() bool) {
 	defer s.background.Done()
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
@@ -287,18 +289,24 @@ func (s *Store) collectGarbage(interval time.Duration) {
 			return
 		case <-ticker.C:
 		}
-		// Each successful run rewrites one value-log file; repeat until none is
-		// worth rewriting.
-		for {
-			err := s.runValueLogGC()
-			if err == nil {
-				continue
-			}
-			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				s.log.Warn("badger value-log garbage collection failed", "error", err)
-			}
-			break
+		if !work() {
+			return
 		}
+	}
+}
+
+// collectGarbage runs value-log garbage collection until no file is worth
+// rewriting. Each successful run rewrites one value-log file.
+func (s *Store) collectGarbage() bool {
+	for {
+		err := s.runValueLogGC()
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+			s.log.Warn("badger value-log garbage collection failed", "error", err)
+		}
+		return true
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 	"github.com/googollee/go-socket.io/engineio/transport"
 	"github.com/googollee/go-socket.io/engineio/transport/websocket"
 	gorilla "github.com/gorilla/websocket"
+
+	"github.com/sockauth/sockauth/internal/readwait"
 )
 
 const (
@@ -178,7 +180,7 @@ type idleWaiter struct {
 // socket: a TLS connection, for one, can hold decrypted bytes that a wait
 // on its socket would miss.
 func newIdleWaiter(conn net.Conn, reader *bufio.Reader) *idleWaiter {
-	if !canPeek {
+	if !readwait.Supported {
 		return nil
 	}
 	var socket syscall.Conn
@@ -208,7 +210,7 @@ func (w *idleWaiter) wait() error {
 	if w == nil || w.reader.Buffered() > 0 {
 		return nil
 	}
-	if err := w.raw.Read(peekReadable); err != nil {
+	if err := w.raw.Read(readwait.Peek); err != nil {
 		return fmt.Errorf("gosocketio: waiting for the next message: %w", err)
 	}
 	return nil

@@ -156,6 +156,13 @@ type testServer struct {
 // starts serving.
 func newTestServer(tb testing.TB, namespace string, cfg adapter.Config, authority *fakeAuthority, setup func(*socket.Server, *Binding)) *testServer {
 	tb.Helper()
+	return newWrappedTestServer(tb, namespace, cfg, authority, setup, nil)
+}
+
+// newWrappedTestServer is newTestServer with the server's handler passed
+// through wrap, unless wrap is nil.
+func newWrappedTestServer(tb testing.TB, namespace string, cfg adapter.Config, authority *fakeAuthority, setup func(*socket.Server, *Binding), wrap func(http.Handler) http.Handler) *testServer {
+	tb.Helper()
 
 	if authority == nil {
 		authority = newFakeAuthority()
@@ -175,7 +182,11 @@ func newTestServer(tb testing.TB, namespace string, cfg adapter.Config, authorit
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", server.ServeHandler(nil))
+	handler := server.ServeHandler(nil)
+	if wrap != nil {
+		handler = wrap(handler)
+	}
+	mux.Handle("/socket.io/", handler)
 	httpServer := httptest.NewServer(mux)
 
 	tb.Cleanup(func() {

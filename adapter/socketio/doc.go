@@ -23,7 +23,10 @@
 //		server.To("chat").Emit("message", id.Subject, args[0])
 //	})
 //
-//	http.Handle("/socket.io/", server.ServeHandler(nil))
+//	http.Handle("/socket.io/", socketio.ReleaseHijacked(server.ServeHandler(nil)))
+//
+// ReleaseHijacked is optional. It cuts the memory that each idle WebSocket
+// keeps by about 4 KiB of stack and the HTTP server's 8 KiB of buffers.
 //
 // A client authenticates in one of two ways:
 //

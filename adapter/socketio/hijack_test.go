@@ -1,13 +1,25 @@
 package socketio
 
 import (
+	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/sockauth/sockauth/adapter"
+	"github.com/sockauth/sockauth/internal/readwait"
 )
 
 func TestReleaseHijackedDropsResponse(t *testing.T) {
@@ -97,4 +109,218 @@ func TestIsWebSocketUpgrade(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stackPerSocket opens n authenticated sockets on a new test server whose
+// handler passes through wrap, and returns the goroutine stack bytes per
+// socket that remain in use after two garbage collections, test clients'
+// goroutines included.
+func stackPerSocket(t *testing.T, n int, wrap func(http.Handler) http.Handler) float64 {
+	t.Helper()
+	ts := newWrappedTestServer(t, "/", adapter.Config{}, nil, withEcho, wrap)
+	settleGoroutines()
+	before := stackInUse()
+	for range n {
+		c := dial(t, ts.url, "/")
+		c.authenticate("code-alice")
+		c.emitWithAck(1, "echo", `"hi"`)
+		if p := c.next(wait); p.kind != '3' {
+			t.Fatalf("got packet %q, expected the echo's ack", p.raw)
+		}
+	}
+	settleGoroutines()
+	return float64(int64(stackInUse())-int64(before)) / float64(n)
+}
+
+// settleGoroutines waits, for up to 2 s, until the number of goroutines
+// stays the same for 50 ms, so that goroutines of earlier tests and
+// finished calls have exited.
+func settleGoroutines() {
+	last := runtime.NumGoroutine()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		now := runtime.NumGoroutine()
+		if now == last {
+			return
+		}
+		last = now
+	}
+}
+
+// stackInUse returns the bytes of goroutine stacks in use after two garbage
+// collections: the first shrinks the stacks, the second frees what the
+// first released.
+func stackInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var stats runtime.MemStats
+	runtime.ReadMemStats(&stats)
+	return stats.StackInuse
+}
+
+// stackModeVariable names the environment variable that makes
+// TestStackPerSocketHelper measure: "direct" or "released".
+const stackModeVariable = "SOCKETIO_TEST_STACK_MODE"
+
+// TestStackPerSocketHelper prints the stack bytes per idle socket when the
+// test binary runs it in a process of its own, and is skipped otherwise.
+func TestStackPerSocketHelper(t *testing.T) {
+	var wrap func(http.Handler) http.Handler
+	switch os.Getenv(stackModeVariable) {
+	case "direct":
+	case "released":
+		wrap = ReleaseHijacked
+	default:
+		t.Skip("runs only in the process that TestReleaseHijackedShrinksIdleReaderStacks starts")
+	}
+	fmt.Printf("stack-per-socket %.0f\n", stackPerSocket(t, 200, wrap))
+}
+
+// measureStackPerSocket runs TestStackPerSocketHelper in a new process, so
+// that no earlier test's goroutines or stack sizes blur the figure.
+func measureStackPerSocket(t *testing.T, mode string) float64 {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStackPerSocketHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), stackModeVariable+"="+mode)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("measuring %s sockets: %v\n%s", mode, err, out)
+	}
+	for line := range strings.Lines(string(out)) {
+		if value, ok := strings.CutPrefix(strings.TrimSpace(line), "stack-per-socket "); ok {
+			bytes, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				t.Fatalf("measuring %s sockets printed %q: %v", mode, line, err)
+			}
+			return bytes
+		}
+	}
+	t.Fatalf("measuring %s sockets printed no figure:\n%s", mode, out)
+	return 0
+}
+
+func TestReleaseHijackedShrinksIdleReaderStacks(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector enlarges stack frames, so the reader's stack does not shrink")
+	}
+	if !readwait.Supported {
+		t.Skip("this system has no non-blocking peek")
+	}
+	direct := measureStackPerSocket(t, "direct")
+	released := measureStackPerSocket(t, "released")
+	t.Logf("stack per idle socket: %.0f bytes served directly, %.0f through ReleaseHijacked", direct, released)
+	// Each socket's reader keeps 8 KiB served directly and 4 KiB through
+	// ReleaseHijacked. Other goroutines' stacks move the figures by up to
+	// about 1 KiB.
+	if released > direct-2*1024 {
+		t.Errorf("stack per idle socket through ReleaseHijacked = %.0f bytes, expected at least 2 KiB below the %.0f bytes of a socket served directly", released, direct)
+	}
+}
+
+func TestWaitingConnReads(t *testing.T) {
+	server, client := tcpPair(t)
+	conn := waitBeforeRead(server)
+	if _, ok := conn.(*waitingConn); !ok && readwait.Supported {
+		t.Fatalf("waitBeforeRead returned %T for a TCP connection, expected *waitingConn", conn)
+	}
+
+	if n, err := conn.Read(nil); n != 0 || err != nil {
+		t.Errorf("Read of an empty buffer = %d, %v; expected 0, nil at once", n, err)
+	}
+
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 8)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Errorf("Read: %v", err)
+		}
+		got <- string(buf[:n])
+	}()
+	select {
+	case s := <-got:
+		t.Fatalf("Read returned %q before the client wrote", s)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := client.Write([]byte("abc")); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	select {
+	case s := <-got:
+		if s != "abc" {
+			t.Errorf("Read = %q, expected %q", s, "abc")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still blocks 5 s after the client wrote")
+	}
+
+	if err := conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
+		t.Fatalf("SetReadDeadline: %v", err)
+	}
+	if _, err := conn.Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Read after the deadline = %v, expected os.ErrDeadlineExceeded", err)
+	}
+	if err := conn.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatalf("SetReadDeadline: %v", err)
+	}
+
+	client.Close()
+	if _, err := conn.Read(make([]byte, 8)); !errors.Is(err, io.EOF) {
+		t.Errorf("Read after the client closed = %v, expected io.EOF", err)
+	}
+	conn.Close()
+	if _, err := conn.Read(make([]byte, 8)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read after Close = %v, expected net.ErrClosed", err)
+	}
+}
+
+func TestWaitingConnReturnsOnClose(t *testing.T) {
+	server, _ := tcpPair(t)
+	conn := waitBeforeRead(server)
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Read(make([]byte, 8))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	conn.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Read during Close = %v, expected net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still blocks 5 s after Close")
+	}
+}
+
+func TestWaitBeforeReadPassesTLS(t *testing.T) {
+	server, _ := tcpPair(t)
+	tlsConn := tls.Server(server, &tls.Config{})
+	if conn := waitBeforeRead(tlsConn); conn != net.Conn(tlsConn) {
+		t.Errorf("waitBeforeRead wrapped a TLS connection in %T, whose decrypted bytes a wait on the socket would miss", conn)
+	}
+}
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	defer listener.Close()
+	client, err = net.Dial("tcp", listener.Addr().String())
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	server, err = listener.Accept()
+	if err != nil {
+		t.Fatalf("Accept: %v", err)
+	}
+	t.Cleanup(func() {
+		server.Close()
+		client.Close()
+	})
+	return server, client
 }

@@ -75,7 +75,8 @@ func newEIO4Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 	})
 
 	// ReleaseHijacked lets each WebSocket drop the HTTP server's buffers of
-	// its connection, which the library would keep for its whole life.
+	// its connection, which the library would keep for its whole life, and
+	// lets an idle WebSocket's reader keep a smaller stack.
 	return &eio4Chat{server: server, binding: binding, handler: socketio.ReleaseHijacked(server.ServeHandler(nil))}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -243,6 +244,12 @@ type SessionCounter interface {
 // storeCountTimeout bounds one count of the store at scrape time.
 const storeCountTimeout = 5 * time.Second
 
+// StoreCountInterval is the shortest time between two counts of the store
+// for sockauth_sessions_stored. A scrape sooner after the last count reports
+// that count again. With a million sessions in the Badger store, a scrape
+// that counted took 0.7 to 0.9 s on a 2-core machine.
+const StoreCountInterval = time.Minute
+
 // StoreWithMetrics is a Store that keeps Prometheus metrics of its own. The
 // Badger store implements it.
 type StoreWithMetrics interface {
@@ -252,9 +259,10 @@ type StoreWithMetrics interface {
 
 // RegisterStoreMetrics registers the store's own metrics with reg when store
 // implements StoreWithMetrics, and the gauge sockauth_sessions_stored when it
-// implements SessionCounter. It reports whether it registered the gauge. The
-// gauge counts the store at every scrape; a failed count is logged and leaves
-// the gauge out of that scrape.
+// implements SessionCounter. It reports whether it registered the gauge. A
+// scrape counts the store when the last count is older than
+// StoreCountInterval, and reports the last count otherwise. A failed count is
+// logged and leaves the gauge out of that scrape.
 func RegisterStoreMetrics(reg prometheus.Registerer, store Store, logger *slog.Logger) (bool, error) {
 	if withMetrics, ok := store.(StoreWithMetrics); ok {
 		if err := reg.Register(withMetrics.Collector()); err != nil {
@@ -271,8 +279,9 @@ func RegisterStoreMetrics(reg prometheus.Registerer, store Store, logger *slog.L
 	collector := &storeCollector{
 		counter: counter,
 		log:     logger,
+		now:     time.Now,
 		desc: prometheus.NewDesc("sockauth_sessions_stored",
-			"Session records in the store at scrape time: sessions whose newest token expired less than a minute ago, revoked ones included.",
+			"Session records in the store, counted at most once a minute: sessions whose newest token expired less than a minute ago, revoked ones included.",
 			nil, nil),
 	}
 	if err := reg.Register(collector); err != nil {
@@ -286,6 +295,15 @@ type storeCollector struct {
 	counter SessionCounter
 	log     *slog.Logger
 	desc    *prometheus.Desc
+	now     func() time.Time
+
+	// mu makes concurrent scrapes share one count, and guards counted and
+	// count.
+	mu sync.Mutex
+	// counted is when the last successful count started, zero before the
+	// first, and count is its result.
+	counted time.Time
+	count   int
 }
 
 // Describe implements prometheus.Collector.
@@ -293,13 +311,20 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 // Collect implements prometheus.Collector.
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeCountTimeout)
-	defer cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 
-	count, err := c.counter.CountSessions(ctx)
-	if err != nil {
-		c.log.Warn("counting stored sessions for metrics failed", "error", err)
-		return
+	start := c.now()
+	if c.counted.IsZero() || start.Sub(c.counted) >= StoreCountInterval {
+		ctx, cancel := context.WithTimeout(context.Background(), storeCountTimeout)
+		defer cancel()
+		count, err := c.counter.CountSessions(ctx)
+		if err != nil {
+			c.log.Warn("counting stored sessions for metrics failed", "error", err)
+			return
+		}
+		c.counted, c.count = start, count
 	}
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(count))
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.count))
 }
+

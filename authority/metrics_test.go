@@ -323,11 +323,84 @@ func TestSessionsStoredGauge(t *testing.T) {
 		}
 	}
 	expected := `
-# HELP sockauth_sessions_stored Session records in the store at scrape time: sessions whose newest token expired less than a minute ago, revoked ones included.
+# HELP sockauth_sessions_stored Session records in the store, counted at most once a minute: sessions whose newest token expired less than a minute ago, revoked ones included.
 # TYPE sockauth_sessions_stored gauge
 sockauth_sessions_stored 3
 `
 	if err := testutil.GatherAndCompare(registry, strings.NewReader(expected), "sockauth_sessions_stored"); err != nil {
 		t.Error(err)
+	}
+}
+
+// countingCounter is a SessionCounter that returns the number of counts so
+// far, or err when it is set. Each count takes delay.
+type countingCounter struct {
+	delay time.Duration
+
+	mu    sync.Mutex
+	calls int
+	err   error
+}
+
+func (c *countingCounter) CountSessions(context.Context) (int, error) {
+	time.Sleep(c.delay)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	if c.err != nil {
+		return 0, c.err
+	}
+	return c.calls, nil
+}
+
+func (c *countingCounter) setErr(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.err = err
+}
+
+func TestSessionsStoredCountsOncePerInterval(t *testing.T) {
+	counter := &countingCounter{}
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(authority.NewStoreCollectorWithClock(counter, discardLogger(), func() time.Time { return now }))
+	expect := func(value string) {
+		t.Helper()
+		expected := "# HELP sockauth_sessions_stored Session records in the store.\n# TYPE sockauth_sessions_stored gauge\n" + value
+		if err := testutil.GatherAndCompare(registry, strings.NewReader(expected), "sockauth_sessions_stored"); err != nil {
+			t.Error(err)
+		}
+	}
+
+	expect("sockauth_sessions_stored 1\n")
+	now = now.Add(authority.StoreCountInterval - time.Second)
+	expect("sockauth_sessions_stored 1\n")
+	now = now.Add(time.Second)
+	expect("sockauth_sessions_stored 2\n")
+
+	// A failed count leaves the gauge out and is retried at the next scrape.
+	counter.setErr(errors.New("disk gone"))
+	now = now.Add(authority.StoreCountInterval)
+	expect("")
+	counter.setErr(nil)
+	expect("sockauth_sessions_stored 4\n")
+}
+
+func TestSessionsStoredSharesConcurrentCount(t *testing.T) {
+	counter := &countingCounter{delay: 20 * time.Millisecond}
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(authority.NewStoreCollectorWithClock(counter, discardLogger(), time.Now))
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := registry.Gather(); err != nil {
+				t.Errorf("Gather: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if counter.calls != 1 {
+		t.Errorf("8 concurrent scrapes counted the store %d times, expected once", counter.calls)
 	}
 }

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -284,5 +286,34 @@ func TestChatDemoInProcessAuthority(t *testing.T) {
 	}
 	if !strings.Contains(demo.output.String(), "authority stopped") {
 		t.Errorf("chat-demo output lacks the in-process authority's stop:\n%s", demo.output)
+	}
+}
+
+func TestAuthorityIgnoresSIGHUP(t *testing.T) {
+	requireE2E(t)
+	addr, authority := startAuthorityIn(t, t.TempDir())
+
+	if err := authority.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatalf("send SIGHUP: %v", err)
+	}
+	const logged = "SIGHUP ignored"
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(authority.output.String(), logged) {
+		if authority.hasExited() {
+			t.Fatalf("sockauth serve exited after SIGHUP: %v\noutput:\n%s", authority.waitErr, authority.output)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sockauth serve logged no %q within 5 s of SIGHUP:\n%s", logged, authority.output)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := checkHealth(ctx, addr); err != nil {
+		t.Errorf("health check after SIGHUP: %v", err)
+	}
+	if err := authority.stop(); err != nil {
+		t.Errorf("sockauth serve exit after SIGTERM: %v, want status 0", err)
 	}
 }

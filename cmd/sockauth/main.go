@@ -112,13 +112,24 @@ func run(ctx context.Context, cfg serve.Config, logger *slog.Logger) error {
 		return err
 	}
 
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "signal", context.Cause(ctx))
-	case err := <-authority.Done():
-		logger.Error("gRPC server stopped", "error", err)
-		authority.Close()
-		return err
+	// A hangup would otherwise end the process without a log line. The key
+	// file is reread within a second of a change, and flags and environment
+	// are read once at start, so there is nothing for it to reload.
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	defer signal.Stop(hangups)
+
+	for {
+		select {
+		case <-hangups:
+			logger.Info("SIGHUP ignored: key file changes take effect within a second, and other settings need a restart")
+		case <-ctx.Done():
+			logger.Info("shutting down", "signal", context.Cause(ctx))
+			return authority.Close()
+		case err := <-authority.Done():
+			logger.Error("gRPC server stopped", "error", err)
+			authority.Close()
+			return err
+		}
 	}
-	return authority.Close()
 }

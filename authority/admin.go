@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 )
@@ -44,36 +45,68 @@ func (s *Service) RevokeSession(ctx context.Context, sessionID string) (*Session
 // RevokeSubject revokes every live session of a subject, as after a password
 // change, and returns the sessions it revoked.
 func (s *Service) RevokeSubject(ctx context.Context, subject string) ([]*Session, error) {
-	sessions, err := s.ListSessions(ctx, subject)
-	if err != nil {
-		return nil, err
-	}
-
-	var revoked []*Session
-	for _, session := range sessions {
-		if session.Revoked() {
-			continue
-		}
-		done, err := s.RevokeSession(ctx, session.ID)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
+	var (
+		revoked []*Session
+		token   string
+	)
+	for {
+		sessions, next, err := s.ListSessions(ctx, subject, token, MaxListPageSize)
 		if err != nil {
 			return revoked, err
 		}
-		revoked = append(revoked, done)
+		for _, session := range sessions {
+			if session.Revoked() {
+				continue
+			}
+			done, err := s.RevokeSession(ctx, session.ID)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return revoked, err
+			}
+			revoked = append(revoked, done)
+		}
+		if next == "" {
+			return revoked, nil
+		}
+		token = next
 	}
-	return revoked, nil
 }
 
-// ListSessions returns the stored sessions of a subject, revoked ones included.
-func (s *Service) ListSessions(ctx context.Context, subject string) ([]*Session, error) {
+// Page sizes of ListSessions.
+const (
+	// DefaultListPageSize is the page size of a request that gives none.
+	DefaultListPageSize = 1000
+	// MaxListPageSize is the largest page; larger requests get this size.
+	MaxListPageSize = 10000
+)
+
+// ListSessions returns one page of the stored sessions of a subject, revoked
+// ones included, and the token of the next page, empty after the last page.
+// pageToken is empty for the first page and a returned token for the others.
+// pageSize 0 means DefaultListPageSize, and sizes above MaxListPageSize mean
+// MaxListPageSize.
+func (s *Service) ListSessions(ctx context.Context, subject, pageToken string, pageSize int) ([]*Session, string, error) {
 	if subject == "" {
-		return nil, fmt.Errorf("subject is empty: %w", ErrInvalidArgument)
+		return nil, "", fmt.Errorf("subject is empty: %w", ErrInvalidArgument)
 	}
-	sessions, err := s.store.ListBySubject(ctx, subject)
+	switch {
+	case pageSize < 0:
+		return nil, "", fmt.Errorf("page size %d is negative: %w", pageSize, ErrInvalidArgument)
+	case pageSize == 0:
+		pageSize = DefaultListPageSize
+	case pageSize > MaxListPageSize:
+		pageSize = MaxListPageSize
+	}
+	cursor, err := base64.RawURLEncoding.DecodeString(pageToken)
 	if err != nil {
-		return nil, fmt.Errorf("list sessions of %q: %w", subject, err)
+		return nil, "", fmt.Errorf("page token is not one that ListSessions returned: %w", ErrInvalidArgument)
 	}
-	return sessions, nil
+
+	sessions, next, err := s.store.ListBySubject(ctx, subject, string(cursor), pageSize)
+	if err != nil {
+		return nil, "", fmt.Errorf("list sessions of %q: %w", subject, err)
+	}
+	return sessions, base64.RawURLEncoding.EncodeToString([]byte(next)), nil
 }

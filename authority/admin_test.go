@@ -3,6 +3,8 @@ package authority_test
 import (
 	"context"
 	"errors"
+	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,9 +96,12 @@ func TestListSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sessions, err := f.service.ListSessions(ctx, "alice")
+	sessions, next, err := f.service.ListSessions(ctx, "alice", "", 0)
 	if err != nil {
 		t.Fatalf("ListSessions: %v", err)
+	}
+	if next != "" {
+		t.Errorf("ListSessions of 2 sessions returned next page token %q, expected none", next)
 	}
 	if len(sessions) != 2 {
 		t.Fatalf("ListSessions returned %d sessions, expected 2", len(sessions))
@@ -110,8 +115,115 @@ func TestListSessions(t *testing.T) {
 	if revoked != 1 {
 		t.Errorf("%d revoked sessions listed, expected 1", revoked)
 	}
-	if _, err := f.service.ListSessions(ctx, ""); !errors.Is(err, authority.ErrInvalidArgument) {
+	if _, _, err := f.service.ListSessions(ctx, "", "", 0); !errors.Is(err, authority.ErrInvalidArgument) {
 		t.Errorf("ListSessions of an empty subject = %v, expected ErrInvalidArgument", err)
+	}
+}
+
+// smallPages is a Store whose ListBySubject records the limits it gets and
+// returns pages of at most 2 sessions.
+type smallPages struct {
+	authority.Store
+	mu     sync.Mutex
+	limits []int
+}
+
+func (p *smallPages) ListBySubject(ctx context.Context, subject, cursor string, limit int) ([]*authority.Session, string, error) {
+	p.mu.Lock()
+	p.limits = append(p.limits, limit)
+	p.mu.Unlock()
+	return p.Store.ListBySubject(ctx, subject, cursor, min(limit, 2))
+}
+
+func (p *smallPages) lastLimit() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.limits[len(p.limits)-1]
+}
+
+// listAll returns every session of subject, page by page, and fails the test
+// when the pages do not end within 100 calls.
+func listAll(t *testing.T, service *authority.Service, subject string) []*authority.Session {
+	t.Helper()
+	var all []*authority.Session
+	token := ""
+	for range 100 {
+		sessions, next, err := service.ListSessions(context.Background(), subject, token, 0)
+		if err != nil {
+			t.Fatalf("ListSessions: %v", err)
+		}
+		all = append(all, sessions...)
+		if next == "" {
+			return all
+		}
+		token = next
+	}
+	t.Fatalf("ListSessions of %q still returned a next page token after 100 pages", subject)
+	return nil
+}
+
+func TestListSessionsPages(t *testing.T) {
+	pages := &smallPages{}
+	f := newFixtureOn(t, func(store authority.Store) authority.Store {
+		pages.Store = store
+		return pages
+	}, discardLogger())
+	ctx := context.Background()
+	want := map[string]bool{}
+	for range 5 {
+		want[f.issue(t).Claims.SessionID] = true
+	}
+
+	got := map[string]bool{}
+	for _, session := range listAll(t, f.service, "alice") {
+		got[session.ID] = true
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("pages of 2 listed %v, expected %v", got, want)
+	}
+
+	for _, c := range []struct{ requested, passed int }{
+		{0, authority.DefaultListPageSize},
+		{50, 50},
+		{authority.MaxListPageSize + 1, authority.MaxListPageSize},
+	} {
+		if _, _, err := f.service.ListSessions(ctx, "alice", "", c.requested); err != nil {
+			t.Fatalf("ListSessions with page size %d: %v", c.requested, err)
+		}
+		if limit := pages.lastLimit(); limit != c.passed {
+			t.Errorf("page size %d reached the store as %d, expected %d", c.requested, limit, c.passed)
+		}
+	}
+	if _, _, err := f.service.ListSessions(ctx, "alice", "", -1); !errors.Is(err, authority.ErrInvalidArgument) {
+		t.Errorf("ListSessions with page size -1 = %v, expected ErrInvalidArgument", err)
+	}
+	if _, _, err := f.service.ListSessions(ctx, "alice", "not base64!", 0); !errors.Is(err, authority.ErrInvalidArgument) {
+		t.Errorf("ListSessions with a malformed page token = %v, expected ErrInvalidArgument", err)
+	}
+}
+
+func TestRevokeSubjectRevokesEveryPage(t *testing.T) {
+	pages := &smallPages{}
+	f := newFixtureOn(t, func(store authority.Store) authority.Store {
+		pages.Store = store
+		return pages
+	}, discardLogger())
+	ctx := context.Background()
+	for range 5 {
+		f.issue(t)
+	}
+
+	revoked, err := f.service.RevokeSubject(ctx, "alice")
+	if err != nil {
+		t.Fatalf("RevokeSubject: %v", err)
+	}
+	if len(revoked) != 5 {
+		t.Errorf("RevokeSubject revoked %d sessions in pages of 2, expected 5", len(revoked))
+	}
+	for _, session := range listAll(t, f.service, "alice") {
+		if !session.Revoked() {
+			t.Errorf("session %s is live after RevokeSubject", session.ID)
+		}
 	}
 }
 

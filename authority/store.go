@@ -74,9 +74,13 @@ type Store interface {
 	// and ErrNotFound when the session is gone. The caller sets next.Version.
 	CompareAndSwap(ctx context.Context, expectedVersion uint64, next *Session) error
 
-	// ListBySubject returns the stored sessions of a subject, revoked ones
-	// included, in no particular order.
-	ListBySubject(ctx context.Context, subject string) ([]*Session, error)
+	// ListBySubject returns one page of the stored sessions of a subject,
+	// revoked ones included, in an order of the store's choice. The page
+	// starts after cursor, or at the start when cursor is empty, and holds at
+	// most limit sessions. next is the cursor of the following page, empty
+	// after the last one. Cursors are the store's own strings, and a cursor
+	// stays valid when its session is gone.
+	ListBySubject(ctx context.Context, subject, cursor string, limit int) (sessions []*Session, next string, err error)
 
 	// Close releases the store.
 	Close() error

@@ -65,7 +65,7 @@ func TestEarlierRecordStaysReadable(t *testing.T) {
 	if err := store.CompareAndSwap(context.Background(), got.Version, &next); err != nil {
 		t.Fatalf("CompareAndSwap: %v", err)
 	}
-	listed, err := store.ListBySubject(context.Background(), "alice")
+	listed, _, err := store.ListBySubject(context.Background(), "alice", "", 10)
 	if err != nil {
 		t.Fatalf("ListBySubject: %v", err)
 	}

@@ -4,6 +4,7 @@
 package badgerstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -219,16 +220,36 @@ func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next
 	return s.write(ctx, op)
 }
 
-// ListBySubject returns the stored sessions of subject from its index keys.
-func (s *Store) ListBySubject(ctx context.Context, subject string) ([]*authority.Session, error) {
-	var sessions []*authority.Session
+// ListBySubject returns a page of the stored sessions of subject from its
+// index keys, in the order of their ids. A cursor is the id of the last
+// index key that the previous page read.
+func (s *Store) ListBySubject(ctx context.Context, subject, cursor string, limit int) ([]*authority.Session, string, error) {
+	if limit <= 0 {
+		return nil, "", fmt.Errorf("list sessions of %q: page size %d: %w", subject, limit, authority.ErrInvalidArgument)
+	}
+
+	var (
+		sessions []*authority.Session
+		next     string
+	)
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := subjectPrefix(subject)
 		iter := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer iter.Close()
 
-		for iter.Rewind(); iter.Valid(); iter.Next() {
+		scanned, last := 0, ""
+		for iter.Seek(append(bytes.Clone(prefix), cursor...)); iter.Valid(); iter.Next() {
 			id := string(iter.Item().Key()[len(prefix):])
+			if cursor != "" && id == cursor {
+				continue
+			}
+			if scanned == limit {
+				next = last
+				break
+			}
+			scanned++
+			last = id
+
 			session, err := load(txn, id)
 			if errors.Is(err, authority.ErrNotFound) {
 				continue
@@ -241,14 +262,14 @@ func (s *Store) ListBySubject(ctx context.Context, subject string) ([]*authority
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list sessions of %q: %w", subject, err)
+		return nil, "", fmt.Errorf("list sessions of %q: %w", subject, err)
 	}
 	for _, session := range sessions {
 		if err := s.waitSynced(ctx, session.ID); err != nil {
-			return nil, fmt.Errorf("list sessions of %q: session %s: %w", subject, session.ID, err)
+			return nil, "", fmt.Errorf("list sessions of %q: session %s: %w", subject, session.ID, err)
 		}
 	}
-	return sessions, nil
+	return sessions, next, nil
 }
 
 // Close stops garbage collection, commits and syncs the writes already

@@ -55,11 +55,11 @@ func (s *AdminServer) RevokeSubject(ctx context.Context, req *sockauthv1.RevokeS
 
 // ListSessions implements sockauthv1.AdminServiceServer.
 func (s *AdminServer) ListSessions(ctx context.Context, req *sockauthv1.ListSessionsRequest) (*sockauthv1.ListSessionsResponse, error) {
-	sessions, err := s.service.ListSessions(ctx, req.GetSubject())
+	sessions, next, err := s.service.ListSessions(ctx, req.GetSubject(), req.GetPageToken(), int(req.GetPageSize()))
 	if err != nil {
 		return nil, s.toStatus("ListSessions", err)
 	}
-	return &sockauthv1.ListSessionsResponse{Sessions: sessionInfos(sessions)}, nil
+	return &sockauthv1.ListSessionsResponse{Sessions: sessionInfos(sessions), NextPageToken: next}, nil
 }
 
 func (s *AdminServer) toStatus(method string, err error) error {

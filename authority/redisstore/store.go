@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -171,30 +172,145 @@ func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next
 	}
 }
 
-// ListBySubject returns the stored sessions of subject, and prunes index
-// entries whose records have expired.
-func (s *Store) ListBySubject(ctx context.Context, subject string) ([]*authority.Session, error) {
-	key := s.subjectKey(subject)
-	if err := s.client.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10)).Err(); err != nil {
-		return nil, fmt.Errorf("prune session index of %q in Redis: %w", subject, err)
+// ListBySubject returns a page of the stored sessions of subject, and prunes
+// index entries whose records have expired. The index is a sorted set
+// ordered by expiry, and by id among equal expiries, so a cursor is the
+// expiry and the id of the last entry that the previous page read. A session
+// whose expiry grows between two pages moves behind the cursor and can be
+// listed twice.
+func (s *Store) ListBySubject(ctx context.Context, subject, cursor string, limit int) ([]*authority.Session, string, error) {
+	if limit <= 0 {
+		return nil, "", fmt.Errorf("list sessions of %q: page size %d: %w", subject, limit, authority.ErrInvalidArgument)
 	}
-	ids, err := s.client.ZRange(ctx, key, 0, -1).Result()
+	after, err := parseListCursor(cursor)
 	if err != nil {
-		return nil, fmt.Errorf("read session index of %q from Redis: %w", subject, err)
+		return nil, "", fmt.Errorf("list sessions of %q: %w", subject, err)
 	}
 
-	sessions := make([]*authority.Session, 0, len(ids))
-	for _, id := range ids {
-		session, err := s.Get(ctx, id)
+	key := s.subjectKey(subject)
+	if err := s.client.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10)).Err(); err != nil {
+		return nil, "", fmt.Errorf("prune session index of %q in Redis: %w", subject, err)
+	}
+	entries, err := s.indexAfter(ctx, key, after, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("read session index of %q from Redis: %w", subject, err)
+	}
+
+	next := ""
+	if len(entries) > limit {
+		entries = entries[:limit]
+		last := entries[limit-1]
+		next = strconv.FormatInt(int64(last.Score), 10) + ":" + memberID(last)
+	}
+	sessions := make([]*authority.Session, 0, len(entries))
+	for _, entry := range entries {
+		session, err := s.Get(ctx, memberID(entry))
 		if errors.Is(err, authority.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		sessions = append(sessions, session)
 	}
-	return sessions, nil
+	return sessions, next, nil
+}
+
+// listCursor is a position in a subject's index: entries with a higher
+// score, or the same score and a greater id, come after it.
+type listCursor struct {
+	score int64
+	id    string
+	// set is false for the start of the index.
+	set bool
+}
+
+// parseListCursor reads a cursor that ListBySubject returned, "SCORE:ID".
+func parseListCursor(cursor string) (listCursor, error) {
+	if cursor == "" {
+		return listCursor{}, nil
+	}
+	score, id, ok := strings.Cut(cursor, ":")
+	value, err := strconv.ParseInt(score, 10, 64)
+	if !ok || err != nil || id == "" {
+		return listCursor{}, fmt.Errorf("invalid page cursor %q: %w", cursor, authority.ErrInvalidArgument)
+	}
+	return listCursor{score: value, id: id, set: true}, nil
+}
+
+// rangeAfterScript returns the count entries after member, with their
+// scores, when member is in the sorted set with the given score, and false
+// otherwise. KEYS[1] the index; ARGV: member, score, count.
+var rangeAfterScript = redis.NewScript(`
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) ~= tonumber(ARGV[2]) then
+  return false
+end
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+return redis.call('ZRANGE', KEYS[1], rank + 1, rank + tonumber(ARGV[3]), 'WITHSCORES')
+`)
+
+// indexAfter returns up to count entries of the index at key after the
+// cursor, in the index's order. While the cursor's entry is in the index
+// unchanged, one script reads the entries after its rank. Otherwise Redis
+// selects entries by score only, so the entries with the cursor's score
+// that come before the cursor are read and skipped.
+func (s *Store) indexAfter(ctx context.Context, key string, after listCursor, count int) ([]redis.Z, error) {
+	start := "-inf"
+	if after.set {
+		start = strconv.FormatInt(after.score, 10)
+		reply, err := rangeAfterScript.Run(ctx, s.client, []string{key}, after.id, after.score, count).StringSlice()
+		switch {
+		case err == nil:
+			return parseScored(reply)
+		case !errors.Is(err, redis.Nil):
+			return nil, err
+		}
+	}
+	var entries []redis.Z
+	for offset := int64(0); len(entries) < count; {
+		batch, err := s.client.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+			Key: key, Start: start, Stop: "+inf", ByScore: true, Offset: offset, Count: int64(count),
+		}).Result()
+		if err != nil {
+			return nil, err
+		}
+		for _, entry := range batch {
+			if after.set && int64(entry.Score) == after.score && memberID(entry) <= after.id {
+				continue
+			}
+			if len(entries) < count {
+				entries = append(entries, entry)
+			}
+		}
+		if len(batch) < count {
+			break
+		}
+		offset += int64(len(batch))
+	}
+	return entries, nil
+}
+
+// parseScored reads a ZRANGE WITHSCORES reply of member and score pairs.
+func parseScored(reply []string) ([]redis.Z, error) {
+	if len(reply)%2 != 0 {
+		return nil, fmt.Errorf("sorted set reply of %d strings, expected pairs", len(reply))
+	}
+	entries := make([]redis.Z, 0, len(reply)/2)
+	for i := 0; i < len(reply); i += 2 {
+		score, err := strconv.ParseFloat(reply[i+1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("sorted set score %q: %w", reply[i+1], err)
+		}
+		entries = append(entries, redis.Z{Member: reply[i], Score: score})
+	}
+	return entries, nil
+}
+
+// memberID returns the session id of an index entry.
+func memberID(entry redis.Z) string {
+	id, _ := entry.Member.(string)
+	return id
 }
 
 // indexScript adds a session id to its subject's sorted set, scored by the

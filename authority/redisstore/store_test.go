@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -93,5 +95,79 @@ func TestRecordExpires(t *testing.T) {
 	}
 	if ttl <= 0 || ttl > time.Minute+time.Second {
 		t.Fatalf("TTL %v of a record past its retention, expected at most the one-minute grace", ttl)
+	}
+}
+
+func TestListPagesAfterCursorEntryChanged(t *testing.T) {
+	for _, change := range []string{"removed", "rescored"} {
+		t.Run(change, func(t *testing.T) {
+			store := openStore(t)
+			opts, err := redis.ParseURL(redisURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := redis.NewClient(opts)
+			defer client.Close()
+			ctx := context.Background()
+
+			// Sessions created in one second share their expiry, so the
+			// index orders them by id alone.
+			subject := "paged-" + change
+			want := map[string]int{}
+			for range 7 {
+				session := storetest.NewSession()
+				session.Subject = subject
+				if err := store.Create(ctx, session); err != nil {
+					t.Fatalf("Create: %v", err)
+				}
+				want[session.ID] = 1
+			}
+
+			page, next, err := store.ListBySubject(ctx, subject, "", 3)
+			if err != nil || len(page) != 3 || next == "" {
+				t.Fatalf("first page = %d sessions, next %q, %v; expected 3 and a next cursor", len(page), next, err)
+			}
+			got := map[string]int{}
+			for _, session := range page {
+				got[session.ID]++
+			}
+			cursorID := page[2].ID
+			key := store.SubjectKey(subject)
+			switch change {
+			case "removed":
+				err = client.ZRem(ctx, key, cursorID).Err()
+			case "rescored":
+				// A later expiry moves the entry behind the cursor, so it is
+				// listed again.
+				err = client.ZAddGT(ctx, key, redis.Z{Member: cursorID, Score: float64(time.Now().Add(3 * time.Hour).UnixMilli())}).Err()
+				want[cursorID] = 2
+			}
+			if err != nil {
+				t.Fatalf("changing the cursor's entry: %v", err)
+			}
+
+			for cursor := next; cursor != ""; {
+				page, cursor, err = store.ListBySubject(ctx, subject, cursor, 3)
+				if err != nil {
+					t.Fatalf("ListBySubject: %v", err)
+				}
+				for _, session := range page {
+					got[session.ID]++
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("sessions listed, with how often: %v, expected %v", got, want)
+			}
+		})
+	}
+}
+
+func TestListRejectsMalformedCursor(t *testing.T) {
+	store := openStore(t)
+	for _, cursor := range []string{"no-colon", "x:sid-1", "12:"} {
+		_, _, err := store.ListBySubject(context.Background(), "alice", cursor, 3)
+		if !errors.Is(err, authority.ErrInvalidArgument) {
+			t.Errorf("ListBySubject after cursor %q = %v, expected ErrInvalidArgument", cursor, err)
+		}
 	}
 }

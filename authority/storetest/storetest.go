@@ -26,6 +26,7 @@ func Run(t *testing.T, open func(t *testing.T) authority.Store) {
 	t.Run("CompareAndSwapUnknown", func(t *testing.T) { testCompareAndSwapUnknown(t, open(t)) })
 	t.Run("CompareAndSwapRace", func(t *testing.T) { testCompareAndSwapRace(t, open(t)) })
 	t.Run("ListBySubject", func(t *testing.T) { testListBySubject(t, open(t)) })
+	t.Run("ListBySubjectPages", func(t *testing.T) { testListBySubjectPages(t, open(t)) })
 	t.Run("PublishRevocation", func(t *testing.T) {
 		store := open(t)
 		publisher, ok := store.(authority.RevocationPublisher)
@@ -199,18 +200,18 @@ func testListBySubject(t *testing.T, store authority.Store) {
 	}
 
 	// A swap rewrites the index entry; it must not duplicate it.
-	first, err := store.ListBySubject(ctx, subject)
+	first, _, err := store.ListBySubject(ctx, subject, "", 10)
 	if err != nil {
 		t.Fatalf("ListBySubject: %v", err)
 	}
-	next := *first[0]
-	next.Version++
-	next.RevokedReason = authority.RevokedAdmin
-	if err := store.CompareAndSwap(ctx, first[0].Version, &next); err != nil {
+	revoked := *first[0]
+	revoked.Version++
+	revoked.RevokedReason = authority.RevokedAdmin
+	if err := store.CompareAndSwap(ctx, first[0].Version, &revoked); err != nil {
 		t.Fatalf("CompareAndSwap: %v", err)
 	}
 
-	sessions, err := store.ListBySubject(ctx, subject)
+	sessions, next, err := store.ListBySubject(ctx, subject, "", 10)
 	if err != nil {
 		t.Fatalf("ListBySubject: %v", err)
 	}
@@ -224,10 +225,69 @@ func testListBySubject(t *testing.T, store authority.Store) {
 	if len(sessions) != len(want) || !reflect.DeepEqual(got, want) {
 		t.Fatalf("ListBySubject returned %d sessions %v, expected %v", len(sessions), got, want)
 	}
+	if next != "" {
+		t.Errorf("ListBySubject of all 3 sessions in a page of 10 returned next cursor %q, expected none", next)
+	}
 
-	none, err := store.ListBySubject(ctx, "nobody")
-	if err != nil || len(none) != 0 {
-		t.Fatalf("ListBySubject of an unknown subject = %v, %v; expected none", none, err)
+	none, next, err := store.ListBySubject(ctx, "nobody", "", 10)
+	if err != nil || len(none) != 0 || next != "" {
+		t.Fatalf("ListBySubject of an unknown subject = %v, %q, %v; expected none", none, next, err)
+	}
+}
+
+// testListBySubjectPages lists a subject's 7 sessions in pages of 2, 3, 7 and
+// 8. The pages together must hold each session once, also when a session of
+// the first page is revoked before the next page is read.
+func testListBySubjectPages(t *testing.T, store authority.Store) {
+	ctx := context.Background()
+	subject := fmt.Sprintf("user-%d", sequence.Add(1))
+	want := map[string]bool{}
+	for range 7 {
+		session := NewSession()
+		session.Subject = subject
+		if err := store.Create(ctx, session); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		want[session.ID] = true
+	}
+
+	for _, limit := range []int{2, 3, 7, 8} {
+		got := map[string]bool{}
+		cursor := ""
+		for pages := 1; ; pages++ {
+			if pages > 8 {
+				t.Fatalf("pages of %d: still a next cursor after 8 pages", limit)
+			}
+			sessions, next, err := store.ListBySubject(ctx, subject, cursor, limit)
+			if err != nil {
+				t.Fatalf("pages of %d: ListBySubject: %v", limit, err)
+			}
+			if len(sessions) > limit {
+				t.Fatalf("pages of %d: a page held %d sessions", limit, len(sessions))
+			}
+			for _, session := range sessions {
+				if got[session.ID] {
+					t.Errorf("pages of %d: session %s listed twice", limit, session.ID)
+				}
+				got[session.ID] = true
+			}
+			if next == "" {
+				break
+			}
+			if pages == 1 {
+				// Revoking a listed session must not move it into a later page.
+				revoked := *sessions[0]
+				revoked.Version++
+				revoked.RevokedReason = authority.RevokedAdmin
+				if err := store.CompareAndSwap(ctx, sessions[0].Version, &revoked); err != nil {
+					t.Fatalf("CompareAndSwap: %v", err)
+				}
+			}
+			cursor = next
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("pages of %d listed %d sessions %v, expected %v", limit, len(got), got, want)
+		}
 	}
 }
 

@@ -105,11 +105,21 @@ func newSessionsCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return opts.call(cmd, func(ctx context.Context, client sockauthv1.AdminServiceClient) error {
-				reply, err := client.ListSessions(ctx, &sockauthv1.ListSessionsRequest{Subject: subject})
-				if err != nil {
-					return err
+				table := newSessionTable(cmd.OutOrStdout())
+				request := &sockauthv1.ListSessionsRequest{Subject: subject}
+				for {
+					reply, err := client.ListSessions(ctx, request)
+					if err != nil {
+						return err
+					}
+					if err := table.print(reply.GetSessions()); err != nil {
+						return err
+					}
+					if reply.GetNextPageToken() == "" {
+						return nil
+					}
+					request.PageToken = reply.GetNextPageToken()
 				}
-				return printSessions(cmd.OutOrStdout(), reply.GetSessions())
 			})
 		},
 	}
@@ -178,8 +188,26 @@ func revokedSummary(count int, subject string) string {
 }
 
 func printSessions(out io.Writer, sessions []*sockauthv1.SessionInfo) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SESSION\tSUBJECT\tCREATED\tROTATED\tGEN\tTOKEN EXPIRES\tSESSION EXPIRES\tREVOKED")
+	return newSessionTable(out).print(sessions)
+}
+
+// sessionTable prints sessions as a table with one header line. Each call of
+// print writes its rows at once, so a listing of many pages prints page by
+// page.
+type sessionTable struct {
+	out     io.Writer
+	started bool
+}
+
+func newSessionTable(out io.Writer) *sessionTable { return &sessionTable{out: out} }
+
+// print writes the rows of sessions, after the header on the first call.
+func (t *sessionTable) print(sessions []*sockauthv1.SessionInfo) error {
+	w := tabwriter.NewWriter(t.out, 0, 4, 2, ' ', 0)
+	if !t.started {
+		t.started = true
+		fmt.Fprintln(w, "SESSION\tSUBJECT\tCREATED\tROTATED\tGEN\tTOKEN EXPIRES\tSESSION EXPIRES\tREVOKED")
+	}
 	for _, s := range sessions {
 		revoked := "-"
 		if s.GetRevokedReason() != "" {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -39,6 +41,61 @@ func (a *manySessionsAdmin) ListSessions(_ context.Context, req *sockauthv1.List
 
 func (a *manySessionsAdmin) RevokeSubject(_ context.Context, req *sockauthv1.RevokeSubjectRequest) (*sockauthv1.RevokeSubjectResponse, error) {
 	return &sockauthv1.RevokeSubjectResponse{Sessions: a.sessions(req.GetSubject())}, nil
+}
+
+// pagedAdmin is an AdminServiceServer whose ListSessions lists count
+// sessions of the subject in pages of 2, and records the page tokens it gets.
+type pagedAdmin struct {
+	sockauthv1.UnimplementedAdminServiceServer
+	count  int
+	tokens []string
+}
+
+func (a *pagedAdmin) ListSessions(_ context.Context, req *sockauthv1.ListSessionsRequest) (*sockauthv1.ListSessionsResponse, error) {
+	a.tokens = append(a.tokens, req.GetPageToken())
+	start := 0
+	if req.GetPageToken() != "" {
+		var err error
+		if start, err = strconv.Atoi(req.GetPageToken()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "page token %q", req.GetPageToken())
+		}
+	}
+	reply := &sockauthv1.ListSessionsResponse{}
+	for i := start; i < min(start+2, a.count); i++ {
+		reply.Sessions = append(reply.Sessions, &sockauthv1.SessionInfo{SessionId: fmt.Sprintf("sid-%d", i), Subject: req.GetSubject()})
+	}
+	if start+2 < a.count {
+		reply.NextPageToken = strconv.Itoa(start + 2)
+	}
+	return reply, nil
+}
+
+func TestSessionsListReadsEveryPage(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := grpc.NewServer()
+	admin := &pagedAdmin{count: 5}
+	sockauthv1.RegisterAdminServiceServer(server, admin)
+	go server.Serve(listener)
+	defer server.Stop()
+
+	output, err := runCLI(t, "sessions", "list", "--subject", "alice", "--authority", listener.Addr().String())
+	if err != nil {
+		t.Fatalf("sessions list: %v\n%s", err, output)
+	}
+	for i := range 5 {
+		if !strings.Contains(output, fmt.Sprintf("sid-%d ", i)) {
+			t.Errorf("output lacks session sid-%d:\n%s", i, output)
+		}
+	}
+	if headers := strings.Count(output, "SUBJECT"); headers != 1 {
+		t.Errorf("output has %d header lines, expected 1:\n%s", headers, output)
+	}
+	if want := []string{"", "2", "4"}; !reflect.DeepEqual(admin.tokens, want) {
+		t.Errorf("page tokens sent = %q, expected %q", admin.tokens, want)
+	}
 }
 
 // TestAdminCommandsReadLargeReplies checks that the admin commands read a

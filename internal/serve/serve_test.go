@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -569,5 +570,59 @@ func TestStartRejectsMalformedListenAddress(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err == nil || !strings.Contains(err.Error(), `invalid listen address "nonsense"`) {
 		t.Fatalf("Start with listen address nonsense = %v, expected an invalid-address error", err)
+	}
+}
+
+func TestListSessionsPagesOverGRPC(t *testing.T) {
+	a := startAuthority(t, t.TempDir(), serve.Config{})
+	conn := dial(t, a.Addr())
+	client := sockauthv1.NewAuthorityServiceClient(conn)
+	admin := sockauthv1.NewAdminServiceClient(conn)
+	ctx := context.Background()
+
+	want := map[string]bool{}
+	for range 3 {
+		code, err := client.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[code.GetInfo().GetSessionId()] = true
+	}
+
+	got := map[string]bool{}
+	request := &sockauthv1.ListSessionsRequest{Subject: "alice", PageSize: 2}
+	for pages := 1; ; pages++ {
+		reply, err := admin.ListSessions(ctx, request)
+		if err != nil {
+			t.Fatalf("ListSessions page %d: %v", pages, err)
+		}
+		if len(reply.GetSessions()) > 2 {
+			t.Errorf("page %d held %d sessions, expected at most 2", pages, len(reply.GetSessions()))
+		}
+		for _, session := range reply.GetSessions() {
+			got[session.GetSessionId()] = true
+		}
+		if reply.GetNextPageToken() == "" {
+			if pages != 2 {
+				t.Errorf("3 sessions in pages of 2 took %d pages, expected 2", pages)
+			}
+			break
+		}
+		if pages == 3 {
+			t.Fatal("ListSessions still returned a next page token after 3 pages")
+		}
+		request.PageToken = reply.GetNextPageToken()
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("pages listed %v, expected %v", got, want)
+	}
+
+	for name, request := range map[string]*sockauthv1.ListSessionsRequest{
+		"negative page size": {Subject: "alice", PageSize: -1},
+		"malformed token":    {Subject: "alice", PageToken: "%%%"},
+	} {
+		if _, err := admin.ListSessions(ctx, request); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("ListSessions with a %s = %v, expected InvalidArgument", name, err)
+		}
 	}
 }

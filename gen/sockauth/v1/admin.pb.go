@@ -317,10 +317,16 @@ func (x *RevokeSubjectResponse) GetSessions() []*SessionInfo {
 	return nil
 }
 
-// ListSessionsRequest names the subject whose sessions to list.
+// ListSessionsRequest names the subject whose sessions to list, and the page.
 type ListSessionsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The most sessions to return: 0 means 1,000, and values above 10,000
+	// mean 10,000. A page can hold fewer even when more follow.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Empty for the first page, else the next_page_token of the previous
+	// reply.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -362,10 +368,26 @@ func (x *ListSessionsRequest) GetSubject() string {
 	return ""
 }
 
-// ListSessionsResponse lists the sessions of the subject.
+func (x *ListSessionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSessionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListSessionsResponse lists one page of the sessions of the subject.
 type ListSessionsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sessions      []*SessionInfo         `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sessions []*SessionInfo         `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// The page_token of the next page, empty after the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -407,6 +429,13 @@ func (x *ListSessionsResponse) GetSessions() []*SessionInfo {
 	return nil
 }
 
+func (x *ListSessionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_sockauth_v1_admin_proto protoreflect.FileDescriptor
 
 const file_sockauth_v1_admin_proto_rawDesc = "" +
@@ -437,11 +466,15 @@ const file_sockauth_v1_admin_proto_rawDesc = "" +
 	"\x14RevokeSubjectRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\"M\n" +
 	"\x15RevokeSubjectResponse\x124\n" +
-	"\bsessions\x18\x01 \x03(\v2\x18.sockauth.v1.SessionInfoR\bsessions\"/\n" +
+	"\bsessions\x18\x01 \x03(\v2\x18.sockauth.v1.SessionInfoR\bsessions\"k\n" +
 	"\x13ListSessionsRequest\x12\x18\n" +
-	"\asubject\x18\x01 \x01(\tR\asubject\"L\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"t\n" +
 	"\x14ListSessionsResponse\x124\n" +
-	"\bsessions\x18\x01 \x03(\v2\x18.sockauth.v1.SessionInfoR\bsessions2\x93\x02\n" +
+	"\bsessions\x18\x01 \x03(\v2\x18.sockauth.v1.SessionInfoR\bsessions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x93\x02\n" +
 	"\fAdminService\x12V\n" +
 	"\rRevokeSession\x12!.sockauth.v1.RevokeSessionRequest\x1a\".sockauth.v1.RevokeSessionResponse\x12V\n" +
 	"\rRevokeSubject\x12!.sockauth.v1.RevokeSubjectRequest\x1a\".sockauth.v1.RevokeSubjectResponse\x12S\n" +

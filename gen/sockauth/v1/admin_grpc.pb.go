@@ -38,8 +38,8 @@ type AdminServiceClient interface {
 	// password change.
 	RevokeSubject(ctx context.Context, in *RevokeSubjectRequest, opts ...grpc.CallOption) (*RevokeSubjectResponse, error)
 	// ListSessions lists the stored sessions of a subject, revoked ones
-	// included. Sessions whose last token has expired are forgotten and not
-	// listed.
+	// included, one page per call. Sessions whose last token has expired are
+	// forgotten and not listed.
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
 }
 
@@ -95,8 +95,8 @@ type AdminServiceServer interface {
 	// password change.
 	RevokeSubject(context.Context, *RevokeSubjectRequest) (*RevokeSubjectResponse, error)
 	// ListSessions lists the stored sessions of a subject, revoked ones
-	// included. Sessions whose last token has expired are forgotten and not
-	// listed.
+	// included, one page per call. Sessions whose last token has expired are
+	// forgotten and not listed.
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }

@@ -241,7 +241,7 @@ type SessionCounter interface {
 	CountSessions(ctx context.Context) (int, error)
 }
 
-// storeCountTimeout bounds one count of the store at scrape time.
+// storeCountTimeout bounds one count of the store for sockauth_sessions_stored.
 const storeCountTimeout = 5 * time.Second
 
 // StoreCountInterval is the shortest time between two counts of the store
@@ -297,13 +297,26 @@ type storeCollector struct {
 	desc    *prometheus.Desc
 	now     func() time.Time
 
-	// mu makes concurrent scrapes share one count, and guards counted and
-	// count.
+	// mu guards counted, count and pending.
 	mu sync.Mutex
 	// counted is when the last successful count started, zero before the
 	// first, and count is its result.
 	counted time.Time
 	count   int
+	// pending is the count in progress, nil when none is. A scrape that
+	// arrives during it waits for its result, failed or not, rather than
+	// counting again after it, so that a hanging store delays each scrape
+	// by one count.
+	pending *pendingCount
+}
+
+// pendingCount is one count of the store, shared by the scrapes that wait
+// for it.
+type pendingCount struct {
+	// done is closed once count and err are set.
+	done  chan struct{}
+	count int
+	err   error
 }
 
 // Describe implements prometheus.Collector.
@@ -311,19 +324,46 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 // Collect implements prometheus.Collector.
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-
-	start := c.now()
-	if c.counted.IsZero() || start.Sub(c.counted) >= StoreCountInterval {
-		ctx, cancel := context.WithTimeout(context.Background(), storeCountTimeout)
-		defer cancel()
-		count, err := c.counter.CountSessions(ctx)
-		if err != nil {
-			c.log.Warn("counting stored sessions for metrics failed", "error", err)
-			return
-		}
-		c.counted, c.count = start, count
+	count, err := c.sessions()
+	if err != nil {
+		return
 	}
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.count))
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(count))
+}
+
+// sessions returns the last count while it is younger than
+// StoreCountInterval. Otherwise it waits for the count in progress, or
+// counts the store when none is in progress and logs a failed count.
+func (c *storeCollector) sessions() (int, error) {
+	c.mu.Lock()
+	start := c.now()
+	if !c.counted.IsZero() && start.Sub(c.counted) < StoreCountInterval {
+		count := c.count
+		c.mu.Unlock()
+		return count, nil
+	}
+	if pending := c.pending; pending != nil {
+		c.mu.Unlock()
+		<-pending.done
+		return pending.count, pending.err
+	}
+	pending := &pendingCount{done: make(chan struct{})}
+	c.pending = pending
+	c.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), storeCountTimeout)
+	pending.count, pending.err = c.counter.CountSessions(ctx)
+	cancel()
+	if pending.err != nil {
+		c.log.Warn("counting stored sessions for metrics failed", "error", pending.err)
+	}
+
+	c.mu.Lock()
+	c.pending = nil
+	if pending.err == nil {
+		c.counted, c.count = start, pending.count
+	}
+	c.mu.Unlock()
+	close(pending.done)
+	return pending.count, pending.err
 }

@@ -404,3 +404,30 @@ func TestSessionsStoredSharesConcurrentCount(t *testing.T) {
 		t.Errorf("8 concurrent scrapes counted the store %d times, expected once", counter.calls)
 	}
 }
+
+func TestSessionsStoredSharesFailedCount(t *testing.T) {
+	counter := &countingCounter{delay: 20 * time.Millisecond}
+	counter.setErr(errors.New("disk gone"))
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(authority.NewStoreCollectorWithClock(counter, discardLogger(), time.Now))
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			families, err := registry.Gather()
+			if err != nil {
+				t.Errorf("Gather: %v", err)
+			}
+			if len(families) != 0 {
+				t.Errorf("a scrape during a failed count gathered %d families, expected none", len(families))
+			}
+		})
+	}
+	wg.Wait()
+	// Scrapes that wait for a failed count share its failure rather than
+	// count in turn, which with a hanging store would hold the last of them
+	// for 8 count timeouts.
+	if counter.calls != 1 {
+		t.Errorf("8 concurrent scrapes during a failed count counted the store %d times, expected once", counter.calls)
+	}
+}

@@ -210,7 +210,7 @@ func (w *idleWaiter) wait() error {
 	if w == nil || w.reader.Buffered() > 0 {
 		return nil
 	}
-	if err := w.raw.Read(readwait.Peek); err != nil {
+	if err := w.raw.Read(readwait.Readable); err != nil {
 		return fmt.Errorf("gosocketio: waiting for the next message: %w", err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,8 +221,11 @@ func TestReleaseHijackedShrinksIdleReaderStacks(t *testing.T) {
 func TestWaitingConnReads(t *testing.T) {
 	server, client := tcpPair(t)
 	conn := waitBeforeRead(server)
-	if _, ok := conn.(*waitingConn); !ok && readwait.Supported {
-		t.Fatalf("waitBeforeRead returned %T for a TCP connection, expected *waitingConn", conn)
+	if _, ok := conn.(*waitingTCPConn); !ok && readwait.Supported {
+		t.Fatalf("waitBeforeRead returned %T for a TCP connection, expected *waitingTCPConn", conn)
+	}
+	if _, ok := conn.(interface{ SetNoDelay(bool) error }); !ok {
+		t.Errorf("waitBeforeRead returned %T, which hides the methods of *net.TCPConn", conn)
 	}
 
 	if n, err := conn.Read(nil); n != 0 || err != nil {
@@ -291,6 +295,20 @@ func TestWaitingConnReturnsOnClose(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Read still blocks 5 s after Close")
+	}
+}
+
+func TestWaitingConnReportsReset(t *testing.T) {
+	server, client := tcpPair(t)
+	conn := waitBeforeRead(server)
+	if err := client.(*net.TCPConn).SetLinger(0); err != nil {
+		t.Fatalf("SetLinger: %v", err)
+	}
+	client.Close()
+
+	// The RST may arrive after Close returns, so Read may first wait.
+	if _, err := conn.Read(make([]byte, 8)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("Read after the client reset the connection = %v, expected ECONNRESET", err)
 	}
 }
 

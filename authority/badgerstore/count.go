@@ -17,7 +17,7 @@ var _ authority.SessionCounter = (*Store)(nil)
 // stay below the value threshold, so Badger keeps them inside the table
 // blocks, and the pass still reads every block of the session tables
 // through their memory maps. That would leave them all resident after each
-// scrape of the metrics. On Linux the store therefore releases the pages of
+// count for the metrics. On Linux the store therefore releases the pages of
 // every table in Badger's levels afterwards. This includes pages that other
 // reads mapped in, which the next reads map back.
 func (s *Store) CountSessions(ctx context.Context) (int, error) {

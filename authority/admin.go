@@ -1,7 +1,9 @@
 package authority
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -84,9 +86,10 @@ const (
 
 // ListSessions returns one page of the stored sessions of a subject, revoked
 // ones included, and the token of the next page, empty after the last page.
-// pageToken is empty for the first page and a returned token for the others.
-// pageSize 0 means DefaultListPageSize, and sizes above MaxListPageSize mean
-// MaxListPageSize.
+// pageToken is empty for the first page and a token that ListSessions
+// returned for the same subject for the others. pageSize 0 means
+// DefaultListPageSize, sizes above MaxListPageSize mean MaxListPageSize, and a
+// negative size or a foreign token returns ErrInvalidArgument.
 func (s *Service) ListSessions(ctx context.Context, subject, pageToken string, pageSize int) ([]*Session, string, error) {
 	if subject == "" {
 		return nil, "", fmt.Errorf("subject is empty: %w", ErrInvalidArgument)
@@ -99,14 +102,56 @@ func (s *Service) ListSessions(ctx context.Context, subject, pageToken string, p
 	case pageSize > MaxListPageSize:
 		pageSize = MaxListPageSize
 	}
-	cursor, err := base64.RawURLEncoding.DecodeString(pageToken)
+	cursor, err := decodePageToken(subject, pageToken)
 	if err != nil {
-		return nil, "", fmt.Errorf("page token is not one that ListSessions returned: %w", ErrInvalidArgument)
+		return nil, "", err
 	}
 
-	sessions, next, err := s.store.ListBySubject(ctx, subject, string(cursor), pageSize)
+	sessions, next, err := s.store.ListBySubject(ctx, subject, cursor, pageSize)
 	if err != nil {
 		return nil, "", fmt.Errorf("list sessions of %q: %w", subject, err)
 	}
-	return sessions, base64.RawURLEncoding.EncodeToString([]byte(next)), nil
+	return sessions, encodePageToken(subject, next), nil
+}
+
+// pageTokenVersion is the first byte of a page token, so that a later token
+// format can tell tokens of this one apart.
+const pageTokenVersion = 1
+
+// pageTokenDigestBytes is the length of the subject digest in a page token.
+const pageTokenDigestBytes = 8
+
+// encodePageToken returns the page token of a store cursor: the version, the
+// first bytes of the SHA-256 digest of subject and the cursor, in unpadded
+// base64url. An empty cursor, the end of the list, gives an empty token.
+func encodePageToken(subject, cursor string) string {
+	if cursor == "" {
+		return ""
+	}
+	digest := sha256.Sum256([]byte(subject))
+	raw := make([]byte, 0, 1+pageTokenDigestBytes+len(cursor))
+	raw = append(raw, pageTokenVersion)
+	raw = append(raw, digest[:pageTokenDigestBytes]...)
+	raw = append(raw, cursor...)
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// decodePageToken returns the store cursor of a page token, empty for an
+// empty token. A token that is malformed or was returned for another subject
+// returns ErrInvalidArgument.
+func decodePageToken(subject, token string) (string, error) {
+	if token == "" {
+		return "", nil
+	}
+	invalid := fmt.Errorf("page token %.40q was not returned by ListSessions for subject %q (start again with an empty token): %w",
+		token, subject, ErrInvalidArgument)
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(raw) <= 1+pageTokenDigestBytes || raw[0] != pageTokenVersion {
+		return "", invalid
+	}
+	digest := sha256.Sum256([]byte(subject))
+	if !bytes.Equal(raw[1:1+pageTokenDigestBytes], digest[:pageTokenDigestBytes]) {
+		return "", invalid
+	}
+	return string(raw[1+pageTokenDigestBytes:]), nil
 }

@@ -200,6 +200,19 @@ func TestListSessionsPages(t *testing.T) {
 	if _, _, err := f.service.ListSessions(ctx, "alice", "not base64!", 0); !errors.Is(err, authority.ErrInvalidArgument) {
 		t.Errorf("ListSessions with a malformed page token = %v, expected ErrInvalidArgument", err)
 	}
+
+	_, next, err := f.service.ListSessions(ctx, "alice", "", 0)
+	if err != nil || next == "" {
+		t.Fatalf("first page of alice = next %q, %v; expected a next page token", next, err)
+	}
+	if _, _, err := f.service.ListSessions(ctx, "bob", next, 0); !errors.Is(err, authority.ErrInvalidArgument) {
+		t.Errorf("ListSessions of bob with a page token of alice = %v, expected ErrInvalidArgument", err)
+	}
+	for _, token := range []string{next[:12], "c2lkLTE"} {
+		if _, _, err := f.service.ListSessions(ctx, "alice", token, 0); !errors.Is(err, authority.ErrInvalidArgument) {
+			t.Errorf("ListSessions with page token %q = %v, expected ErrInvalidArgument", token, err)
+		}
+	}
 }
 
 func TestRevokeSubjectRevokesEveryPage(t *testing.T) {

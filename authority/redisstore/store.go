@@ -184,7 +184,7 @@ func (s *Store) ListBySubject(ctx context.Context, subject, cursor string, limit
 	}
 	after, err := parseListCursor(cursor)
 	if err != nil {
-		return nil, "", fmt.Errorf("list sessions of %q: %w", subject, err)
+		return nil, "", err
 	}
 
 	key := s.subjectKey(subject)
@@ -267,10 +267,14 @@ func (s *Store) indexAfter(ctx context.Context, key string, after listCursor, co
 			return nil, err
 		}
 	}
+	// Sessions created in one second share a score, so thousands of entries
+	// can precede the cursor. Batches of at least minScanBatch keep the round
+	// trips few when the page is small.
+	batchSize := max(count, minScanBatch)
 	var entries []redis.Z
 	for offset := int64(0); len(entries) < count; {
 		batch, err := s.client.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-			Key: key, Start: start, Stop: "+inf", ByScore: true, Offset: offset, Count: int64(count),
+			Key: key, Start: start, Stop: "+inf", ByScore: true, Offset: offset, Count: int64(batchSize),
 		}).Result()
 		if err != nil {
 			return nil, err
@@ -283,13 +287,17 @@ func (s *Store) indexAfter(ctx context.Context, key string, after listCursor, co
 				entries = append(entries, entry)
 			}
 		}
-		if len(batch) < count {
+		if len(batch) < batchSize {
 			break
 		}
 		offset += int64(len(batch))
 	}
 	return entries, nil
 }
+
+// minScanBatch is the smallest batch of entries that indexAfter reads when it
+// selects by score.
+const minScanBatch = 1000
 
 // parseScored reads a ZRANGE WITHSCORES reply of member and score pairs.
 func parseScored(reply []string) ([]redis.Z, error) {

@@ -25,12 +25,15 @@ import (
 type adminOptions struct {
 	client  authclient.Options
 	timeout time.Duration
+	// timeoutPerCall makes fn set the deadline of each call itself, as a
+	// listing does for each page, instead of one deadline for all of fn.
+	timeoutPerCall bool
 }
 
 func (o *adminOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.client.Address, "authority", "127.0.0.1:7070", "gRPC address of the running authority")
 	authclient.AddFlags(cmd.Flags(), "", &o.client)
-	cmd.Flags().DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline of the call")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline of each call; a listing makes one call per page")
 }
 
 // call dials the authority, with replies of up to adminReplyMaxBytes, and
@@ -55,7 +58,10 @@ func (o *adminOptions) callConn(cmd *cobra.Command, scope string, fn func(ctx co
 	}
 	defer conn.Close()
 
-	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	ctx, cancel := cmd.Context(), context.CancelFunc(func() {})
+	if !o.timeoutPerCall {
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+	}
 	defer cancel()
 	if err := fn(ctx, conn); err != nil {
 		if status.Code(err) == codes.Unauthenticated && o.client.ServiceKeyFile == "" {
@@ -104,11 +110,14 @@ func newSessionsCommand() *cobra.Command {
 		Short: "List the sessions of a subject, revoked ones included",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.timeoutPerCall = true
 			return opts.call(cmd, func(ctx context.Context, client sockauthv1.AdminServiceClient) error {
 				table := newSessionTable(cmd.OutOrStdout())
 				request := &sockauthv1.ListSessionsRequest{Subject: subject}
 				for {
-					reply, err := client.ListSessions(ctx, request)
+					pageCtx, cancel := context.WithTimeout(ctx, opts.timeout)
+					reply, err := client.ListSessions(pageCtx, request)
+					cancel()
 					if err != nil {
 						return err
 					}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -44,15 +45,22 @@ func (a *manySessionsAdmin) RevokeSubject(_ context.Context, req *sockauthv1.Rev
 }
 
 // pagedAdmin is an AdminServiceServer whose ListSessions lists count
-// sessions of the subject in pages of 2, and records the page tokens it gets.
+// sessions of the subject in pages of 2, each after delay, and records the
+// page tokens it gets.
 type pagedAdmin struct {
 	sockauthv1.UnimplementedAdminServiceServer
 	count  int
+	delay  time.Duration
 	tokens []string
 }
 
-func (a *pagedAdmin) ListSessions(_ context.Context, req *sockauthv1.ListSessionsRequest) (*sockauthv1.ListSessionsResponse, error) {
+func (a *pagedAdmin) ListSessions(ctx context.Context, req *sockauthv1.ListSessionsRequest) (*sockauthv1.ListSessionsResponse, error) {
 	a.tokens = append(a.tokens, req.GetPageToken())
+	select {
+	case <-time.After(a.delay):
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 	start := 0
 	if req.GetPageToken() != "" {
 		var err error
@@ -95,6 +103,26 @@ func TestSessionsListReadsEveryPage(t *testing.T) {
 	}
 	if want := []string{"", "2", "4"}; !reflect.DeepEqual(admin.tokens, want) {
 		t.Errorf("page tokens sent = %q, expected %q", admin.tokens, want)
+	}
+}
+
+func TestSessionsListDeadlinePerPage(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := grpc.NewServer()
+	sockauthv1.RegisterAdminServiceServer(server, &pagedAdmin{count: 5, delay: 150 * time.Millisecond})
+	go server.Serve(listener)
+	defer server.Stop()
+
+	// Three pages take 450 ms, more than the timeout, and each page less.
+	output, err := runCLI(t, "sessions", "list", "--subject", "alice", "--timeout", "400ms", "--authority", listener.Addr().String())
+	if err != nil {
+		t.Fatalf("sessions list of 3 pages of 150 ms with --timeout 400ms: %v\n%s", err, output)
+	}
+	if !strings.Contains(output, "sid-4 ") {
+		t.Errorf("output lacks the last page's session sid-4:\n%s", output)
 	}
 }
 

@@ -396,7 +396,7 @@ func TestIsLoopback(t *testing.T) {
 // a token rotated on one replica is reuse on the other.
 func TestReplicasShareRedis(t *testing.T) {
 	dir := t.TempDir()
-	cfg := serve.Config{Store: "redis", RedisURL: "redis://127.0.0.1:6379/0"}
+	cfg := serve.Config{Store: "redis", RedisURL: testRedisURL()}
 	first := startAuthority(t, dir, cfg)
 	second := startAuthority(t, dir, cfg)
 	clientA := sockauthv1.NewAuthorityServiceClient(dial(t, first.Addr()))
@@ -499,7 +499,7 @@ func TestWatchRevocationsOverGRPC(t *testing.T) {
 // another that shares Redis.
 func TestWatchRevocationsAcrossReplicas(t *testing.T) {
 	dir := t.TempDir()
-	cfg := serve.Config{Store: "redis", RedisURL: "redis://127.0.0.1:6379/0"}
+	cfg := serve.Config{Store: "redis", RedisURL: testRedisURL()}
 	first := startAuthority(t, dir, cfg)
 	second := startAuthority(t, dir, cfg)
 	clientA := sockauthv1.NewAuthorityServiceClient(dial(t, first.Addr()))

@@ -321,11 +321,12 @@ func (x *RevokeSubjectResponse) GetSessions() []*SessionInfo {
 type ListSessionsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	// The most sessions to return: 0 means 1,000, and values above 10,000
-	// mean 10,000. A page can hold fewer even when more follow.
+	// The most sessions to return: 0 means 1,000, values above 10,000 mean
+	// 10,000, and negative values are INVALID_ARGUMENT. A page can hold fewer,
+	// even none, when more follow.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// Empty for the first page, else the next_page_token of the previous
-	// reply.
+	// Empty for the first page, else the next_page_token of the previous reply
+	// for the same subject. A token of another subject is INVALID_ARGUMENT.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

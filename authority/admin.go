@@ -143,15 +143,15 @@ func decodePageToken(subject, token string) (string, error) {
 	if token == "" {
 		return "", nil
 	}
-	invalid := fmt.Errorf("page token %.40q was not returned by ListSessions for subject %q (start again with an empty token): %w",
-		token, subject, ErrInvalidArgument)
 	raw, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(raw) <= 1+pageTokenDigestBytes || raw[0] != pageTokenVersion {
-		return "", invalid
+	valid := err == nil && len(raw) > 1+pageTokenDigestBytes && raw[0] == pageTokenVersion
+	if valid {
+		digest := sha256.Sum256([]byte(subject))
+		valid = bytes.Equal(raw[1:1+pageTokenDigestBytes], digest[:pageTokenDigestBytes])
 	}
-	digest := sha256.Sum256([]byte(subject))
-	if !bytes.Equal(raw[1:1+pageTokenDigestBytes], digest[:pageTokenDigestBytes]) {
-		return "", invalid
+	if !valid {
+		return "", fmt.Errorf("page token %.40q was not returned by ListSessions for subject %q (start again with an empty token): %w",
+			token, subject, ErrInvalidArgument)
 	}
 	return string(raw[1+pageTokenDigestBytes:]), nil
 }

@@ -424,9 +424,9 @@ func TestSessionsStoredSharesFailedCount(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// Scrapes that wait for a failed count share its failure rather than
-	// count in turn, which with a hanging store would hold the last of them
-	// for 8 count timeouts.
+	// Scrapes that wait for a failed count share its failure. Counting in
+	// turn instead would hold the last of 8 scrapes of a hanging store for 8
+	// count timeouts.
 	if counter.calls != 1 {
 		t.Errorf("8 concurrent scrapes during a failed count counted the store %d times, expected once", counter.calls)
 	}

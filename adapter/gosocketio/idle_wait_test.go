@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
-	"net"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -14,38 +13,8 @@ import (
 	"time"
 
 	"github.com/sockauth/sockauth/adapter"
+	"github.com/sockauth/sockauth/internal/loopbacktest"
 )
-
-// socketPair returns the two ends of a loopback TCP connection.
-func socketPair(t *testing.T) (server, client net.Conn) {
-	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("Listen: %v", err)
-	}
-	defer listener.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		conn, err := listener.Accept()
-		if err != nil {
-			t.Errorf("Accept: %v", err)
-		}
-		accepted <- conn
-	}()
-	client, err = net.Dial("tcp", listener.Addr().String())
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	server = <-accepted
-	if server == nil {
-		t.FailNow()
-	}
-	t.Cleanup(func() {
-		server.Close()
-		client.Close()
-	})
-	return server, client
-}
 
 func waitAsync(w *idleWaiter) <-chan error {
 	done := make(chan error, 1)
@@ -54,7 +23,7 @@ func waitAsync(w *idleWaiter) <-chan error {
 }
 
 func TestIdleWaiterWaitsForData(t *testing.T) {
-	server, client := socketPair(t)
+	server, client := loopbacktest.TCPPair(t)
 	reader := bufio.NewReaderSize(server, 512)
 	waiter := newIdleWaiter(server, reader)
 	if waiter == nil {
@@ -85,7 +54,7 @@ func TestIdleWaiterWaitsForData(t *testing.T) {
 }
 
 func TestIdleWaiterReturnsWithBufferedBytes(t *testing.T) {
-	server, client := socketPair(t)
+	server, client := loopbacktest.TCPPair(t)
 	reader := bufio.NewReaderSize(server, 512)
 	waiter := newIdleWaiter(server, reader)
 	if _, err := client.Write([]byte("ab")); err != nil {
@@ -110,7 +79,7 @@ func TestIdleWaiterReturnsWithBufferedBytes(t *testing.T) {
 }
 
 func TestIdleWaiterReadDeadline(t *testing.T) {
-	server, _ := socketPair(t)
+	server, _ := loopbacktest.TCPPair(t)
 	waiter := newIdleWaiter(server, bufio.NewReaderSize(server, 512))
 	if err := server.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
 		t.Fatalf("SetReadDeadline: %v", err)
@@ -126,7 +95,7 @@ func TestIdleWaiterReadDeadline(t *testing.T) {
 }
 
 func TestIdleWaiterReturnsOnClose(t *testing.T) {
-	server, client := socketPair(t)
+	server, client := loopbacktest.TCPPair(t)
 	waiter := newIdleWaiter(server, bufio.NewReaderSize(server, 512))
 	done := waitAsync(waiter)
 	client.Close()
@@ -141,7 +110,7 @@ func TestIdleWaiterReturnsOnClose(t *testing.T) {
 }
 
 func TestIdleWaiterNotForTLS(t *testing.T) {
-	server, _ := socketPair(t)
+	server, _ := loopbacktest.TCPPair(t)
 	if waiter := newIdleWaiter(tls.Server(server, &tls.Config{}), nil); waiter != nil {
 		t.Fatal("newIdleWaiter returned a waiter for a TLS connection, whose decrypted bytes it cannot see")
 	}

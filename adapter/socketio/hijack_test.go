@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/sockauth/sockauth/adapter"
+	"github.com/sockauth/sockauth/internal/loopbacktest"
 	"github.com/sockauth/sockauth/internal/readwait"
 )
 
@@ -219,7 +220,7 @@ func TestReleaseHijackedShrinksIdleReaderStacks(t *testing.T) {
 }
 
 func TestWaitingConnReads(t *testing.T) {
-	server, client := tcpPair(t)
+	server, client := loopbacktest.TCPPair(t)
 	conn := waitBeforeRead(server)
 	if _, ok := conn.(*waitingTCPConn); !ok && readwait.Supported {
 		t.Fatalf("waitBeforeRead returned %T for a TCP connection, expected *waitingTCPConn", conn)
@@ -279,7 +280,7 @@ func TestWaitingConnReads(t *testing.T) {
 }
 
 func TestWaitingConnReturnsOnClose(t *testing.T) {
-	server, _ := tcpPair(t)
+	server, _ := loopbacktest.TCPPair(t)
 	conn := waitBeforeRead(server)
 	done := make(chan error, 1)
 	go func() {
@@ -299,7 +300,7 @@ func TestWaitingConnReturnsOnClose(t *testing.T) {
 }
 
 func TestWaitingConnReportsReset(t *testing.T) {
-	server, client := tcpPair(t)
+	server, client := loopbacktest.TCPPair(t)
 	conn := waitBeforeRead(server)
 	if err := client.(*net.TCPConn).SetLinger(0); err != nil {
 		t.Fatalf("SetLinger: %v", err)
@@ -313,32 +314,9 @@ func TestWaitingConnReportsReset(t *testing.T) {
 }
 
 func TestWaitBeforeReadPassesTLS(t *testing.T) {
-	server, _ := tcpPair(t)
+	server, _ := loopbacktest.TCPPair(t)
 	tlsConn := tls.Server(server, &tls.Config{})
 	if conn := waitBeforeRead(tlsConn); conn != net.Conn(tlsConn) {
 		t.Errorf("waitBeforeRead wrapped a TLS connection in %T, whose decrypted bytes a wait on the socket would miss", conn)
 	}
-}
-
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (server, client net.Conn) {
-	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("Listen: %v", err)
-	}
-	defer listener.Close()
-	client, err = net.Dial("tcp", listener.Addr().String())
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	server, err = listener.Accept()
-	if err != nil {
-		t.Fatalf("Accept: %v", err)
-	}
-	t.Cleanup(func() {
-		server.Close()
-		client.Close()
-	})
-	return server, client
 }

@@ -240,7 +240,7 @@ func parseListCursor(cursor string) (listCursor, error) {
 
 // rangeAfterScript returns the count entries after member, with their
 // scores, when member is in the sorted set with the given score, and false
-// otherwise. KEYS[1] the index; ARGV: member, score, count.
+// otherwise. KEYS[1] is the index, and ARGV contains member, score and count.
 var rangeAfterScript = redis.NewScript(`
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) ~= tonumber(ARGV[2]) then

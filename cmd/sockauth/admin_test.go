@@ -65,7 +65,7 @@ func (a *pagedAdmin) ListSessions(ctx context.Context, req *sockauthv1.ListSessi
 	if req.GetPageToken() != "" {
 		var err error
 		if start, err = strconv.Atoi(req.GetPageToken()); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "page token %q", req.GetPageToken())
+			return nil, status.Errorf(codes.InvalidArgument, "invalid page token %q", req.GetPageToken())
 		}
 	}
 	reply := &sockauthv1.ListSessionsResponse{}

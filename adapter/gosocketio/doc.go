@@ -29,6 +29,12 @@
 //	defer server.Close()
 //	http.Handle("/socket.io/", server)
 //
+// A server that offers HTTP long-polling too should be served through
+// Handler, which keeps go-socket.io from rejecting a client's first poll
+// with "invalid sid value":
+//
+//	http.Handle("/socket.io/", gosocketio.Handler(server, logger))
+//
 // NewWebSocketTransport returns a WebSocket transport that keeps about half
 // the memory per idle connection of websocket.Default and bounds the size
 // of a message. Pass it in engineio.Options.Transports.

@@ -21,7 +21,10 @@ type messageHandler func(socketID string, id adapter.Identity, payload json.RawM
 
 // eio3Chat is the go-socket.io server of socket.io-client 2.x.
 type eio3Chat struct {
-	server  *socketio.Server
+	server *socketio.Server
+	// handler serves server and holds each long-polling handshake until
+	// the server has registered the session.
+	handler http.Handler
 	binding *gosocketio.Binding
 	// polling is set when the server offers HTTP long-polling.
 	polling bool
@@ -85,7 +88,7 @@ func newEIO3Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 			logger.Debug("socket.io server stopped", "err", err)
 		}
 	}()
-	return &eio3Chat{server: server, binding: binding, polling: opts.EIO3Polling}, nil
+	return &eio3Chat{server: server, handler: gosocketio.Handler(server, logger.With("component", "transport", "protocol", "eio3")), binding: binding, polling: opts.EIO3Polling}, nil
 }
 
 func (c *eio3Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +99,7 @@ func (c *eio3Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"on this server, or start the chat demo with --eio3-polling", transport), http.StatusBadRequest)
 		return
 	}
-	c.server.ServeHTTP(w, r)
+	c.handler.ServeHTTP(w, r)
 }
 
 // Close stops the sockauth flow and closes the server and its connections.

@@ -1,0 +1,290 @@
+package gosocketio
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	socketio "github.com/googollee/go-socket.io"
+	"github.com/googollee/go-socket.io/engineio"
+	"github.com/googollee/go-socket.io/engineio/frame"
+	enginepacket "github.com/googollee/go-socket.io/engineio/packet"
+	"github.com/googollee/go-socket.io/engineio/transport"
+	"github.com/googollee/go-socket.io/engineio/transport/polling"
+
+	"github.com/sockauth/sockauth/adapter"
+	"github.com/sockauth/sockauth/internal/logtest"
+)
+
+// registrationDelay is how long slowRegistration keeps go-socket.io from
+// registering a session after its open packet is written.
+const registrationDelay = 300 * time.Millisecond
+
+// slowRegistration is the polling transport with a pause after the open
+// packet of each session, before go-socket.io registers the session. It makes
+// the window in which a handshake response has gone out but the session
+// cannot be found wide enough to hit on every run.
+type slowRegistration struct {
+	transport.Transport
+	// accepted counts the sessions the transport opened.
+	accepted *atomic.Int64
+}
+
+func (s slowRegistration) Accept(w http.ResponseWriter, r *http.Request) (transport.Conn, error) {
+	conn, err := s.Transport.Accept(w, r)
+	if err != nil {
+		return nil, err
+	}
+	s.accepted.Add(1)
+	return &slowOpenConn{Conn: conn, handler: conn.(http.Handler)}, nil
+}
+
+type slowOpenConn struct {
+	transport.Conn
+	handler http.Handler
+}
+
+func (c *slowOpenConn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.handler.ServeHTTP(w, r)
+}
+
+func (c *slowOpenConn) NextWriter(ft frame.Type, pt enginepacket.Type) (io.WriteCloser, error) {
+	w, err := c.Conn.NextWriter(ft, pt)
+	if err != nil || pt != enginepacket.OPEN {
+		return w, err
+	}
+	return slowClose{WriteCloser: w}, nil
+}
+
+type slowClose struct {
+	io.WriteCloser
+}
+
+func (s slowClose) Close() error {
+	err := s.WriteCloser.Close()
+	time.Sleep(registrationDelay)
+	return err
+}
+
+// newSlowRegistrationServer serves a Binding on a namespace over the slow
+// polling transport, through wrap when it is not nil.
+func newSlowRegistrationServer(t *testing.T, wrap func(*socketio.Server) http.Handler) string {
+	t.Helper()
+
+	slow := slowRegistration{Transport: polling.Default, accepted: new(atomic.Int64)}
+	server := NewServer(&engineio.Options{Transports: []transport.Transport{slow}})
+	// go-socket.io v1.7.0 panics when the server closes while it still
+	// registers a session, so the cleanup waits for each session to reach
+	// the root namespace's connect handler.
+	var connected atomic.Int64
+	server.OnConnect("/", func(socketio.Conn) error {
+		connected.Add(1)
+		return nil
+	})
+	binding, err := Attach(server, "/chat", adapter.Config{Authority: newFakeAuthority(), Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = server.Serve()
+	}()
+	var h http.Handler = server
+	if wrap != nil {
+		h = wrap(server)
+	}
+	httpServer := httptest.NewServer(h)
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for connected.Load() < slow.accepted.Load() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		binding.Close()
+		httpServer.Close()
+		_ = server.Close()
+		<-served
+	})
+	return httpServer.URL
+}
+
+// handshakeThenPoll opens a polling session and polls once at once, as
+// socket.io-client does, and returns the status and body of that poll and
+// the session id.
+func handshakeThenPoll(t *testing.T, baseURL string) (int, string, string) {
+	t.Helper()
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	url := baseURL + "/socket.io/?EIO=3&transport=polling&b64=1"
+
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading the handshake: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("handshake returned status %d: %q", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("Content-Type"); !strings.HasPrefix(got, "text/plain") {
+		t.Errorf("handshake Content-Type %q, want the text/plain of a b64 payload", got)
+	}
+	packets := decodePayload(t, string(body))
+	if len(packets) == 0 || !strings.HasPrefix(packets[0], `0{"sid":"`) {
+		t.Fatalf("handshake packets %q, want an open packet", packets)
+	}
+	sid := packets[0][len(`0{"sid":"`):]
+	sid = sid[:strings.IndexByte(sid, '"')]
+
+	t.Cleanup(func() {
+		// The close packet ends the session and its goroutines.
+		resp, err := client.Post(url+"&sid="+sid, "text/plain;charset=UTF-8", strings.NewReader("1:1"))
+		if err != nil {
+			t.Errorf("closing session %s: %v", sid, err)
+			return
+		}
+		resp.Body.Close()
+	})
+
+	resp, err = client.Get(url + "&sid=" + sid)
+	if err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	body, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading the poll: %v", err)
+	}
+	return resp.StatusCode, string(body), sid
+}
+
+// pollUntilFound polls the session sid until the server finds it. The
+// session's connect packet waits for a poll, and the cleanup of
+// newSlowRegistrationServer waits for the connect.
+func pollUntilFound(t *testing.T, baseURL, sid string) {
+	t.Helper()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get(baseURL + "/socket.io/?EIO=3&transport=polling&b64=1&sid=" + sid)
+		if err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session %s not found within 5 s of its handshake", sid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestHandlerWaitsForSessionRegistration(t *testing.T) {
+	t.Run("server alone", func(t *testing.T) {
+		// Shows that the slow transport opens the window: without Handler
+		// the poll finds no session.
+		baseURL := newSlowRegistrationServer(t, nil)
+		status, body, sid := handshakeThenPoll(t, baseURL)
+		if status != http.StatusBadRequest || !strings.Contains(body, "invalid sid") {
+			t.Errorf("poll right after the handshake returned %d %q, want go-socket.io's 400 invalid sid", status, body)
+		}
+		pollUntilFound(t, baseURL, sid)
+	})
+	t.Run("through Handler", func(t *testing.T) {
+		start := time.Now()
+		status, body, _ := handshakeThenPoll(t, newSlowRegistrationServer(t, withHandler))
+		if status != http.StatusOK {
+			t.Fatalf("poll right after the handshake returned %d %q, want 200", status, body)
+		}
+		if took := time.Since(start); took < registrationDelay {
+			t.Errorf("handshake and poll took %v, less than the %v between the open packet and the registration", took, registrationDelay)
+		}
+	})
+}
+
+func withHandler(server *socketio.Server) http.Handler {
+	return Handler(server, testLogger())
+}
+
+func TestHandlerWarnsWhenRegistrationLate(t *testing.T) {
+	recorder := &logtest.Recorder{}
+	baseURL := newSlowRegistrationServer(t, func(server *socketio.Server) http.Handler {
+		return &handler{server: server, log: slog.New(recorder), wait: registrationDelay / 10}
+	})
+
+	status, body, sid := handshakeThenPoll(t, baseURL)
+	if status != http.StatusBadRequest {
+		t.Errorf("poll after a handshake that gave up waiting returned %d %q, want 400", status, body)
+	}
+	warnings := recorder.Records(slog.LevelWarn)
+	if len(warnings) != 1 {
+		t.Fatalf("got %d warnings %q, want one", len(warnings), recorder.Messages(slog.LevelWarn))
+	}
+	if !strings.Contains(warnings[0].Message, "not registered in time") {
+		t.Errorf("warning %q, want one about the late registration", warnings[0].Message)
+	}
+	var socket string
+	warnings[0].Attrs(func(a slog.Attr) bool {
+		if a.Key == "socket" {
+			socket = a.Value.String()
+		}
+		return true
+	})
+	if socket != sid {
+		t.Errorf("warning names socket %q, want %q", socket, sid)
+	}
+	pollUntilFound(t, baseURL, sid)
+}
+
+func TestHandlerPassesUnknownSessionThrough(t *testing.T) {
+	baseURL := newSlowRegistrationServer(t, withHandler)
+	start := time.Now()
+	resp, err := http.Get(baseURL + "/socket.io/?EIO=3&transport=polling&b64=1&sid=UNKNOWN")
+	if err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "invalid sid") {
+		t.Errorf("poll of an unknown session returned %d %q, want 400 invalid sid", resp.StatusCode, body)
+	}
+	if took := time.Since(start); took > registrationWait/2 {
+		t.Errorf("poll of an unknown session took %v, want an answer without waiting", took)
+	}
+}
+
+func TestHandshakeSessionID(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		want   string
+	}{
+		{name: "b64 payload", body: `96:0{"sid":"ABC2","upgrades":[],"pingInterval":25000,"pingTimeout":60000}2:40`, want: "ABC2"},
+		{name: "binary payload", body: "\x00\x09\x06\xff0{\"sid\":\"XY\"}", want: "XY"},
+		{name: "error status", status: http.StatusBadRequest, body: `0{"sid":"ABC2"}`},
+		{name: "no sid", body: `2:40`},
+		{name: "empty sid", body: `0{"sid":""}`},
+		{name: "unterminated sid", body: `0{"sid":"ABC`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			response := &bufferedResponse{header: make(http.Header), status: tt.status}
+			response.body.WriteString(tt.body)
+			if got := handshakeSessionID(response); got != tt.want {
+				t.Errorf("handshakeSessionID = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -132,6 +132,10 @@ func (a *app) Serve(ctx context.Context) error {
 		a.logger.Warn("the demo serves plain HTTP, so passwords and tokens cross the network unencrypted", "address", a.listen)
 	}
 
+	// A pending long-polling request lasts until the server has a packet
+	// for it, so Shutdown would wait for each one until shutdownTimeout.
+	a.httpServer.RegisterOnShutdown(a.chat.disconnectAll)
+
 	served := make(chan error, 1)
 	go func() { served <- a.httpServer.Serve(listener) }()
 

@@ -123,6 +123,14 @@ func (c *chatServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.eio3.ServeHTTP(w, r)
 }
 
+// disconnectAll closes the connections of both socket.io servers, which
+// ends their pending long-polling requests, so that a graceful HTTP shutdown
+// does not wait for them.
+func (c *chatServer) disconnectAll() {
+	c.eio4.disconnectAll()
+	c.eio3.disconnectAll()
+}
+
 // Close stops the sockauth flows and closes both socket.io servers and their
 // connections.
 func (c *chatServer) Close() error {

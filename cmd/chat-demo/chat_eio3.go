@@ -102,6 +102,22 @@ func (c *eio3Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.handler.ServeHTTP(w, r)
 }
 
+// disconnectAll closes every connection of the root namespace. Each
+// connection is in a room named after its id, so the rooms list them all.
+func (c *eio3Chat) disconnectAll() {
+	conns := make(map[string]socketio.Conn)
+	for _, room := range c.server.Rooms("/") {
+		c.server.ForEach("/", room, func(conn socketio.Conn) {
+			conns[conn.ID()] = conn
+		})
+	}
+	// Close outside ForEach, which holds the room lock that a closing
+	// connection takes to leave its rooms.
+	for _, conn := range conns {
+		_ = conn.Close()
+	}
+}
+
 // Close stops the sockauth flow and closes the server and its connections.
 func (c *eio3Chat) Close() error {
 	c.binding.Close()

@@ -85,6 +85,11 @@ func (c *eio4Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Close stops the sockauth flow and closes the server and its connections.
+// disconnectAll disconnects every socket and closes its connection.
+func (c *eio4Chat) disconnectAll() {
+	c.server.DisconnectSockets(true)
+}
+
 func (c *eio4Chat) Close() {
 	c.binding.Close()
 

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockauth/sockauth/internal/logtest"
+)
+
+// serveTestApp runs the demo with long-polling for 2.x clients on a free
+// loopback port until the test cancels the returned context. It returns the
+// base URL and a channel that receives the result of Serve.
+func serveTestApp(t *testing.T) (string, context.CancelFunc, <-chan error) {
+	t.Helper()
+
+	users, err := newUserStore(defaultUsers)
+	if err != nil {
+		t.Fatalf("newUserStore: %v", err)
+	}
+	recorder := &logtest.Recorder{}
+	// A long authentication timeout keeps the server from ending an idle
+	// poll by itself while the test runs.
+	cfg := config{Listen: "127.0.0.1:0", AuthTimeout: time.Minute, EIO3Polling: true}
+	a, err := newApp(context.Background(), cfg, users, "127.0.0.1:1", slog.New(recorder))
+	if err != nil {
+		t.Fatalf("newApp: %v", err)
+	}
+	t.Cleanup(a.Close)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx) }()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, record := range recorder.Records(slog.LevelInfo) {
+			if record.Message != "chat demo listening" {
+				continue
+			}
+			var address string
+			record.Attrs(func(attr slog.Attr) bool {
+				if attr.Key == "address" {
+					address = attr.Value.String()
+				}
+				return true
+			})
+			return "http://" + address, cancel, served
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the demo did not log its listen address within 5 s")
+	return "", nil, nil
+}
+
+// pollingRequest sends one long-polling request and returns the status and
+// the body.
+func pollingRequest(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("build request: %v", err)
+	}
+	req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Errorf("reading %s %s: %v", method, url, err)
+	}
+	return resp.StatusCode, string(data)
+}
+
+func TestAppShutdownEndsPendingPolls(t *testing.T) {
+	tests := []struct {
+		eio string
+		// pollStatus is the status that ends the pending poll. go-socket.io
+		// ends the poll of a closed session with 500.
+		pollStatus int
+	}{
+		{eio: "3", pollStatus: http.StatusInternalServerError},
+		{eio: "4", pollStatus: http.StatusOK},
+	}
+	for _, tt := range tests {
+		eio := tt.eio
+		t.Run("EIO="+eio, func(t *testing.T) {
+			baseURL, cancel, served := serveTestApp(t)
+			url := baseURL + "/socket.io/?EIO=" + eio + "&transport=polling"
+
+			status, body := pollingRequest(t, http.MethodGet, url, "")
+			start := strings.Index(body, `"sid":"`)
+			if status != http.StatusOK || start < 0 {
+				t.Fatalf("handshake returned %d %q, want an open packet", status, body)
+			}
+			sid := body[start+len(`"sid":"`):]
+			url += "&sid=" + sid[:strings.IndexByte(sid, '"')]
+			if eio == "4" {
+				// socket.io 3 and later clients connect to the namespace
+				// themselves.
+				if status, body := pollingRequest(t, http.MethodPost, url, "40"); status != http.StatusOK {
+					t.Fatalf("namespace connect returned %d %q", status, body)
+				}
+			}
+			// The first poll takes the namespace's connect packet, and the
+			// second one waits.
+			if status, body := pollingRequest(t, http.MethodGet, url, ""); status != http.StatusOK || !strings.Contains(body, "40") {
+				t.Fatalf("first poll returned %d %q, want the connect packet", status, body)
+			}
+			pending := make(chan int, 1)
+			go func() {
+				status, _ := pollingRequest(t, http.MethodGet, url, "")
+				pending <- status
+			}()
+			time.Sleep(200 * time.Millisecond)
+
+			stopping := time.Now()
+			cancel()
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Errorf("Serve returned %v, want nil after a graceful shutdown", err)
+				}
+				if took := time.Since(stopping); took > shutdownTimeout/2 {
+					t.Errorf("shutdown took %v with a pending poll, want well under the %v limit", took, shutdownTimeout)
+				}
+			case <-time.After(2 * shutdownTimeout):
+				t.Fatalf("Serve did not return within %v of the cancel", 2*shutdownTimeout)
+			}
+			if status := <-pending; status != tt.pollStatus {
+				t.Errorf("pending poll ended with status %d, want %d", status, tt.pollStatus)
+			}
+		})
+	}
+}

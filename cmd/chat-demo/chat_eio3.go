@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	socketio "github.com/googollee/go-socket.io"
 	"github.com/googollee/go-socket.io/engineio"
@@ -28,6 +29,24 @@ type eio3Chat struct {
 	binding *gosocketio.Binding
 	// polling is set when the server offers HTTP long-polling.
 	polling bool
+	logger  *slog.Logger
+
+	outboxesMu sync.Mutex // guards outboxes
+	// outboxes contains the chat messages that wait for a connection, by
+	// connection id. A connection has an entry only while a goroutine sends
+	// its messages, so idle connections cost nothing here.
+	outboxes map[string]*outbox
+}
+
+// outboxLimit is how many chat messages may wait for one connection. Further
+// messages to that connection are dropped until it catches up.
+const outboxLimit = 64
+
+// outbox is the queue of chat messages of one connection.
+type outbox struct {
+	pending []outgoingMessage
+	// dropped counts the messages dropped since the last one queued.
+	dropped int
 }
 
 // newEIO3Chat builds the go-socket.io server, attaches the sockauth flow to
@@ -88,7 +107,14 @@ func newEIO3Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 			logger.Debug("socket.io server stopped", "err", err)
 		}
 	}()
-	return &eio3Chat{server: server, handler: gosocketio.Handler(server, logger.With("component", "transport", "protocol", "eio3")), binding: binding, polling: opts.EIO3Polling}, nil
+	return &eio3Chat{
+		server:   server,
+		handler:  gosocketio.Handler(server, logger.With("component", "transport", "protocol", "eio3")),
+		binding:  binding,
+		polling:  opts.EIO3Polling,
+		logger:   logger,
+		outboxes: make(map[string]*outbox),
+	}, nil
 }
 
 func (c *eio3Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -124,22 +150,71 @@ func (c *eio3Chat) Close() error {
 	return c.server.Close()
 }
 
-// broadcast emits msg to every socket in the chat room that is still
+// broadcast queues msg for every socket in the chat room that is still
 // authenticated.
 //
-// NOTE: go-socket.io v1.7.0 emits through an unbuffered channel per
-// connection, so a slow connection delays the sender's following events.
+// go-socket.io v1.7.0 emits through an unbuffered channel per connection, so
+// an Emit to a connection whose client does not read blocks until that
+// connection times out. A polling client that went away without a close
+// packet is such a connection for up to a minute. Each connection's messages
+// therefore go out from a goroutine of their own, in order.
 func (c *eio3Chat) broadcast(msg outgoingMessage) {
 	var audience []socketio.Conn
 	c.server.ForEach("/", chatRoom, func(conn socketio.Conn) {
 		audience = append(audience, conn)
 	})
 
-	// Emit outside ForEach, which holds the room lock while it runs.
+	// Queue outside ForEach, which holds the room lock while it runs.
 	for _, conn := range audience {
 		if _, ok := c.binding.Identity(conn); !ok {
 			continue
 		}
+		c.enqueue(conn, msg)
+	}
+}
+
+// enqueue adds msg to the outbox of conn, and starts the goroutine that sends
+// it when none runs. It drops msg when the outbox is full.
+func (c *eio3Chat) enqueue(conn socketio.Conn, msg outgoingMessage) {
+	c.outboxesMu.Lock()
+	box, sending := c.outboxes[conn.ID()]
+	if !sending {
+		box = &outbox{}
+		c.outboxes[conn.ID()] = box
+	}
+	if len(box.pending) >= outboxLimit {
+		box.dropped++
+		dropped := box.dropped
+		c.outboxesMu.Unlock()
+		if dropped == 1 {
+			c.logger.Warn("chat messages dropped for a socket that does not read them", "socket", conn.ID(),
+				"protocol", "eio3", "queued", outboxLimit)
+		}
+		return
+	}
+	box.pending = append(box.pending, msg)
+	box.dropped = 0
+	c.outboxesMu.Unlock()
+
+	if !sending {
+		go c.send(conn, box)
+	}
+}
+
+// send emits the messages of box to conn until box is empty, and then removes
+// box. An Emit to a closed connection returns at once.
+func (c *eio3Chat) send(conn socketio.Conn, box *outbox) {
+	for {
+		c.outboxesMu.Lock()
+		if len(box.pending) == 0 {
+			delete(c.outboxes, conn.ID())
+			c.outboxesMu.Unlock()
+			return
+		}
+		msg := box.pending[0]
+		box.pending = box.pending[1:]
+		c.outboxesMu.Unlock()
+
 		conn.Emit(eventMessage, msg)
 	}
 }

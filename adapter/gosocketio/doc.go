@@ -6,8 +6,9 @@
 // that they reach it only from authenticated connections. Here client is the
 // authority's gRPC client, sockauthv1.NewAuthorityServiceClient of a
 // connection from grpc.NewClient (see the package example). The server
-// offers only WebSocketTransport, because go-socket.io v1.7.0 serves HTTP
-// long-polling unreliably, so clients connect with transports: ['websocket']:
+// offers only WebSocketTransport, because go-socket.io v1.7.0 breaks a
+// client's upgrade from HTTP long-polling to WebSocket, so clients connect
+// with transports: ['websocket']:
 //
 //	server := gosocketio.NewServer(&engineio.Options{
 //		Transports: []transport.Transport{gosocketio.NewWebSocketTransport()},
@@ -29,9 +30,11 @@
 //	defer server.Close()
 //	http.Handle("/socket.io/", server)
 //
-// A server that offers HTTP long-polling too should be served through
-// Handler, which keeps go-socket.io from rejecting a client's first poll
-// with "invalid sid value":
+// A server that offers HTTP long-polling instead, for clients that connect
+// with transports: ['polling'], should be served through Handler, which
+// keeps go-socket.io from rejecting a client's first poll with "invalid sid
+// value". Its Emit blocks while a polling client is not polling, so
+// broadcasts should not emit to one socket after another on one goroutine:
 //
 //	http.Handle("/socket.io/", gosocketio.Handler(server, logger))
 //

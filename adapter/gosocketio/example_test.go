@@ -25,8 +25,8 @@ func Example() {
 	}
 	defer grpcConn.Close()
 
-	// Only WebSocket: go-socket.io v1.7.0 serves HTTP long-polling
-	// unreliably, so clients connect with transports: ['websocket'].
+	// Only WebSocket: go-socket.io v1.7.0 breaks the upgrade from HTTP
+	// long-polling, so clients connect with transports: ['websocket'].
 	server := gosocketio.NewServer(&engineio.Options{
 		Transports: []transport.Transport{gosocketio.NewWebSocketTransport()},
 	})

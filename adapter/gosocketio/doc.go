@@ -30,9 +30,10 @@
 //	defer server.Close()
 //	http.Handle("/socket.io/", server)
 //
-// A server that offers HTTP long-polling instead, for clients that connect
-// with transports: ['polling'], should be served through Handler, which
-// keeps go-socket.io from rejecting a client's first poll with "invalid sid
+// A server that offers HTTP long-polling too should list it after
+// WebSocket in engineio.Options.Transports, so that it offers no upgrade
+// from long-polling. It should be served through Handler, which keeps
+// go-socket.io from rejecting a client's first poll with "invalid sid
 // value". Its Emit blocks while a polling client is not polling, so
 // broadcasts should not emit to one socket after another on one goroutine:
 //

@@ -52,10 +52,12 @@ type outbox struct {
 // newEIO3Chat builds the go-socket.io server, attaches the sockauth flow to
 // its root namespace and starts it.
 func newEIO3Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, logger *slog.Logger, onMessage messageHandler) (*eio3Chat, error) {
-	// NOTE: by default the server offers only the WebSocket transport. In
-	// local runs with go-socket.io v1.7.0 and socket.io-client 2.5.0, HTTP
-	// long-polling lost events, and an event sent while the client upgraded to
-	// WebSocket got HTTP 400, which closed the connection. docs/clients.md
+	// NOTE: by default the server offers only the WebSocket transport. With
+	// go-socket.io v1.7.0 and socket.io-client 2.5.0, a packet posted while
+	// the client upgraded from long-polling to WebSocket got HTTP 400, which
+	// closed the connection. go-socket.io offers a session the upgrade to the
+	// transports listed after the session's own, so with polling listed last
+	// a session that starts on long-polling stays there. docs/clients.md
 	// lists the measured results.
 	// The transport's default message limit of 1 MiB stays far above the
 	// adapter's payload limit, so that an oversized authenticate payload
@@ -65,7 +67,7 @@ func newEIO3Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 	websocket.Logger = logger.With("component", "transport", "protocol", "eio3")
 	transports := []transport.Transport{websocket}
 	if opts.EIO3Polling {
-		transports = []transport.Transport{polling.Default, websocket}
+		transports = []transport.Transport{websocket, polling.Default}
 	}
 	server := gosocketio.NewServer(&engineio.Options{Transports: transports})
 

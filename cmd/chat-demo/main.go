@@ -106,7 +106,7 @@ Without --authority, the demo runs an authority in-process with its data in
 	flags.StringVar(&cfg.Authority, "authority", "", "gRPC address of an external sockauth authority, such as 127.0.0.1:7070; empty runs one in-process")
 	authclient.AddFlags(flags, authorityClientPrefix, &cfg.AuthorityClient)
 	flags.DurationVar(&cfg.AuthTimeout, "auth-timeout", adapter.DefaultAuthTimeout, "how long a new socket may stay unauthenticated before it is disconnected")
-	flags.BoolVar(&cfg.EIO3Polling, "eio3-polling", false, "also offer HTTP long-polling to socket.io 2.x clients that connect with transports ['polling'], because go-socket.io v1.7.0 breaks the upgrade from long-polling to WebSocket (see docs/clients.md); without it 2.x clients must use WebSocket")
+	flags.BoolVar(&cfg.EIO3Polling, "eio3-polling", false, "also offer HTTP long-polling to socket.io 2.x clients, without the upgrade to WebSocket that go-socket.io v1.7.0 breaks (see docs/clients.md); without it 2.x clients must use WebSocket")
 	cfg.TrustedProxies = slices.Clone(adapter.DefaultTrustedProxies)
 	flags.Var(&prefixesFlag{prefixes: &cfg.TrustedProxies}, "trusted-proxies",
 		"comma-separated networks of the reverse proxies in front of the demo; a socket that connects from one gets its client address, for the per-address limit of authenticate events, from X-Forwarded-For. The first use replaces the default and later uses add to it; an empty value trusts none")

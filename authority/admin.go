@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // RevokeSession revokes a session by id, as an administrator does, and returns
@@ -44,36 +45,82 @@ func (s *Service) RevokeSession(ctx context.Context, sessionID string) (*Session
 	return nil, fmt.Errorf("session %s changed %d times during one revocation: %w", sessionID, maxCASAttempts, ErrConflict)
 }
 
+// MaxRevokedListed is how many of the sessions it revoked RevokeSubject
+// returns, so that its reply stays small for a subject with very many
+// sessions.
+const MaxRevokedListed = 1000
+
+// revokeWorkers is how many sessions of one page RevokeSubject revokes at
+// once. The store syncs the writes of concurrent callers together, so one
+// sync covers many revocations.
+const revokeWorkers = 32
+
 // RevokeSubject revokes every live session of a subject, as after a password
-// change, and returns the sessions it revoked.
-func (s *Service) RevokeSubject(ctx context.Context, subject string) ([]*Session, error) {
+// change. It returns how many sessions it revoked and the first
+// MaxRevokedListed of them. After an error the count and the list cover the
+// sessions revoked before it.
+func (s *Service) RevokeSubject(ctx context.Context, subject string) (int, []*Session, error) {
 	var (
-		revoked []*Session
-		token   string
+		count  int
+		listed []*Session
+		token  string
 	)
 	for {
 		sessions, next, err := s.ListSessions(ctx, subject, token, MaxListPageSize)
 		if err != nil {
-			return revoked, err
+			return count, listed, err
 		}
-		for _, session := range sessions {
-			if session.Revoked() {
+		revoked, err := s.revokeAll(ctx, sessions)
+		for _, session := range revoked {
+			if session == nil {
 				continue
 			}
-			done, err := s.RevokeSession(ctx, session.ID)
-			if errors.Is(err, ErrNotFound) {
-				continue
+			count++
+			if len(listed) < MaxRevokedListed {
+				listed = append(listed, session)
 			}
-			if err != nil {
-				return revoked, err
-			}
-			revoked = append(revoked, done)
 		}
-		if next == "" {
-			return revoked, nil
+		if err != nil || next == "" {
+			return count, listed, err
 		}
 		token = next
 	}
+}
+
+// revokeAll revokes the live sessions among sessions, revokeWorkers at a
+// time. The result has the revoked session at the index of each session it
+// revoked, and nil elsewhere. The error is the first one that a revocation
+// returned, other than ErrNotFound.
+func (s *Service) revokeAll(ctx context.Context, sessions []*Session) ([]*Session, error) {
+	revoked := make([]*Session, len(sessions))
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	slots := make(chan struct{}, revokeWorkers)
+	for i, session := range sessions {
+		if session.Revoked() {
+			continue
+		}
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() {
+				<-slots
+				wg.Done()
+			}()
+			done, err := s.RevokeSession(ctx, session.ID)
+			switch {
+			case err == nil:
+				revoked[i] = done
+			case !errors.Is(err, ErrNotFound):
+				errOnce.Do(func() { firstErr = err })
+			}
+		}()
+	}
+	wg.Wait()
+	return revoked, firstErr
 }
 
 // Page sizes of ListSessions.

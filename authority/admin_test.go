@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,12 +71,15 @@ func TestRevokeSubject(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	revoked, err := f.service.RevokeSubject(ctx, "alice")
+	count, revoked, err := f.service.RevokeSubject(ctx, "alice")
 	if err != nil {
 		t.Fatalf("RevokeSubject: %v", err)
 	}
+	if count != 2 {
+		t.Errorf("RevokeSubject counted %d sessions, expected the 2 live ones", count)
+	}
 	if len(revoked) != 2 {
-		t.Fatalf("RevokeSubject revoked %d sessions, expected the 2 live ones", len(revoked))
+		t.Fatalf("RevokeSubject listed %d sessions, expected the 2 live ones", len(revoked))
 	}
 	for i, token := range tokens {
 		if _, err := f.service.Verify(ctx, token.Token); !errors.Is(err, authority.ErrSessionRevoked) {
@@ -226,18 +230,99 @@ func TestRevokeSubjectRevokesEveryPage(t *testing.T) {
 		f.issue(t)
 	}
 
-	revoked, err := f.service.RevokeSubject(ctx, "alice")
+	count, revoked, err := f.service.RevokeSubject(ctx, "alice")
 	if err != nil {
 		t.Fatalf("RevokeSubject: %v", err)
 	}
-	if len(revoked) != 5 {
-		t.Errorf("RevokeSubject revoked %d sessions in pages of 2, expected 5", len(revoked))
+	if count != 5 || len(revoked) != 5 {
+		t.Errorf("RevokeSubject counted %d and listed %d sessions in pages of 2, expected 5", count, len(revoked))
 	}
 	for _, session := range listAll(t, f.service, "alice") {
 		if !session.Revoked() {
 			t.Errorf("session %s is live after RevokeSubject", session.ID)
 		}
 	}
+}
+
+func TestRevokeSubjectListsFirstSessions(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	const sessions = authority.MaxRevokedListed + 7
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for range sessions {
+		wg.Go(func() {
+			if _, err := f.service.IssueCode(ctx, "alice", nil); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("IssueCode: %v", err)
+	}
+
+	count, revoked, err := f.service.RevokeSubject(ctx, "alice")
+	if err != nil {
+		t.Fatalf("RevokeSubject: %v", err)
+	}
+	if count != sessions {
+		t.Errorf("RevokeSubject counted %d sessions, expected %d", count, sessions)
+	}
+	if len(revoked) != authority.MaxRevokedListed {
+		t.Errorf("RevokeSubject listed %d sessions, expected the first %d", len(revoked), authority.MaxRevokedListed)
+	}
+	seen := make(map[string]bool)
+	for _, session := range revoked {
+		if !session.Revoked() || seen[session.ID] {
+			t.Fatalf("listed session %s: revoked %v, listed before %v; expected each once and revoked", session.ID, session.Revoked(), seen[session.ID])
+		}
+		seen[session.ID] = true
+	}
+	for _, session := range listAll(t, f.service, "alice") {
+		if !session.Revoked() {
+			t.Fatalf("session %s is live after RevokeSubject", session.ID)
+		}
+	}
+}
+
+func TestRevokeSubjectReportsStoreError(t *testing.T) {
+	failing := &failingRevokes{}
+	f := newFixtureOn(t, func(store authority.Store) authority.Store {
+		failing.Store = store
+		return failing
+	}, discardLogger())
+	ctx := context.Background()
+	for range 3 {
+		f.issue(t)
+	}
+	failing.fail.Store(true)
+
+	count, revoked, err := f.service.RevokeSubject(ctx, "alice")
+	if !errors.Is(err, errDiskFull) {
+		t.Errorf("RevokeSubject with a failing store = %v, expected the store's error", err)
+	}
+	if count != 0 || len(revoked) != 0 {
+		t.Errorf("RevokeSubject counted %d and listed %d sessions, expected none", count, len(revoked))
+	}
+}
+
+// errDiskFull is the error of failingRevokes.
+var errDiskFull = errors.New("disk full")
+
+// failingRevokes is a store whose CompareAndSwap fails with errDiskFull once
+// fail is set.
+type failingRevokes struct {
+	authority.Store
+	fail atomic.Bool
+}
+
+func (f *failingRevokes) CompareAndSwap(ctx context.Context, version uint64, session *authority.Session) error {
+	if f.fail.Load() {
+		return errDiskFull
+	}
+	return f.Store.CompareAndSwap(ctx, version, session)
 }
 
 func TestWatchRevocationsReasons(t *testing.T) {

@@ -45,12 +45,15 @@ func (s *AdminServer) RevokeSession(ctx context.Context, req *sockauthv1.RevokeS
 
 // RevokeSubject implements sockauthv1.AdminServiceServer.
 func (s *AdminServer) RevokeSubject(ctx context.Context, req *sockauthv1.RevokeSubjectRequest) (*sockauthv1.RevokeSubjectResponse, error) {
-	sessions, err := s.service.RevokeSubject(ctx, req.GetSubject())
+	count, sessions, err := s.service.RevokeSubject(ctx, req.GetSubject())
 	if err != nil {
+		if count > 0 {
+			s.log.Warn("subject partly revoked by administrator", "sub", req.GetSubject(), "sessions", count, "err", err)
+		}
 		return nil, s.toStatus("RevokeSubject", err)
 	}
-	s.log.Info("subject revoked by administrator", "sub", req.GetSubject(), "sessions", len(sessions))
-	return &sockauthv1.RevokeSubjectResponse{Sessions: sessionInfos(sessions)}, nil
+	s.log.Info("subject revoked by administrator", "sub", req.GetSubject(), "sessions", count)
+	return &sockauthv1.RevokeSubjectResponse{Sessions: sessionInfos(sessions), RevokedCount: int64(count)}, nil
 }
 
 // ListSessions implements sockauthv1.AdminServiceServer.

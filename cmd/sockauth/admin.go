@@ -172,11 +172,18 @@ authority's revocation events.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), revokedSummary(len(reply.GetSessions()), subject))
-				if len(reply.GetSessions()) == 0 {
+				listed := reply.GetSessions()
+				// An authority older than revoked_count sends 0 and lists
+				// every session.
+				count := max(int(reply.GetRevokedCount()), len(listed))
+				fmt.Fprintln(cmd.OutOrStdout(), revokedSummary(count, subject))
+				if len(listed) == 0 {
 					return nil
 				}
-				return printSessions(cmd.OutOrStdout(), reply.GetSessions())
+				if count > len(listed) {
+					fmt.Fprintf(cmd.OutOrStdout(), "the first %d are listed; `sockauth sessions list --subject %s` lists them all\n", len(listed), subject)
+				}
+				return printSessions(cmd.OutOrStdout(), listed)
 			})
 		},
 	}

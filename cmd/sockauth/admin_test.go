@@ -158,6 +158,46 @@ func TestAdminCommandsReadLargeReplies(t *testing.T) {
 	}
 }
 
+// countedAdmin is an AdminServiceServer whose RevokeSubject reports count
+// revoked sessions and lists listed of them.
+type countedAdmin struct {
+	sockauthv1.UnimplementedAdminServiceServer
+	count, listed int
+}
+
+func (a *countedAdmin) RevokeSubject(_ context.Context, req *sockauthv1.RevokeSubjectRequest) (*sockauthv1.RevokeSubjectResponse, error) {
+	reply := &sockauthv1.RevokeSubjectResponse{RevokedCount: int64(a.count)}
+	for i := range a.listed {
+		reply.Sessions = append(reply.Sessions, &sockauthv1.SessionInfo{SessionId: fmt.Sprintf("sid-%d", i), Subject: req.GetSubject()})
+	}
+	return reply, nil
+}
+
+func TestRevokeSubjectPrintsCountBeyondList(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := grpc.NewServer()
+	sockauthv1.RegisterAdminServiceServer(server, &countedAdmin{count: 5000, listed: 3})
+	go server.Serve(listener)
+	defer server.Stop()
+
+	output, err := runCLI(t, "revoke", "--subject", "bench", "--authority", listener.Addr().String())
+	if err != nil {
+		t.Fatalf("revoke --subject: %v", err)
+	}
+	if got := firstLine(output); got != `revoked 5000 sessions of "bench"` {
+		t.Errorf("first line %q, expected the count of the reply", got)
+	}
+	if !strings.Contains(output, "the first 3 are listed") {
+		t.Errorf("output does not say that only the first 3 are listed:\n%s", output)
+	}
+	if listed := strings.Count(output, "sid-"); listed != 3 {
+		t.Errorf("output lists %d sessions, expected 3:\n%s", listed, output)
+	}
+}
+
 // firstLine returns the first line of text.
 func firstLine(text string) string {
 	line, _, _ := strings.Cut(text, "\n")

@@ -473,8 +473,14 @@ func TestWatchRevocationsOverGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.RevokeSubject(ctx, &sockauthv1.RevokeSubjectRequest{Subject: "bob"}); err != nil {
+	revoked, err := admin.RevokeSubject(ctx, &sockauthv1.RevokeSubjectRequest{Subject: "bob"})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if revoked.GetRevokedCount() != 1 || len(revoked.GetSessions()) != 1 ||
+		revoked.GetSessions()[0].GetSessionId() != second.GetInfo().GetSessionId() {
+		t.Errorf("RevokeSubject replied count %d and sessions %v, expected the live session %s",
+			revoked.GetRevokedCount(), revoked.GetSessions(), second.GetInfo().GetSessionId())
 	}
 
 	want := []struct {

@@ -272,10 +272,15 @@ func (x *RevokeSubjectRequest) GetSubject() string {
 	return ""
 }
 
-// RevokeSubjectResponse lists the sessions this call revoked.
+// RevokeSubjectResponse counts the sessions this call revoked and lists the
+// first of them.
 type RevokeSubjectResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sessions      []*SessionInfo         `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first 1,000 sessions that this call revoked, so that the reply stays
+	// small for a subject with very many sessions.
+	Sessions []*SessionInfo `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// How many sessions this call revoked, listed or not.
+	RevokedCount  int64 `protobuf:"varint,2,opt,name=revoked_count,json=revokedCount,proto3" json:"revoked_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -315,6 +320,13 @@ func (x *RevokeSubjectResponse) GetSessions() []*SessionInfo {
 		return x.Sessions
 	}
 	return nil
+}
+
+func (x *RevokeSubjectResponse) GetRevokedCount() int64 {
+	if x != nil {
+		return x.RevokedCount
+	}
+	return 0
 }
 
 // ListSessionsRequest names the subject whose sessions to list, and the page.
@@ -465,9 +477,10 @@ const file_sockauth_v1_admin_proto_rawDesc = "" +
 	"\x15RevokeSessionResponse\x122\n" +
 	"\asession\x18\x01 \x01(\v2\x18.sockauth.v1.SessionInfoR\asession\"0\n" +
 	"\x14RevokeSubjectRequest\x12\x18\n" +
-	"\asubject\x18\x01 \x01(\tR\asubject\"M\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\"r\n" +
 	"\x15RevokeSubjectResponse\x124\n" +
-	"\bsessions\x18\x01 \x03(\v2\x18.sockauth.v1.SessionInfoR\bsessions\"k\n" +
+	"\bsessions\x18\x01 \x03(\v2\x18.sockauth.v1.SessionInfoR\bsessions\x12#\n" +
+	"\rrevoked_count\x18\x02 \x01(\x03R\frevokedCount\"k\n" +
 	"\x13ListSessionsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +

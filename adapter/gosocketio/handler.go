@@ -30,10 +30,10 @@ const (
 // socket.io-client does, can then get HTTP 400 "invalid sid value" and lose
 // its connection. On a busy 2-core machine, 2 handshakes in 1,200 did.
 // Handler looks the session up with an OPTIONS request of its id, which
-// go-socket.io serves without touching the session's packets. It sends the
-// handshake response once the lookup succeeds, or after registrationWait
-// with a warning in logger's log. Requests of other kinds pass through
-// unchanged. Servers that offer only WebSocket do not need Handler, although
+// go-socket.io serves without touching the session's packets. The server's
+// RequestChecker sees these requests too. Handler sends the handshake
+// response once the lookup succeeds, or after registrationWait with a
+// warning in logger's log. Requests of other kinds pass through unchanged. Servers that offer only WebSocket do not need Handler, although
 // it does no harm there. A nil logger means slog.Default().
 func Handler(server *socketio.Server, logger *slog.Logger) http.Handler {
 	if logger == nil {

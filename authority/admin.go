@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // RevokeSession revokes a session by id, as an administrator does, and returns
@@ -57,8 +58,9 @@ const revokeWorkers = 32
 
 // RevokeSubject revokes every live session of a subject, as after a password
 // change. It returns how many sessions it revoked and the first
-// MaxRevokedListed of them. After an error the count and the list cover the
-// sessions revoked before it.
+// MaxRevokedListed of them. After an error the count and the list still
+// cover every session that it revoked, and the other sessions stay as they
+// were.
 func (s *Service) RevokeSubject(ctx context.Context, subject string) (int, []*Session, error) {
 	var (
 		count  int
@@ -90,13 +92,15 @@ func (s *Service) RevokeSubject(ctx context.Context, subject string) (int, []*Se
 // revokeAll revokes the live sessions among sessions, revokeWorkers at a
 // time. The result has the revoked session at the index of each session it
 // revoked, and nil elsewhere. The error is the first one that a revocation
-// returned, other than ErrNotFound.
+// returned, other than ErrNotFound. After it, revokeAll starts no more
+// revocations and waits for those under way.
 func (s *Service) revokeAll(ctx context.Context, sessions []*Session) ([]*Session, error) {
 	revoked := make([]*Session, len(sessions))
 	var (
 		wg       sync.WaitGroup
 		errOnce  sync.Once
 		firstErr error
+		failed   atomic.Bool
 	)
 	slots := make(chan struct{}, revokeWorkers)
 	for i, session := range sessions {
@@ -104,6 +108,10 @@ func (s *Service) revokeAll(ctx context.Context, sessions []*Session) ([]*Sessio
 			continue
 		}
 		slots <- struct{}{}
+		if failed.Load() {
+			<-slots
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer func() {
@@ -116,6 +124,7 @@ func (s *Service) revokeAll(ctx context.Context, sessions []*Session) ([]*Sessio
 				revoked[i] = done
 			case !errors.Is(err, ErrNotFound):
 				errOnce.Do(func() { firstErr = err })
+				failed.Store(true)
 			}
 		}()
 	}

@@ -273,54 +273,77 @@ func TestRevokeSubjectListsFirstSessions(t *testing.T) {
 	if len(revoked) != authority.MaxRevokedListed {
 		t.Errorf("RevokeSubject listed %d sessions, expected the first %d", len(revoked), authority.MaxRevokedListed)
 	}
-	seen := make(map[string]bool)
-	for _, session := range revoked {
-		if !session.Revoked() || seen[session.ID] {
-			t.Fatalf("listed session %s: revoked %v, listed before %v; expected each once and revoked", session.ID, session.Revoked(), seen[session.ID])
+	all := listAll(t, f.service, "alice")
+	for i, session := range revoked {
+		if !session.Revoked() {
+			t.Fatalf("listed session %s is not revoked", session.ID)
 		}
-		seen[session.ID] = true
+		if session.ID != all[i].ID {
+			t.Fatalf("listed session %d is %s, expected %s, in the order of ListSessions", i, session.ID, all[i].ID)
+		}
 	}
-	for _, session := range listAll(t, f.service, "alice") {
+	for _, session := range all {
 		if !session.Revoked() {
 			t.Fatalf("session %s is live after RevokeSubject", session.ID)
 		}
 	}
 }
 
-func TestRevokeSubjectReportsStoreError(t *testing.T) {
+func TestRevokeSubjectCountsUntilStoreFails(t *testing.T) {
 	failing := &failingRevokes{}
 	f := newFixtureOn(t, func(store authority.Store) authority.Store {
 		failing.Store = store
 		return failing
 	}, discardLogger())
 	ctx := context.Background()
-	for range 3 {
+	const sessions, allowed = 200, 10
+	for range sessions {
 		f.issue(t)
 	}
+	failing.allowed.Store(allowed)
 	failing.fail.Store(true)
 
 	count, revoked, err := f.service.RevokeSubject(ctx, "alice")
 	if !errors.Is(err, errDiskFull) {
 		t.Errorf("RevokeSubject with a failing store = %v, expected the store's error", err)
 	}
-	if count != 0 || len(revoked) != 0 {
-		t.Errorf("RevokeSubject counted %d and listed %d sessions, expected none", count, len(revoked))
+	if count != allowed || len(revoked) != allowed {
+		t.Errorf("RevokeSubject counted %d and listed %d sessions, expected the %d that the store took", count, len(revoked), allowed)
+	}
+	live := 0
+	for _, session := range listAll(t, f.service, "alice") {
+		if !session.Revoked() {
+			live++
+		}
+	}
+	if live != sessions-allowed {
+		t.Errorf("%d sessions live after the failure, expected %d", live, sessions-allowed)
+	}
+	// The revocations under way when the first one failed may still run, but
+	// no new ones start.
+	if attempts := failing.attempts.Load(); attempts > allowed+64 {
+		t.Errorf("the store got %d revocations of %d sessions after it failed from the 11th on, expected RevokeSubject to stop", attempts, sessions)
 	}
 }
 
 // errDiskFull is the error of failingRevokes.
 var errDiskFull = errors.New("disk full")
 
-// failingRevokes is a store whose CompareAndSwap fails with errDiskFull once
-// fail is set.
+// failingRevokes is a store whose CompareAndSwap, once fail is set, writes
+// allowed more sessions and then fails with errDiskFull.
 type failingRevokes struct {
 	authority.Store
-	fail atomic.Bool
+	fail     atomic.Bool
+	allowed  atomic.Int64
+	attempts atomic.Int64
 }
 
 func (f *failingRevokes) CompareAndSwap(ctx context.Context, version uint64, session *authority.Session) error {
 	if f.fail.Load() {
-		return errDiskFull
+		f.attempts.Add(1)
+		if f.allowed.Add(-1) < 0 {
+			return errDiskFull
+		}
 	}
 	return f.Store.CompareAndSwap(ctx, version, session)
 }

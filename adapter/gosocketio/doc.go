@@ -34,10 +34,16 @@
 // WebSocket in engineio.Options.Transports, so that it offers no upgrade
 // from long-polling. It should be served through Handler, which keeps
 // go-socket.io from rejecting a client's first poll with "invalid sid
-// value". Its Emit blocks while a polling client is not polling, so
-// broadcasts should not emit to one socket after another on one goroutine:
+// value":
 //
 //	http.Handle("/socket.io/", gosocketio.Handler(server, logger))
+//
+// With long-polling, go-socket.io's Emit blocks while the client is not
+// polling, for up to the ping timeout when the client has gone without a
+// close packet. BroadcastToRoom, as in the example above, emits to one
+// socket after another, so one such socket delays the rest. A server with
+// long-polling clients should emit to each socket from a goroutine of its
+// own, as cmd/chat-demo does.
 //
 // NewWebSocketTransport returns a WebSocket transport that keeps about half
 // the memory per idle connection of websocket.Default and bounds the size

@@ -2,6 +2,7 @@ package gosocketio
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -31,7 +32,7 @@ const (
 // its connection. On a busy 2-core machine, 2 handshakes in 1,200 did.
 // Handler looks the session up with an OPTIONS request of its id, which
 // go-socket.io serves without touching the session's packets. The server's
-// RequestChecker sees these requests too. Handler sends the handshake
+// RequestChecker receives these requests too. Handler sends the handshake
 // response once the lookup succeeds, or after registrationWait with a
 // warning in logger's log. Requests of other kinds pass through unchanged. Servers that offer only WebSocket do not need Handler, although
 // it does no harm there. A nil logger means slog.Default().
@@ -51,7 +52,13 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	query := r.URL.Query()
-	if r.Method != http.MethodGet || query.Get("transport") != "polling" || query.Has("sid") {
+	// go-socket.io writes the JSONP index j into a script as it is, so
+	// only digits may pass, as engine.io's own servers ensure.
+	if j := query.Get("j"); query.Has("j") && !isDigits(j) {
+		http.Error(w, fmt.Sprintf("invalid JSONP index j %q: expected digits", j), http.StatusBadRequest)
+		return
+	}
+	if r.Method != http.MethodGet || query.Get("transport") != "polling" || query.Get("sid") != "" {
 		h.server.ServeHTTP(w, r)
 		return
 	}
@@ -100,23 +107,40 @@ func (h *handler) waitRegistered(r *http.Request, sid string) bool {
 
 // handshakeSessionID returns the session id of a successful handshake
 // response, or "" when the response is not one. The id is the "sid" member
-// of the open packet's JSON in every payload encoding of engine.io 3.
+// of the open packet's JSON. The JSONP encoding escapes the JSON's quotes
+// with backslashes, and the other payload encodings keep them.
 func handshakeSessionID(response *bufferedResponse) string {
 	if response.statusCode() != http.StatusOK {
 		return ""
 	}
-	const member = `"sid":"`
 	body := response.body.Bytes()
-	start := bytes.Index(body, []byte(member))
-	if start < 0 {
-		return ""
+	for _, quote := range []string{`"`, `\"`} {
+		member := []byte(quote + "sid" + quote + ":" + quote)
+		start := bytes.Index(body, member)
+		if start < 0 {
+			continue
+		}
+		rest := body[start+len(member):]
+		end := bytes.Index(rest, []byte(quote))
+		if end <= 0 {
+			return ""
+		}
+		return string(rest[:end])
 	}
-	rest := body[start+len(member):]
-	end := bytes.IndexByte(rest, '"')
-	if end <= 0 {
-		return ""
+	return ""
+}
+
+// isDigits reports whether s is one or more ASCII digits.
+func isDigits(s string) bool {
+	if s == "" {
+		return false
 	}
-	return string(rest[:end])
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // bufferedResponse is an http.ResponseWriter that keeps the status and the

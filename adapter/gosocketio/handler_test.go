@@ -1,10 +1,12 @@
 package gosocketio
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -247,6 +249,65 @@ func TestHandlerWarnsWhenRegistrationLate(t *testing.T) {
 	pollUntilFound(t, baseURL, sid)
 }
 
+func TestHandlerHoldsJSONPHandshake(t *testing.T) {
+	baseURL := newSlowRegistrationServer(t, withHandler)
+	client := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	url := baseURL + "/socket.io/?EIO=3&transport=polling&j=0"
+
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading the handshake: %v", err)
+	}
+	sid := handshakeSessionID(&bufferedResponse{status: resp.StatusCode, body: *bytes.NewBuffer(body)})
+	if sid == "" {
+		t.Fatalf("JSONP handshake returned %d %q, want a script with the open packet", resp.StatusCode, body)
+	}
+
+	t.Cleanup(func() {
+		// The close packet ends the session and its goroutines.
+		resp, err := client.Post(baseURL+"/socket.io/?EIO=3&transport=polling&b64=1&sid="+sid,
+			"text/plain;charset=UTF-8", strings.NewReader("1:1"))
+		if err != nil {
+			t.Errorf("closing session %s: %v", sid, err)
+			return
+		}
+		resp.Body.Close()
+	})
+
+	// This poll takes the connect packet, which the cleanup of
+	// newSlowRegistrationServer waits for.
+	resp, err = client.Get(url + "&sid=" + sid)
+	if err != nil {
+		t.Fatalf("poll: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "40") {
+		t.Errorf("JSONP poll right after the handshake returned %d %q, want 200 with the connect packet", resp.StatusCode, body)
+	}
+}
+
+func TestHandlerRejectsNonNumericJSONPIndex(t *testing.T) {
+	baseURL := newSlowRegistrationServer(t, withHandler)
+	for _, j := range []string{"0]);alert(1);//", "", "1e3"} {
+		resp, err := http.Get(baseURL + "/socket.io/?EIO=3&transport=polling&j=" + url.QueryEscape(j))
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "invalid JSONP index") {
+			t.Errorf("handshake with j=%q returned %d %q, want 400 invalid JSONP index", j, resp.StatusCode, body)
+		}
+	}
+}
+
 func TestHandlerPassesUnknownSessionThrough(t *testing.T) {
 	baseURL := newSlowRegistrationServer(t, withHandler)
 	start := time.Now()
@@ -273,6 +334,8 @@ func TestHandshakeSessionID(t *testing.T) {
 	}{
 		{name: "b64 payload", body: `96:0{"sid":"ABC2","upgrades":[],"pingInterval":25000,"pingTimeout":60000}2:40`, want: "ABC2"},
 		{name: "binary payload", body: "\x00\x09\x06\xff0{\"sid\":\"XY\"}", want: "XY"},
+		{name: "JSONP payload", body: `___eio[0]("96:0{\"sid\":\"ABC2\",\"upgrades\":[]}");`, want: "ABC2"},
+		{name: "JSONP empty sid", body: `___eio[0]("96:0{\"sid\":\"\"}");`},
 		{name: "error status", status: http.StatusBadRequest, body: `0{"sid":"ABC2"}`},
 		{name: "no sid", body: `2:40`},
 		{name: "empty sid", body: `0{"sid":""}`},

@@ -122,9 +122,14 @@ func newEIO3Chat(authority sockauthv1.AuthorityServiceClient, opts chatOptions, 
 func (c *eio3Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// go-socket.io rejects a transport it does not offer with the garbled
 	// text "invalid transport: %!s(<nil>)", so the demo writes its own message.
-	if transport := r.URL.Query().Get("transport"); !c.polling && transport != "websocket" {
+	transport := r.URL.Query().Get("transport")
+	switch {
+	case !c.polling && transport != "websocket":
 		http.Error(w, fmt.Sprintf("invalid transport %q: socket.io 2.x clients must use the websocket transport "+
 			"on this server, or start the chat demo with --eio3-polling", transport), http.StatusBadRequest)
+		return
+	case transport != "websocket" && transport != "polling":
+		http.Error(w, fmt.Sprintf("invalid transport %q: expected websocket or polling", transport), http.StatusBadRequest)
 		return
 	}
 	c.handler.ServeHTTP(w, r)
@@ -189,8 +194,8 @@ func (c *eio3Chat) enqueue(conn socketio.Conn, msg outgoingMessage) {
 		dropped := box.dropped
 		c.outboxesMu.Unlock()
 		if dropped == 1 {
-			c.logger.Warn("chat messages dropped for a socket that does not read them", "socket", conn.ID(),
-				"protocol", "eio3", "queued", outboxLimit)
+			c.logger.Warn("chat message dropped for a socket that does not read, and later ones are dropped "+
+				"without a log line until it reads", "socket", conn.ID(), "protocol", "eio3", "limit", outboxLimit)
 		}
 		return
 	}

@@ -84,12 +84,12 @@ func (c *eio4Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.handler.ServeHTTP(w, r)
 }
 
-// Close stops the sockauth flow and closes the server and its connections.
 // disconnectAll disconnects every socket and closes its connection.
 func (c *eio4Chat) disconnectAll() {
 	c.server.DisconnectSockets(true)
 }
 
+// Close stops the sockauth flow and closes the server and its connections.
 func (c *eio4Chat) Close() {
 	c.binding.Close()
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -148,5 +149,35 @@ func TestChatEIO3WebSocketMessageLimit(t *testing.T) {
 			t.Fatalf("the connection is still open 5 s after a message of %d bytes, expected the server to close it (limit %d)", len(message), gosocketio.DefaultMaxMessageBytes)
 		}
 		return
+	}
+}
+
+func TestChatEIO3RejectsUnknownTransport(t *testing.T) {
+	chat, err := newChatServer(newUnreachableAuthority(t), chatOptions{AuthTimeout: time.Second, EIO3Polling: true}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("newChatServer: %v", err)
+	}
+	server := httptest.NewServer(chat)
+	t.Cleanup(func() {
+		server.Close()
+		if err := chat.Close(); err != nil {
+			t.Errorf("closing the chat server: %v", err)
+		}
+	})
+
+	for _, transport := range []string{"flashsocket", ""} {
+		resp, err := http.Get(server.URL + "/socket.io/?EIO=3&transport=" + transport)
+		if err != nil {
+			t.Fatalf("GET: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("transport %q: status %d, expected %d", transport, resp.StatusCode, http.StatusBadRequest)
+		}
+		want := fmt.Sprintf("invalid transport %q: expected websocket or polling", transport)
+		if !strings.Contains(string(body), want) {
+			t.Errorf("transport %q: body %q, expected it to contain %q", transport, body, want)
+		}
 	}
 }

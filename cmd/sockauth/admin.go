@@ -169,6 +169,10 @@ authority's revocation events.`,
 					return printSessions(cmd.OutOrStdout(), []*sockauthv1.SessionInfo{reply.GetSession()})
 				}
 				reply, err := client.RevokeSubject(ctx, &sockauthv1.RevokeSubjectRequest{Subject: subject})
+				if code := status.Code(err); code == codes.DeadlineExceeded || code == codes.Canceled {
+					return fmt.Errorf("%w; the authority revokes sessions until the call ends, so some may be revoked: "+
+						"run the command again, with a longer --timeout for a subject with many sessions", err)
+				}
 				if err != nil {
 					return err
 				}
@@ -181,7 +185,7 @@ authority's revocation events.`,
 					return nil
 				}
 				if count > len(listed) {
-					fmt.Fprintf(cmd.OutOrStdout(), "the first %d are listed; `sockauth sessions list --subject %s` lists them all\n", len(listed), subject)
+					fmt.Fprintf(cmd.OutOrStdout(), "the first %d are listed, and `sockauth sessions list` lists every session of the subject\n", len(listed))
 				}
 				return printSessions(cmd.OutOrStdout(), listed)
 			})

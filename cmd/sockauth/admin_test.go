@@ -159,13 +159,19 @@ func TestAdminCommandsReadLargeReplies(t *testing.T) {
 }
 
 // countedAdmin is an AdminServiceServer whose RevokeSubject reports count
-// revoked sessions and lists listed of them.
+// revoked sessions and lists listed of them, after delay.
 type countedAdmin struct {
 	sockauthv1.UnimplementedAdminServiceServer
 	count, listed int
+	delay         time.Duration
 }
 
-func (a *countedAdmin) RevokeSubject(_ context.Context, req *sockauthv1.RevokeSubjectRequest) (*sockauthv1.RevokeSubjectResponse, error) {
+func (a *countedAdmin) RevokeSubject(ctx context.Context, req *sockauthv1.RevokeSubjectRequest) (*sockauthv1.RevokeSubjectResponse, error) {
+	select {
+	case <-time.After(a.delay):
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 	reply := &sockauthv1.RevokeSubjectResponse{RevokedCount: int64(a.count)}
 	for i := range a.listed {
 		reply.Sessions = append(reply.Sessions, &sockauthv1.SessionInfo{SessionId: fmt.Sprintf("sid-%d", i), Subject: req.GetSubject()})
@@ -195,6 +201,25 @@ func TestRevokeSubjectPrintsCountBeyondList(t *testing.T) {
 	}
 	if listed := strings.Count(output, "sid-"); listed != 3 {
 		t.Errorf("output lists %d sessions, expected 3:\n%s", listed, output)
+	}
+}
+
+func TestRevokeSubjectDeadlineSuggestsRetry(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := grpc.NewServer()
+	sockauthv1.RegisterAdminServiceServer(server, &countedAdmin{count: 5, listed: 5, delay: 10 * time.Second})
+	go server.Serve(listener)
+	defer server.Stop()
+
+	_, err = runCLI(t, "revoke", "--subject", "bench", "--timeout", "200ms", "--authority", listener.Addr().String())
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("revoke --subject past its deadline = %v, expected DeadlineExceeded", err)
+	}
+	if !strings.Contains(err.Error(), "run the command again, with a longer --timeout") {
+		t.Errorf("error %q does not say what to do next", err)
 	}
 }
 

@@ -3,8 +3,9 @@
 // Main flow of the client matrix: log in, connect, exchange the code with the
 // authenticate event, ack the session token, send a chat message and receive
 // its broadcast among those of other scenarios. The last step reports the
-// transport in use, which for SOCKET_TRANSPORTS=polling,websocket must have
-// been upgraded.
+// transport in use. With SOCKET_TRANSPORTS=polling,websocket it is websocket
+// for 3.x and 4.x clients, and polling for 2.x clients, which the chat demo
+// offers no upgrade.
 
 const lib = require('../lib');
 

@@ -147,15 +147,7 @@ func handshakeThenPoll(t *testing.T, baseURL string) (int, string, string) {
 	sid := packets[0][len(`0{"sid":"`):]
 	sid = sid[:strings.IndexByte(sid, '"')]
 
-	t.Cleanup(func() {
-		// The close packet ends the session and its goroutines.
-		resp, err := client.Post(url+"&sid="+sid, "text/plain;charset=UTF-8", strings.NewReader("1:1"))
-		if err != nil {
-			t.Errorf("closing session %s: %v", sid, err)
-			return
-		}
-		resp.Body.Close()
-	})
+	closeAtCleanup(t, client, baseURL, sid)
 
 	resp, err = client.Get(url + "&sid=" + sid)
 	if err != nil {
@@ -167,6 +159,20 @@ func handshakeThenPoll(t *testing.T, baseURL string) (int, string, string) {
 		t.Fatalf("reading the poll: %v", err)
 	}
 	return resp.StatusCode, string(body), sid
+}
+
+// closeAtCleanup posts the close packet of the session sid when the test
+// ends, which ends the session and its goroutines.
+func closeAtCleanup(t *testing.T, client *http.Client, baseURL, sid string) {
+	t.Cleanup(func() {
+		resp, err := client.Post(baseURL+"/socket.io/?EIO=3&transport=polling&b64=1&sid="+sid,
+			"text/plain;charset=UTF-8", strings.NewReader("1:1"))
+		if err != nil {
+			t.Errorf("closing session %s: %v", sid, err)
+			return
+		}
+		resp.Body.Close()
+	})
 }
 
 // pollUntilFound polls the session sid until the server finds it. The
@@ -269,16 +275,7 @@ func TestHandlerHoldsJSONPHandshake(t *testing.T) {
 		t.Fatalf("JSONP handshake returned %d %q, want a script with the open packet", resp.StatusCode, body)
 	}
 
-	t.Cleanup(func() {
-		// The close packet ends the session and its goroutines.
-		resp, err := client.Post(baseURL+"/socket.io/?EIO=3&transport=polling&b64=1&sid="+sid,
-			"text/plain;charset=UTF-8", strings.NewReader("1:1"))
-		if err != nil {
-			t.Errorf("closing session %s: %v", sid, err)
-			return
-		}
-		resp.Body.Close()
-	})
+	closeAtCleanup(t, client, baseURL, sid)
 
 	// This poll takes the connect packet, which the cleanup of
 	// newSlowRegistrationServer waits for.

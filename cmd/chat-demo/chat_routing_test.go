@@ -64,6 +64,26 @@ func pollUnknownSession(t *testing.T, baseURL, eio string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// serveTestChat serves a chat server over loopback HTTP until the test ends
+// and returns its base URL.
+func serveTestChat(t *testing.T, eio3Polling bool) string {
+	t.Helper()
+
+	chat, err := newChatServer(newUnreachableAuthority(t), chatOptions{AuthTimeout: time.Second, EIO3Polling: eio3Polling},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("newChatServer: %v", err)
+	}
+	server := httptest.NewServer(chat)
+	t.Cleanup(func() {
+		server.Close()
+		if err := chat.Close(); err != nil {
+			t.Errorf("closing the chat server: %v", err)
+		}
+	})
+	return server.URL
+}
+
 func TestChatRoutesByEngineIOProtocol(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -81,19 +101,7 @@ func TestChatRoutesByEngineIOProtocol(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			chat, err := newChatServer(newUnreachableAuthority(t), chatOptions{AuthTimeout: time.Second, EIO3Polling: tt.eio3Polling}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatalf("newChatServer: %v", err)
-			}
-			server := httptest.NewServer(chat)
-			t.Cleanup(func() {
-				server.Close()
-				if err := chat.Close(); err != nil {
-					t.Errorf("closing the chat server: %v", err)
-				}
-			})
-
-			status, body := pollUnknownSession(t, server.URL, tt.eio)
+			status, body := pollUnknownSession(t, serveTestChat(t, tt.eio3Polling), tt.eio)
 
 			if status != http.StatusBadRequest {
 				t.Errorf("status %d, expected %d", status, http.StatusBadRequest)
@@ -153,20 +161,9 @@ func TestChatEIO3WebSocketMessageLimit(t *testing.T) {
 }
 
 func TestChatEIO3RejectsUnknownTransport(t *testing.T) {
-	chat, err := newChatServer(newUnreachableAuthority(t), chatOptions{AuthTimeout: time.Second, EIO3Polling: true}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("newChatServer: %v", err)
-	}
-	server := httptest.NewServer(chat)
-	t.Cleanup(func() {
-		server.Close()
-		if err := chat.Close(); err != nil {
-			t.Errorf("closing the chat server: %v", err)
-		}
-	})
-
+	baseURL := serveTestChat(t, true)
 	for _, transport := range []string{"flashsocket", ""} {
-		resp, err := http.Get(server.URL + "/socket.io/?EIO=3&transport=" + transport)
+		resp, err := http.Get(baseURL + "/socket.io/?EIO=3&transport=" + transport)
 		if err != nil {
 			t.Fatalf("GET: %v", err)
 		}

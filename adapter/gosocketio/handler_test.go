@@ -125,15 +125,7 @@ func handshakeThenPoll(t *testing.T, baseURL string) (int, string, string) {
 	t.Cleanup(client.CloseIdleConnections)
 	url := baseURL + "/socket.io/?EIO=3&transport=polling&b64=1"
 
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatalf("handshake: %v", err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatalf("reading the handshake: %v", err)
-	}
+	resp, body := getBody(t, client, url)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("handshake returned status %d: %q", resp.StatusCode, body)
 	}
@@ -149,16 +141,24 @@ func handshakeThenPoll(t *testing.T, baseURL string) (int, string, string) {
 
 	closeAtCleanup(t, client, baseURL, sid)
 
-	resp, err = client.Get(url + "&sid=" + sid)
-	if err != nil {
-		t.Fatalf("poll: %v", err)
-	}
-	body, err = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatalf("reading the poll: %v", err)
-	}
+	resp, body = getBody(t, client, url+"&sid="+sid)
 	return resp.StatusCode, string(body), sid
+}
+
+// getBody sends a GET request of url and returns the response and its body.
+func getBody(t *testing.T, client *http.Client, url string) (*http.Response, []byte) {
+	t.Helper()
+
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the response of %s: %v", url, err)
+	}
+	return resp, body
 }
 
 // closeAtCleanup posts the close packet of the session sid when the test
@@ -261,15 +261,7 @@ func TestHandlerHoldsJSONPHandshake(t *testing.T) {
 	t.Cleanup(client.CloseIdleConnections)
 	url := baseURL + "/socket.io/?EIO=3&transport=polling&j=0"
 
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatalf("handshake: %v", err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatalf("reading the handshake: %v", err)
-	}
+	resp, body := getBody(t, client, url)
 	sid := handshakeSessionID(&bufferedResponse{status: resp.StatusCode, body: *bytes.NewBuffer(body)})
 	if sid == "" {
 		t.Fatalf("JSONP handshake returned %d %q, want a script with the open packet", resp.StatusCode, body)
@@ -279,12 +271,7 @@ func TestHandlerHoldsJSONPHandshake(t *testing.T) {
 
 	// This poll takes the connect packet, which the cleanup of
 	// newSlowRegistrationServer waits for.
-	resp, err = client.Get(url + "&sid=" + sid)
-	if err != nil {
-		t.Fatalf("poll: %v", err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body = getBody(t, client, url+"&sid="+sid)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "40") {
 		t.Errorf("JSONP poll right after the handshake returned %d %q, want 200 with the connect packet", resp.StatusCode, body)
 	}

@@ -64,13 +64,12 @@ func pollUnknownSession(t *testing.T, baseURL, eio string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// serveTestChat serves a chat server over loopback HTTP until the test ends
-// and returns its base URL.
-func serveTestChat(t *testing.T, eio3Polling bool) string {
+// serveTestChat serves a chat server with opts over loopback HTTP until the
+// test ends and returns its base URL.
+func serveTestChat(t *testing.T, opts chatOptions) string {
 	t.Helper()
 
-	chat, err := newChatServer(newUnreachableAuthority(t), chatOptions{AuthTimeout: time.Second, EIO3Polling: eio3Polling},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	chat, err := newChatServer(newUnreachableAuthority(t), opts, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("newChatServer: %v", err)
 	}
@@ -101,7 +100,7 @@ func TestChatRoutesByEngineIOProtocol(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, body := pollUnknownSession(t, serveTestChat(t, tt.eio3Polling), tt.eio)
+			status, body := pollUnknownSession(t, serveTestChat(t, chatOptions{AuthTimeout: time.Second, EIO3Polling: tt.eio3Polling}), tt.eio)
 
 			if status != http.StatusBadRequest {
 				t.Errorf("status %d, expected %d", status, http.StatusBadRequest)
@@ -114,19 +113,8 @@ func TestChatRoutesByEngineIOProtocol(t *testing.T) {
 }
 
 func TestChatEIO3WebSocketMessageLimit(t *testing.T) {
-	chat, err := newChatServer(newUnreachableAuthority(t), chatOptions{AuthTimeout: 5 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("newChatServer: %v", err)
-	}
-	server := httptest.NewServer(chat)
-	t.Cleanup(func() {
-		server.Close()
-		if err := chat.Close(); err != nil {
-			t.Errorf("closing the chat server: %v", err)
-		}
-	})
-
-	url := "ws" + strings.TrimPrefix(server.URL, "http") + "/socket.io/?EIO=3&transport=websocket"
+	baseURL := serveTestChat(t, chatOptions{AuthTimeout: 5 * time.Second})
+	url := "ws" + strings.TrimPrefix(baseURL, "http") + "/socket.io/?EIO=3&transport=websocket"
 	conn, _, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
 		t.Fatalf("dialing %s: %v", url, err)
@@ -161,7 +149,7 @@ func TestChatEIO3WebSocketMessageLimit(t *testing.T) {
 }
 
 func TestChatEIO3RejectsUnknownTransport(t *testing.T) {
-	baseURL := serveTestChat(t, true)
+	baseURL := serveTestChat(t, chatOptions{AuthTimeout: time.Second, EIO3Polling: true})
 	for _, transport := range []string{"flashsocket", ""} {
 		resp, err := http.Get(baseURL + "/socket.io/?EIO=3&transport=" + transport)
 		if err != nil {

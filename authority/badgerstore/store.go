@@ -220,9 +220,19 @@ func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next
 	return s.write(ctx, op)
 }
 
+// maxStaleIndexKeys bounds how many index keys without a record one page of
+// ListBySubject reads besides its sessions, so that a page of a subject with
+// very many forgotten sessions still returns soon. Such a page can be short,
+// even empty, with a next cursor.
+const maxStaleIndexKeys = 10000
+
 // ListBySubject returns a page of the stored sessions of subject from its
 // index keys, in the order of their ids. A cursor is the id of the last
 // index key that the previous page read.
+//
+// An index key outlives its record, which Badger drops once the session is
+// forgotten. ListBySubject deletes the index keys that it finds without a
+// record, so that later pages and listings skip them.
 func (s *Store) ListBySubject(ctx context.Context, subject, cursor string, limit int) ([]*authority.Session, string, error) {
 	if limit <= 0 {
 		return nil, "", fmt.Errorf("list sessions of %q: page size %d: %w", subject, limit, authority.ErrInvalidArgument)
@@ -230,6 +240,7 @@ func (s *Store) ListBySubject(ctx context.Context, subject, cursor string, limit
 
 	var (
 		sessions []*authority.Session
+		stale    [][]byte
 		next     string
 	)
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -237,21 +248,21 @@ func (s *Store) ListBySubject(ctx context.Context, subject, cursor string, limit
 		iter := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer iter.Close()
 
-		scanned, last := 0, ""
+		last := ""
 		for iter.Seek(append(bytes.Clone(prefix), cursor...)); iter.Valid(); iter.Next() {
 			id := string(iter.Item().Key()[len(prefix):])
 			if cursor != "" && id == cursor {
 				continue
 			}
-			if scanned == limit {
+			if len(sessions) == limit || len(stale) == maxStaleIndexKeys {
 				next = last
 				break
 			}
-			scanned++
 			last = id
 
 			session, err := load(txn, id)
 			if errors.Is(err, authority.ErrNotFound) {
+				stale = append(stale, iter.Item().KeyCopy(nil))
 				continue
 			}
 			if err != nil {
@@ -264,12 +275,36 @@ func (s *Store) ListBySubject(ctx context.Context, subject, cursor string, limit
 	if err != nil {
 		return nil, "", fmt.Errorf("list sessions of %q: %w", subject, err)
 	}
+	s.deleteStaleIndexKeys(subject, stale)
 	for _, session := range sessions {
 		if err := s.waitSynced(ctx, session.ID); err != nil {
 			return nil, "", fmt.Errorf("list sessions of %q: session %s: %w", subject, session.ID, err)
 		}
 	}
 	return sessions, next, nil
+}
+
+// deleteStaleIndexKeys deletes index keys whose records are gone. A record
+// never comes back once Badger has dropped it, because session ids are not
+// reused. The deletes need no sync: one that a crash loses is repeated by
+// a later listing. A failure is logged, and the listing goes on.
+func (s *Store) deleteStaleIndexKeys(subject string, keys [][]byte) {
+	if len(keys) == 0 {
+		return
+	}
+	batch := s.db.NewWriteBatch()
+	defer batch.Cancel()
+	for _, key := range keys {
+		if err := batch.Delete(key); err != nil {
+			s.log.Warn("deleting index keys of forgotten sessions failed", "sub", subject, "keys", len(keys), "error", err)
+			return
+		}
+	}
+	if err := batch.Flush(); err != nil {
+		s.log.Warn("deleting index keys of forgotten sessions failed", "sub", subject, "keys", len(keys), "error", err)
+		return
+	}
+	s.log.Debug("index keys of forgotten sessions deleted", "sub", subject, "keys", len(keys))
 }
 
 // Close stops garbage collection, commits and syncs the writes already

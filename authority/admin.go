@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 )
@@ -15,6 +16,11 @@ import (
 // it. Revoking a revoked session changes nothing and returns it as stored; an
 // unknown id returns ErrNotFound.
 func (s *Service) RevokeSession(ctx context.Context, sessionID string) (*Session, error) {
+	return s.revokeSession(ctx, sessionID, slog.LevelInfo)
+}
+
+// revokeSession is RevokeSession with the level of its log line.
+func (s *Service) revokeSession(ctx context.Context, sessionID string, level slog.Level) (*Session, error) {
 	if sessionID == "" {
 		return nil, fmt.Errorf("session id is empty: %w", ErrInvalidArgument)
 	}
@@ -40,7 +46,7 @@ func (s *Service) RevokeSession(ctx context.Context, sessionID string) (*Session
 			return nil, fmt.Errorf("store revocation of session %s: %w", sessionID, err)
 		}
 		s.announce(ctx, &next)
-		s.log.Info("session revoked by administrator", "sid", next.ID, "sub", next.Subject)
+		s.log.Log(ctx, level, "session revoked by administrator", "sid", next.ID, "sub", next.Subject)
 		return &next, nil
 	}
 	return nil, fmt.Errorf("session %s changed %d times during one revocation: %w", sessionID, maxCASAttempts, ErrConflict)
@@ -118,7 +124,9 @@ func (s *Service) revokeAll(ctx context.Context, sessions []*Session) ([]*Sessio
 				<-slots
 				wg.Done()
 			}()
-			done, err := s.RevokeSession(ctx, session.ID)
+			// The caller logs one line for the subject, so that a subject
+			// with many sessions does not flood the log.
+			done, err := s.revokeSession(ctx, session.ID, slog.LevelDebug)
 			switch {
 			case err == nil:
 				revoked[i] = done

@@ -3,6 +3,7 @@ package authority_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sockauth/sockauth/authority"
+	"github.com/sockauth/sockauth/internal/logtest"
 )
 
 func receiveEvent(t *testing.T, w *authority.Watcher) authority.RevocationEvent {
@@ -286,6 +288,39 @@ func TestRevokeSubjectListsFirstSessions(t *testing.T) {
 		if !session.Revoked() {
 			t.Fatalf("session %s is live after RevokeSubject", session.ID)
 		}
+	}
+}
+
+func TestRevokeSubjectLogsSessionsAtDebug(t *testing.T) {
+	recorder := &logtest.Recorder{}
+	f := newFixtureOn(t, nil, slog.New(recorder))
+	ctx := context.Background()
+	for range 3 {
+		f.issue(t)
+	}
+	single := f.issue(t)
+
+	if _, err := f.service.RevokeSession(ctx, single.Claims.SessionID); err != nil {
+		t.Fatalf("RevokeSession: %v", err)
+	}
+	if _, _, err := f.service.RevokeSubject(ctx, "alice"); err != nil {
+		t.Fatalf("RevokeSubject: %v", err)
+	}
+
+	count := func(level slog.Level) int {
+		n := 0
+		for _, record := range recorder.Records(level) {
+			if record.Level == level && record.Message == "session revoked by administrator" {
+				n++
+			}
+		}
+		return n
+	}
+	if got := count(slog.LevelInfo); got != 1 {
+		t.Errorf("%d session revocations logged at info, expected 1, from RevokeSession", got)
+	}
+	if got := count(slog.LevelDebug); got != 3 {
+		t.Errorf("%d session revocations logged at debug, expected the 3 of RevokeSubject", got)
 	}
 }
 

@@ -112,6 +112,8 @@ func run(ctx context.Context, cfg serve.Config, logger *slog.Logger) error {
 		return err
 	}
 
+	go returnIdleMemory(ctx, logger)
+
 	// A hangup would otherwise end the process without a log line. The key
 	// file is reread within a second of a change, and flags and environment
 	// are read once at start, so there is nothing for it to reload.

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestIdleMemoryShouldRelease(t *testing.T) {
+	m := idleMemory{quietBytes: 4 << 20, minReclaimBytes: 16 << 20}
+	tests := []struct {
+		name          string
+		before, after heapSample
+		want          bool
+	}{
+		{
+			name:   "quiet with dead objects",
+			before: heapSample{allocated: 100 << 20},
+			after:  heapSample{allocated: 101 << 20, objects: 90 << 20, live: 30 << 20},
+			want:   true,
+		},
+		{
+			name:   "quiet with free heap",
+			before: heapSample{allocated: 100 << 20},
+			after:  heapSample{allocated: 100 << 20, objects: 30 << 20, live: 30 << 20, free: 20 << 20},
+			want:   true,
+		},
+		{
+			name:   "busy",
+			before: heapSample{allocated: 100 << 20},
+			after:  heapSample{allocated: 110 << 20, objects: 90 << 20, live: 30 << 20},
+		},
+		{
+			name:   "quiet with little to reclaim",
+			before: heapSample{allocated: 100 << 20},
+			after:  heapSample{allocated: 100 << 20, objects: 40 << 20, live: 30 << 20, free: 1 << 20},
+		},
+		{
+			// Sweeping can take objects below the live figure of the
+			// collection before.
+			name:   "live above objects",
+			before: heapSample{allocated: 100 << 20},
+			after:  heapSample{allocated: 100 << 20, objects: 20 << 20, live: 30 << 20, free: 2 << 20},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := m.shouldRelease(tt.before, tt.after); got != tt.want {
+				t.Errorf("shouldRelease = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// heapReleased reads how much heap memory the runtime has returned to the
+// operating system.
+func heapReleased() uint64 {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(sample)
+	return sample[0].Value.Uint64()
+}
+
+// sink keeps the compiler from dropping the burst's allocations.
+var sink []byte
+
+func TestIdleMemoryReleasesAfterBurst(t *testing.T) {
+	// With the collector off, the burst stays on the heap until the loop
+	// releases it, as it does in an authority that has gone quiet.
+	// debug.FreeOSMemory collects all the same.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	debug.FreeOSMemory()
+
+	for range 64 {
+		sink = make([]byte, 1<<20)
+	}
+	sink = nil
+	before := heapReleased()
+
+	var releases atomic.Int32
+	releasedAfter := make(chan uint64, 1)
+	release := func() {
+		debug.FreeOSMemory()
+		if releases.Add(1) == 1 {
+			releasedAfter <- heapReleased()
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := idleMemory{interval: 20 * time.Millisecond, quietBytes: 4 << 20, minReclaimBytes: 32 << 20}
+	go m.run(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), readHeapSample, release)
+
+	select {
+	case after := <-releasedAfter:
+		if after < before+32<<20 {
+			t.Errorf("the runtime returned %d MiB after the release, want at least the 32 MiB of the burst",
+				(after-min(before, after))>>20)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no release within 5 s of a 64 MiB burst")
+	}
+
+	// Once the burst is returned, a quiet process has nothing left to
+	// release.
+	time.Sleep(10 * m.interval)
+	runtime.Gosched()
+	if got := releases.Load(); got != 1 {
+		t.Errorf("%d releases after one burst, want 1", got)
+	}
+}

@@ -63,9 +63,11 @@ func newWriteOp(session *authority.Session, create bool, expectedVersion uint64)
 // waiters of every transaction committed before that sync started. While one
 // sync runs, writers already apply the next transaction, so syncs follow each
 // other without a gap and each covers every write that arrived during the
-// previous one. The open transaction is the only writer, so transactions
-// never conflict, and each write's check-and-set reads the writes committed
-// before it, synced or not.
+// previous one. The open transaction is the only writer of session records,
+// so transactions never conflict, and each write's check-and-set reads the
+// writes committed before it, synced or not. The one other writer,
+// ListBySubject's deletion of stale index keys, writes only index keys,
+// which these transactions never read.
 func (s *Store) write(ctx context.Context, op *writeOp) error {
 	if err := ctx.Err(); err != nil {
 		return err

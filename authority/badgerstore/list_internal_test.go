@@ -139,4 +139,7 @@ func TestListBoundsForgottenKeysPerPage(t *testing.T) {
 	if len(total) != 2 {
 		t.Errorf("the pages listed %d sessions, expected the 2 live ones", len(total))
 	}
+	if got := indexKeys(t, store); got != 2 {
+		t.Errorf("%d index keys after the pages, expected the 2 of live sessions", got)
+	}
 }

@@ -17,19 +17,28 @@ func TestIdleMemoryShouldRelease(t *testing.T) {
 	tests := []struct {
 		name          string
 		before, after heapSample
+		baseline      uint64
 		want          bool
 	}{
 		{
-			name:   "quiet with dead objects",
+			name:   "quiet with a grown heap",
 			before: heapSample{allocated: 100 << 20},
 			after:  heapSample{allocated: 101 << 20, objects: 90 << 20, live: 30 << 20},
 			want:   true,
 		},
 		{
-			name:   "quiet with free heap",
+			// The last collection ran while the garbage was in use.
+			name:   "quiet with garbage counted as live",
 			before: heapSample{allocated: 100 << 20},
-			after:  heapSample{allocated: 100 << 20, objects: 30 << 20, live: 30 << 20, free: 20 << 20},
+			after:  heapSample{allocated: 100 << 20, objects: 90 << 20, live: 90 << 20},
 			want:   true,
+		},
+		{
+			name:     "quiet with free heap",
+			before:   heapSample{allocated: 100 << 20},
+			after:    heapSample{allocated: 100 << 20, objects: 30 << 20, live: 30 << 20, free: 20 << 20},
+			baseline: 30 << 20,
+			want:     true,
 		},
 		{
 			name:   "busy",
@@ -37,21 +46,26 @@ func TestIdleMemoryShouldRelease(t *testing.T) {
 			after:  heapSample{allocated: 110 << 20, objects: 90 << 20, live: 30 << 20},
 		},
 		{
-			name:   "quiet with little to reclaim",
+			name:   "allocated just over quiet",
 			before: heapSample{allocated: 100 << 20},
-			after:  heapSample{allocated: 100 << 20, objects: 40 << 20, live: 30 << 20, free: 1 << 20},
+			after:  heapSample{allocated: 104<<20 + 1, objects: 90 << 20},
 		},
 		{
-			// Sweeping can take objects below the live figure of the
-			// collection before.
-			name:   "live above objects",
+			name:   "allocated exactly quiet",
 			before: heapSample{allocated: 100 << 20},
-			after:  heapSample{allocated: 100 << 20, objects: 20 << 20, live: 30 << 20, free: 2 << 20},
+			after:  heapSample{allocated: 104 << 20, objects: 90 << 20},
+			want:   true,
+		},
+		{
+			name:     "quiet, grown less than the minimum since the last release",
+			before:   heapSample{allocated: 100 << 20},
+			after:    heapSample{allocated: 100 << 20, objects: 40 << 20, live: 30 << 20, free: 1 << 20},
+			baseline: 30 << 20,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := m.shouldRelease(tt.before, tt.after); got != tt.want {
+			if got := m.shouldRelease(tt.before, tt.after, tt.baseline); got != tt.want {
 				t.Errorf("shouldRelease = %v, want %v", got, tt.want)
 			}
 		})
@@ -66,8 +80,8 @@ func heapReleased() uint64 {
 	return sample[0].Value.Uint64()
 }
 
-// sink keeps the compiler from dropping the burst's allocations.
-var sink []byte
+// burst keeps the burst's memory in use until the test drops it.
+var burst [][]byte
 
 func TestIdleMemoryReleasesAfterBurst(t *testing.T) {
 	// With the collector off, the burst stays on the heap until the loop
@@ -77,9 +91,12 @@ func TestIdleMemoryReleasesAfterBurst(t *testing.T) {
 	debug.FreeOSMemory()
 
 	for range 64 {
-		sink = make([]byte, 1<<20)
+		burst = append(burst, make([]byte, 1<<20))
 	}
-	sink = nil
+	// The last collection of a burst runs while its memory is in use, so
+	// the runtime's live figure counts it.
+	runtime.GC()
+	burst = nil
 	before := heapReleased()
 
 	var releases atomic.Int32

@@ -147,6 +147,19 @@ func (p *smallPages) lastLimit() int {
 	return p.limits[len(p.limits)-1]
 }
 
+// newPagedFixture returns a fixture whose store lists pages of at most 2
+// sessions, and that store.
+func newPagedFixture(t *testing.T) (*fixture, *smallPages) {
+	t.Helper()
+
+	pages := &smallPages{}
+	f := newFixtureOn(t, func(store authority.Store) authority.Store {
+		pages.Store = store
+		return pages
+	}, discardLogger())
+	return f, pages
+}
+
 // listAll returns every session of subject, page by page, and fails the test
 // when the pages do not end within 100 calls.
 func listAll(t *testing.T, service *authority.Service, subject string) []*authority.Session {
@@ -169,11 +182,7 @@ func listAll(t *testing.T, service *authority.Service, subject string) []*author
 }
 
 func TestListSessionsPages(t *testing.T) {
-	pages := &smallPages{}
-	f := newFixtureOn(t, func(store authority.Store) authority.Store {
-		pages.Store = store
-		return pages
-	}, discardLogger())
+	f, pages := newPagedFixture(t)
 	ctx := context.Background()
 	want := map[string]bool{}
 	for range 5 {
@@ -222,11 +231,7 @@ func TestListSessionsPages(t *testing.T) {
 }
 
 func TestRevokeSubjectRevokesEveryPage(t *testing.T) {
-	pages := &smallPages{}
-	f := newFixtureOn(t, func(store authority.Store) authority.Store {
-		pages.Store = store
-		return pages
-	}, discardLogger())
+	f, _ := newPagedFixture(t)
 	ctx := context.Background()
 	for range 5 {
 		f.issue(t)

@@ -92,9 +92,9 @@ func TestEnqueueDropsBeyondLimit(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		chat.outboxesMu.Lock()
-		taken := len(chat.outboxes["slow"].pending) == 0
+		inFlight := len(chat.outboxes["slow"].pending) == 0
 		chat.outboxesMu.Unlock()
-		if taken {
+		if inFlight {
 			break
 		}
 		if time.Now().After(deadline) {

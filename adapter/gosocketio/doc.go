@@ -34,7 +34,8 @@
 // WebSocket in engineio.Options.Transports, so that it offers no upgrade
 // from long-polling. It should be served through Handler, which keeps
 // go-socket.io from rejecting a client's first poll with "invalid sid
-// value":
+// value", bounds the body of a POST, and ends a POST whose session has
+// closed instead of holding it for a minute:
 //
 //	http.Handle("/socket.io/", gosocketio.Handler(server, logger))
 //

@@ -2,10 +2,13 @@ package gosocketio
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"time"
 
 	socketio "github.com/googollee/go-socket.io"
@@ -20,27 +23,72 @@ const (
 	// checks of the registration. The pause starts at the minimum and doubles.
 	registrationPollMin = 100 * time.Microsecond
 	registrationPollMax = 10 * time.Millisecond
+
+	// sessionCheckInterval is how often Handler checks that the session of a
+	// pending long-polling POST still exists.
+	sessionCheckInterval = 100 * time.Millisecond
 )
 
+// HandlerOption configures Handler.
+type HandlerOption func(*handler)
+
+// WithMaxPayloadBytes sets the maximum size in bytes of the body of one
+// long-polling POST, which may carry several engine.io packets. Larger
+// bodies get HTTP 413. Values below 1 keep the default,
+// DefaultMaxMessageBytes.
+func WithMaxPayloadBytes(n int) HandlerOption {
+	return func(h *handler) {
+		if n > 0 {
+			h.maxPayloadBytes = int64(n)
+		}
+	}
+}
+
 // Handler serves server over HTTP like the server itself, and in addition
-// holds the response of each HTTP long-polling handshake until the new
-// engine.io session can be found by its id.
+// guards the HTTP long-polling transport of go-socket.io v1.7.0:
 //
-// go-socket.io v1.7.0 writes the handshake response before a goroutine of its
-// own registers the session. A client that polls again at once, as
-// socket.io-client does, can then get HTTP 400 "invalid sid value" and lose
-// its connection. On a busy 2-core machine, 2 handshakes in 1,200 did.
-// Handler looks the session up with an OPTIONS request of its id, which
-// go-socket.io serves without touching the session's packets. The server's
-// RequestChecker receives these requests too. Handler sends the handshake
-// response once the lookup succeeds, or after registrationWait with a
-// warning in logger's log. Requests of other kinds pass through unchanged. Servers that offer only WebSocket do not need Handler, although
-// it does no harm there. A nil logger means slog.Default().
-func Handler(server *socketio.Server, logger *slog.Logger) http.Handler {
+//   - It holds the response of each long-polling handshake until the new
+//     engine.io session can be found by its id. go-socket.io writes the
+//     handshake response before a goroutine of its own registers the
+//     session. A client that polls again at once, as socket.io-client does,
+//     can then get HTTP 400 "invalid sid value" and lose its connection. On
+//     a busy 2-core machine, 2 handshakes in 1,200 did. Handler looks the
+//     session up with an OPTIONS request of its id, which go-socket.io
+//     serves without touching the session's packets. It sends the handshake
+//     response once the lookup succeeds, or after registrationWait with a
+//     warning in logger's log.
+//   - It rejects a handshake by any method but GET or OPTIONS with HTTP 400,
+//     as engine.io's own servers do. go-socket.io would open a session for
+//     it and, for a POST, keep the request open for the session's read
+//     timeout of a minute.
+//   - It reads the body of each POST to a session first, up to the limit
+//     that WithMaxPayloadBytes sets, and rejects a larger one with HTTP 413.
+//     go-socket.io then reads the packets from memory. While it does, Handler
+//     checks every sessionCheckInterval that the session still exists. When
+//     the session has closed, for example because a packet was malformed,
+//     Handler ends the request with HTTP 400 and a log line at once.
+//     go-socket.io would keep it open for a minute and hold an HTTP server's
+//     graceful shutdown as long.
+//
+// The server's RequestChecker receives the OPTIONS lookups too. Requests of
+// other kinds pass through unchanged. Servers that offer only WebSocket do
+// not need Handler, although it does no harm there. A nil logger means
+// slog.Default().
+func Handler(server *socketio.Server, logger *slog.Logger, opts ...HandlerOption) http.Handler {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &handler{server: server, log: logger, wait: registrationWait}
+	h := &handler{
+		server:          server,
+		log:             logger,
+		wait:            registrationWait,
+		sessionCheck:    sessionCheckInterval,
+		maxPayloadBytes: DefaultMaxMessageBytes,
+	}
+	for _, opt := range opts {
+		opt(h)
+	}
+	return h
 }
 
 type handler struct {
@@ -48,6 +96,9 @@ type handler struct {
 	log    *slog.Logger
 	// wait is registrationWait, shorter in tests.
 	wait time.Duration
+	// sessionCheck is sessionCheckInterval, shorter in tests.
+	sessionCheck    time.Duration
+	maxPayloadBytes int64
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -58,11 +109,27 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("invalid JSONP index j %q: expected digits", j), http.StatusBadRequest)
 		return
 	}
-	if r.Method != http.MethodGet || query.Get("transport") != "polling" || query.Get("sid") != "" {
+	if query.Get("transport") != "polling" {
 		h.server.ServeHTTP(w, r)
 		return
 	}
 
+	sid := query.Get("sid")
+	switch {
+	case sid == "" && r.Method == http.MethodGet:
+		h.serveHandshake(w, r)
+	case sid == "" && r.Method != http.MethodOptions:
+		http.Error(w, fmt.Sprintf("invalid method %s for an engine.io handshake: expected GET", r.Method), http.StatusBadRequest)
+	case sid != "" && r.Method == http.MethodPost:
+		h.servePost(w, r, sid)
+	default:
+		h.server.ServeHTTP(w, r)
+	}
+}
+
+// serveHandshake serves a long-polling handshake and holds its response
+// until the server has registered the new session.
+func (h *handler) serveHandshake(w http.ResponseWriter, r *http.Request) {
 	handshake := &bufferedResponse{header: w.Header()}
 	h.server.ServeHTTP(handshake, r)
 	if sid := handshakeSessionID(handshake); sid != "" && !h.waitRegistered(r, sid) {
@@ -75,22 +142,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // waitRegistered reports whether the server finds the session sid within
 // h.wait. It returns true early when the client has gone.
 func (h *handler) waitRegistered(r *http.Request, sid string) bool {
-	query := url.Values{}
-	query.Set("EIO", r.URL.Query().Get("EIO"))
-	query.Set("transport", "polling")
-	query.Set("sid", sid)
-	probe := r.Clone(r.Context())
-	probe.Method = http.MethodOptions
-	probe.URL.RawQuery = query.Encode()
-	probe.Body = http.NoBody
-	probe.ContentLength = 0
-
 	deadline := time.Now().Add(h.wait)
 	pause := registrationPollMin
 	for {
-		lookup := &bufferedResponse{header: make(http.Header)}
-		h.server.ServeHTTP(lookup, probe)
-		if lookup.statusCode() == http.StatusOK {
+		if h.sessionExists(r, sid) {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -102,6 +157,116 @@ func (h *handler) waitRegistered(r *http.Request, sid string) bool {
 		case <-time.After(pause):
 		}
 		pause = min(2*pause, registrationPollMax)
+	}
+}
+
+// sessionExists reports whether the server finds the engine.io session sid,
+// by an OPTIONS request of the session derived from r.
+func (h *handler) sessionExists(r *http.Request, sid string) bool {
+	query := url.Values{}
+	query.Set("EIO", r.URL.Query().Get("EIO"))
+	query.Set("transport", "polling")
+	query.Set("sid", sid)
+	probe := r.Clone(r.Context())
+	probe.Method = http.MethodOptions
+	probe.URL.RawQuery = query.Encode()
+	probe.Body = http.NoBody
+	probe.ContentLength = 0
+
+	lookup := &bufferedResponse{header: make(http.Header)}
+	h.server.ServeHTTP(lookup, probe)
+	return lookup.statusCode() == http.StatusOK
+}
+
+// postOutcome is the end of a long-polling POST.
+type postOutcome int
+
+const (
+	postServed        postOutcome = iota // the server wrote its response
+	postSessionClosed                    // the session closed first
+	postClientGone                       // the client went away first
+	postPanicked                         // the server panicked
+)
+
+// servePost reads the body of a long-polling POST to the session sid into
+// memory and lets the server read its packets from there. It sends the
+// server's response, or HTTP 400 when the session closes first.
+func (h *handler) servePost(w http.ResponseWriter, r *http.Request, sid string) {
+	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxPayloadBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.log.Warn("long-polling payload rejected: larger than the limit",
+				"socket", sid, "limit_bytes", h.maxPayloadBytes, "address", r.RemoteAddr)
+			http.Error(w, fmt.Sprintf("payload too large: the limit is %d bytes", h.maxPayloadBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
+		h.log.Info("long-polling payload not read", "socket", sid, "address", r.RemoteAddr, "error", err)
+		http.Error(w, "failed to read the payload: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+
+	// The server may go on reading after this handler has returned, so it
+	// gets a request, a body and a response of its own, which net/http
+	// never reuses.
+	post := r.Clone(r.Context())
+	post.Body = io.NopCloser(bytes.NewReader(payload))
+	post.ContentLength = int64(len(payload))
+	response := &bufferedResponse{header: make(http.Header)}
+	done := make(chan postOutcome, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				h.log.Error("go-socket.io panicked serving a long-polling POST",
+					"socket", sid, "address", r.RemoteAddr, "panic", p, "stack", string(debug.Stack()))
+				done <- postPanicked
+				return
+			}
+			done <- postServed
+		}()
+		h.server.ServeHTTP(response, post)
+	}()
+
+	switch h.waitPost(r, sid, done) {
+	case postServed:
+		for name, values := range response.header {
+			w.Header()[name] = values
+		}
+		response.writeTo(w)
+	case postSessionClosed:
+		h.log.Warn("long-polling POST ended because its session closed before reading it, as after a malformed packet",
+			"socket", sid, "address", r.RemoteAddr, "bytes", len(payload))
+		http.Error(w, "session closed before it read the payload: open a new session", http.StatusBadRequest)
+	case postPanicked:
+		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+	case postClientGone:
+		// The client reads no response. The server's goroutine ends with
+		// the session's read timeout at the latest.
+	}
+}
+
+// waitPost waits for the outcome that done delivers, and checks every
+// h.sessionCheck meanwhile that the session sid still exists. After the
+// session has gone, it gives done one more interval, because a POST that
+// closes the session itself, with a close packet, gets its response only
+// after the session has gone.
+func (h *handler) waitPost(r *http.Request, sid string, done <-chan postOutcome) postOutcome {
+	check := time.NewTimer(h.sessionCheck)
+	defer check.Stop()
+	sessionGone := false
+	for {
+		select {
+		case outcome := <-done:
+			return outcome
+		case <-r.Context().Done():
+			return postClientGone
+		case <-check.C:
+			if sessionGone {
+				return postSessionClosed
+			}
+			sessionGone = !h.sessionExists(r, sid)
+			check.Reset(h.sessionCheck)
+		}
 	}
 }
 

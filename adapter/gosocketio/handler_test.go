@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -35,6 +36,8 @@ type slowRegistration struct {
 	transport.Transport
 	// accepted counts the sessions the transport opened.
 	accepted *atomic.Int64
+	// delay is the pause after the open packet.
+	delay time.Duration
 }
 
 func (s slowRegistration) Accept(w http.ResponseWriter, r *http.Request) (transport.Conn, error) {
@@ -43,12 +46,13 @@ func (s slowRegistration) Accept(w http.ResponseWriter, r *http.Request) (transp
 		return nil, err
 	}
 	s.accepted.Add(1)
-	return &slowOpenConn{Conn: conn, handler: conn.(http.Handler)}, nil
+	return &slowOpenConn{Conn: conn, handler: conn.(http.Handler), delay: s.delay}, nil
 }
 
 type slowOpenConn struct {
 	transport.Conn
 	handler http.Handler
+	delay   time.Duration
 }
 
 func (c *slowOpenConn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -60,16 +64,17 @@ func (c *slowOpenConn) NextWriter(ft frame.Type, pt enginepacket.Type) (io.Write
 	if err != nil || pt != enginepacket.OPEN {
 		return w, err
 	}
-	return slowClose{WriteCloser: w}, nil
+	return slowClose{WriteCloser: w, delay: c.delay}, nil
 }
 
 type slowClose struct {
 	io.WriteCloser
+	delay time.Duration
 }
 
 func (s slowClose) Close() error {
 	err := s.WriteCloser.Close()
-	time.Sleep(registrationDelay)
+	time.Sleep(s.delay)
 	return err
 }
 
@@ -77,9 +82,19 @@ func (s slowClose) Close() error {
 // polling transport, through wrap when it is not nil.
 func newSlowRegistrationServer(t *testing.T, wrap func(*socketio.Server) http.Handler) string {
 	t.Helper()
+	baseURL, _ := newPollingServer(t, registrationDelay, 0, wrap)
+	return baseURL
+}
 
-	slow := slowRegistration{Transport: polling.Default, accepted: new(atomic.Int64)}
-	server := NewServer(&engineio.Options{Transports: []transport.Transport{slow}})
+// newPollingServer serves a Binding on a namespace over a polling transport
+// that pauses for delay after each open packet, through wrap when it is not
+// nil. A pingTimeout of zero keeps go-socket.io's default. It returns the
+// server's URL and the count of sessions it opened.
+func newPollingServer(t *testing.T, delay, pingTimeout time.Duration, wrap func(*socketio.Server) http.Handler) (string, *atomic.Int64) {
+	t.Helper()
+
+	slow := slowRegistration{Transport: polling.Default, accepted: new(atomic.Int64), delay: delay}
+	server := NewServer(&engineio.Options{Transports: []transport.Transport{slow}, PingTimeout: pingTimeout})
 	// go-socket.io v1.7.0 panics when the server closes while it still
 	// registers a session, so the cleanup waits for each session to reach
 	// the root namespace's connect handler.
@@ -112,7 +127,7 @@ func newSlowRegistrationServer(t *testing.T, wrap func(*socketio.Server) http.Ha
 		_ = server.Close()
 		<-served
 	})
-	return httpServer.URL
+	return httpServer.URL, slow.accepted
 }
 
 // handshakeThenPoll opens a polling session and polls once at once, as
@@ -228,7 +243,9 @@ func withHandler(server *socketio.Server) http.Handler {
 func TestHandlerWarnsWhenRegistrationLate(t *testing.T) {
 	recorder := &logtest.Recorder{}
 	baseURL := newSlowRegistrationServer(t, func(server *socketio.Server) http.Handler {
-		return &handler{server: server, log: slog.New(recorder), wait: registrationDelay / 10}
+		h := Handler(server, slog.New(recorder)).(*handler)
+		h.wait = registrationDelay / 10
+		return h
 	})
 
 	status, body, sid := handshakeThenPoll(t, baseURL)
@@ -333,5 +350,167 @@ func TestHandshakeSessionID(t *testing.T) {
 				t.Errorf("handshakeSessionID = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestHandlerRejectsHandshakeByOtherMethods(t *testing.T) {
+	baseURL, accepted := newPollingServer(t, 0, 0, withHandler)
+	client := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+
+	for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+		req, err := http.NewRequest(method, baseURL+"/socket.io/?EIO=3&transport=polling&b64=1", strings.NewReader("2:42"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s handshake: %v", method, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "expected GET") {
+			t.Errorf("%s handshake returned %d %q, want 400 expected GET", method, resp.StatusCode, body)
+		}
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("the transport opened %d sessions for rejected handshakes, want 0", n)
+	}
+}
+
+// openPollingSession opens a long-polling session and takes its connect
+// packet with a first poll, as socket.io-client does, and returns the
+// session's URL.
+func openPollingSession(t *testing.T, client *http.Client, baseURL string) string {
+	t.Helper()
+
+	url := baseURL + "/socket.io/?EIO=3&transport=polling&b64=1"
+	resp, body := getBody(t, client, url)
+	sid := handshakeSessionID(&bufferedResponse{status: resp.StatusCode, body: *bytes.NewBuffer(body)})
+	if sid == "" {
+		t.Fatalf("handshake returned %d %q, want an open packet", resp.StatusCode, body)
+	}
+	closeAtCleanup(t, client, baseURL, sid)
+	url += "&sid=" + sid
+	if resp, body := getBody(t, client, url); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "40") {
+		t.Fatalf("first poll returned %d %q, want the connect packet", resp.StatusCode, body)
+	}
+	return url
+}
+
+// post sends payload to a polling session's url and returns the status and
+// the body of the response.
+func post(t *testing.T, client *http.Client, url, payload string) (int, string) {
+	t.Helper()
+
+	resp, err := client.Post(url, "text/plain;charset=UTF-8", strings.NewReader(payload))
+	if err != nil {
+		t.Fatalf("POST %q: %v", payload, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the response to POST %q: %v", payload, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func TestHandlerEndsPostToClosedSession(t *testing.T) {
+	// go-socket.io closes the session on the event packet without a
+	// name, but keeps reading the POST that carried it for its ping
+	// timeout, a minute by default. The timeout here is shorter, so that
+	// the goroutine that Handler leaves to go-socket.io ends before the
+	// test's check for leaked goroutines.
+	t.Cleanup(waitPostsServed)
+	recorder := &logtest.Recorder{}
+	baseURL, _ := newPollingServer(t, 0, time.Second, func(server *socketio.Server) http.Handler {
+		h := Handler(server, slog.New(recorder)).(*handler)
+		h.sessionCheck = 20 * time.Millisecond
+		return h
+	})
+	client := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	url := openPollingSession(t, client, baseURL)
+
+	status, body := post(t, client, url, "2:42")
+	if status != http.StatusBadRequest || !strings.Contains(body, "session closed") {
+		t.Errorf("POST of a malformed packet returned %d %q, want 400 session closed", status, body)
+	}
+	warnings := recorder.Messages(slog.LevelWarn)
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "session closed") {
+		t.Errorf("warnings %q, want one about the closed session", warnings)
+	}
+}
+
+// waitPostsServed waits up to 10 s for the goroutines in which
+// go-socket.io serves long-polling POSTs to end.
+func waitPostsServed() {
+	stacks := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		n := runtime.Stack(stacks, true)
+		if !bytes.Contains(stacks[:n], []byte("(*handler).servePost.func")) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestHandlerLimitsPostPayload(t *testing.T) {
+	baseURL, _ := newPollingServer(t, 0, 0, func(server *socketio.Server) http.Handler {
+		return Handler(server, testLogger(), WithMaxPayloadBytes(len("1:2")))
+	})
+	client := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	url := openPollingSession(t, client, baseURL)
+
+	status, body := post(t, client, url, "1:21:2")
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "limit is 3 bytes") {
+		t.Errorf("POST over the limit returned %d %q, want 413 naming the limit", status, body)
+	}
+	// The session survives a rejected payload, and a ping at the limit
+	// passes. go-socket.io reads the ping only once it can send the pong,
+	// so a poll waits for the pong, as with socket.io-client.
+	polled := make(chan string, 1)
+	go func() {
+		resp, err := client.Get(url)
+		if err != nil {
+			polled <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		polled <- string(body)
+	}()
+	status, body = post(t, client, url, "1:2")
+	if status != http.StatusOK || body != "ok" {
+		t.Errorf("POST at the limit returned %d %q, want 200 ok", status, body)
+	}
+	if got := <-polled; got != "1:3" {
+		t.Errorf("poll after the ping returned %q, want the pong 1:3", got)
+	}
+}
+
+func TestHandlerRecoversPanicOfPost(t *testing.T) {
+	recorder := &logtest.Recorder{}
+	server := NewServer(&engineio.Options{
+		Transports: []transport.Transport{polling.Default},
+		RequestChecker: func(r *http.Request) (http.Header, error) {
+			if r.Method == http.MethodPost {
+				panic("request checker failed")
+			}
+			return nil, nil
+		},
+	})
+	httpServer := httptest.NewServer(Handler(server, slog.New(recorder)))
+	t.Cleanup(httpServer.Close)
+
+	status, _ := post(t, http.DefaultClient, httpServer.URL+"/socket.io/?EIO=3&transport=polling&b64=1&sid=ANY", "1:2")
+	if status != http.StatusInternalServerError {
+		t.Errorf("POST whose handling panicked returned %d, want 500", status)
+	}
+	errs := recorder.Messages(slog.LevelError)
+	if len(errs) != 1 || !strings.Contains(errs[0], "panicked") {
+		t.Errorf("errors %q, want one about the panic", errs)
 	}
 }

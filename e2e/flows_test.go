@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -265,6 +268,67 @@ func TestChatDemoStopsOnSIGTERM(t *testing.T) {
 	for _, want := range []string{"chat demo stopping", "chat demo stopped"} {
 		if !strings.Contains(demo.output.String(), want) {
 			t.Errorf("chat-demo output lacks %q:\n%s", want, demo.output)
+		}
+	}
+}
+
+func TestChatDemoShutdownLetsClientsReconnect(t *testing.T) {
+	requireE2E(t)
+	demo, chatURL := startChatDemoProcess(t, "--authority", startAuthority(t), "--eio3-polling")
+
+	clients := []struct{ name, pkg, transport string }{
+		{name: "2.5.0/websocket", pkg: "socket.io-client", transport: "websocket"},
+		{name: "2.5.0/polling", pkg: "socket.io-client", transport: "polling"},
+		{name: "4.8.4/websocket", pkg: "socket.io-client-v4", transport: "websocket"},
+		{name: "4.8.4/polling", pkg: "socket.io-client-v4", transport: "polling"},
+	}
+	type outcome struct {
+		result scenarioResult
+		err    error
+	}
+	dir := t.TempDir()
+	outcomes := make([]chan outcome, len(clients))
+	readyFiles := make([]string, len(clients))
+	for i, c := range clients {
+		outcomes[i] = make(chan outcome, 1)
+		readyFiles[i] = filepath.Join(dir, fmt.Sprintf("ready-%d", i))
+		go func() {
+			result, err := execScenario("shutdown", chatURL,
+				"SOCKETIO_CLIENT="+c.pkg, "SOCKET_TRANSPORTS="+c.transport, "READY_FILE="+readyFiles[i])
+			outcomes[i] <- outcome{result: result, err: err}
+		}()
+	}
+	deadline := time.Now().Add(scenarioTimeout)
+	for _, file := range readyFiles {
+		for {
+			if _, err := os.Stat(file); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("client did not write %s within %v", file, scenarioTimeout)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	if err := demo.stop(); err != nil {
+		t.Fatalf("chat-demo exit after SIGTERM: %v, want status 0\noutput:\n%s", err, demo.output)
+	}
+	for i, c := range clients {
+		got := <-outcomes[i]
+		if got.err != nil {
+			t.Errorf("%s: %v", c.name, got.err)
+			continue
+		}
+		assertAuthenticated(t, got.result.get(t, "authenticate"), "alice")
+		stopped := got.result.get(t, "stopped")
+		// socket.io-client 2.x reports a closed long-poll as a transport
+		// error, and both reconnect after either reason.
+		if len(stopped.Disconnects) != 1 || (stopped.Disconnects[0] != "transport close" && stopped.Disconnects[0] != "transport error") {
+			t.Errorf("%s: disconnect reasons %q, want one transport close or transport error\nstep: %s", c.name, stopped.Disconnects, stopped.Raw)
+		}
+		if stopped.ReconnectAttempts == 0 {
+			t.Errorf("%s: no reconnect attempt within 1 s of the disconnect, want the client to reconnect\nstep: %s", c.name, stopped.Raw)
 		}
 	}
 }

@@ -421,6 +421,7 @@ type step struct {
 	ListenerConnected   bool     `json:"listener_connected"`
 	IntruderMessages    []any    `json:"intruder_messages"`
 	UnauthorizedAfterMS int64    `json:"unauthorized_after_ms"`
+	ReconnectAttempts   int      `json:"reconnect_attempts"`
 
 	Raw string `json:"-"`
 }

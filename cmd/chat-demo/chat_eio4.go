@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/zishang520/socket.io/servers/engine/v3"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 
 	"github.com/sockauth/sockauth/adapter"
@@ -84,9 +85,21 @@ func (c *eio4Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.handler.ServeHTTP(w, r)
 }
 
-// disconnectAll disconnects every socket and closes its connection.
+// disconnectAll closes the engine.io connection of every client, as a Node
+// socket.io server does when it closes. A pending long-poll ends with a close
+// packet. Clients see "transport close" and reconnect, for example to the
+// next process behind the same address. A socket.io DISCONNECT packet would
+// end in "io server disconnect", after which socket.io clients do not
+// reconnect.
 func (c *eio4Chat) disconnectAll() {
-	c.server.DisconnectSockets(true)
+	var clients []engine.Socket
+	c.server.Engine().Clients().Range(func(_ string, client engine.Socket) bool {
+		clients = append(clients, client)
+		return true
+	})
+	for _, client := range clients {
+		client.Close(false)
+	}
 }
 
 // Close stops the sockauth flow and closes the server and its connections.

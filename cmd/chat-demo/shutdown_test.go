@@ -87,9 +87,13 @@ func TestAppShutdownEndsPendingPolls(t *testing.T) {
 		// pollStatus is the status that ends the pending poll. go-socket.io
 		// ends the poll of a closed session with 500.
 		pollStatus int
+		// pollBody is the body that ends the pending poll, or "" for any.
+		// An engine.io close packet, without a socket.io DISCONNECT packet
+		// before it, lets the client reconnect.
+		pollBody string
 	}{
 		{eio: "3", pollStatus: http.StatusInternalServerError},
-		{eio: "4", pollStatus: http.StatusOK},
+		{eio: "4", pollStatus: http.StatusOK, pollBody: "1"},
 	}
 	for _, tt := range tests {
 		eio := tt.eio
@@ -116,10 +120,14 @@ func TestAppShutdownEndsPendingPolls(t *testing.T) {
 			if status, body := pollingRequest(t, http.MethodGet, url, ""); status != http.StatusOK || !strings.Contains(body, "40") {
 				t.Fatalf("first poll returned %d %q, want the connect packet", status, body)
 			}
-			pending := make(chan int, 1)
+			type pollResult struct {
+				status int
+				body   string
+			}
+			pending := make(chan pollResult, 1)
 			go func() {
-				status, _ := pollingRequest(t, http.MethodGet, url, "")
-				pending <- status
+				status, body := pollingRequest(t, http.MethodGet, url, "")
+				pending <- pollResult{status: status, body: body}
 			}()
 			time.Sleep(200 * time.Millisecond)
 
@@ -136,8 +144,12 @@ func TestAppShutdownEndsPendingPolls(t *testing.T) {
 			case <-time.After(2 * shutdownTimeout):
 				t.Fatalf("Serve did not return within %v of the cancel", 2*shutdownTimeout)
 			}
-			if status := <-pending; status != tt.pollStatus {
-				t.Errorf("pending poll ended with status %d, want %d", status, tt.pollStatus)
+			poll := <-pending
+			if poll.status != tt.pollStatus {
+				t.Errorf("pending poll ended with status %d, want %d", poll.status, tt.pollStatus)
+			}
+			if tt.pollBody != "" && poll.body != tt.pollBody {
+				t.Errorf("pending poll ended with body %q, want %q", poll.body, tt.pollBody)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sockauth/sockauth/authority"
@@ -47,10 +48,11 @@ func (s *AdminServer) RevokeSession(ctx context.Context, req *sockauthv1.RevokeS
 func (s *AdminServer) RevokeSubject(ctx context.Context, req *sockauthv1.RevokeSubjectRequest) (*sockauthv1.RevokeSubjectResponse, error) {
 	count, sessions, err := s.service.RevokeSubject(ctx, req.GetSubject())
 	if err != nil {
-		if count > 0 {
-			s.log.Warn("subject partly revoked by administrator", "sub", req.GetSubject(), "sessions", count, "err", err)
+		if count == 0 {
+			return nil, s.toStatus("RevokeSubject", err)
 		}
-		return nil, s.toStatus("RevokeSubject", err)
+		s.log.Warn("subject partly revoked by administrator", "sub", req.GetSubject(), "sessions", count, "err", err)
+		return nil, withRevokedCount(s.toStatus("RevokeSubject", err), count)
 	}
 	s.log.Info("subject revoked by administrator", "sub", req.GetSubject(), "sessions", count)
 	return &sockauthv1.RevokeSubjectResponse{Sessions: sessionInfos(sessions), RevokedCount: int64(count)}, nil
@@ -63,6 +65,19 @@ func (s *AdminServer) ListSessions(ctx context.Context, req *sockauthv1.ListSess
 		return nil, s.toStatus("ListSessions", err)
 	}
 	return &sockauthv1.ListSessionsResponse{Sessions: sessionInfos(sessions), NextPageToken: next}, nil
+}
+
+// withRevokedCount adds a RevokeSubjectResponse with only revoked_count set
+// to the details of the status err, so that the caller learns how many
+// sessions were revoked before the error. The sessions themselves are left
+// out to keep small the trailer that carries the details: with the 1,000
+// sessions of a full reply it would take over 100 KiB, an estimate.
+func withRevokedCount(err error, count int) error {
+	detailed, detailErr := status.Convert(err).WithDetails(&sockauthv1.RevokeSubjectResponse{RevokedCount: int64(count)})
+	if detailErr != nil {
+		return err
+	}
+	return detailed.Err()
 }
 
 func (s *AdminServer) toStatus(method string, err error) error {

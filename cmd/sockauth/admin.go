@@ -174,6 +174,9 @@ authority's revocation events.`,
 						"run the command again, with a longer --timeout for a subject with many sessions", err)
 				}
 				if err != nil {
+					if count := revokedBeforeError(err); count > 0 {
+						return fmt.Errorf("%w; %s before the error: run the command again to revoke the rest", err, revokedSummary(int(count), subject))
+					}
 					return err
 				}
 				listed := reply.GetSessions()
@@ -205,6 +208,17 @@ func revokedSummary(count int, subject string) string {
 		noun = "session"
 	}
 	return fmt.Sprintf("revoked %d %s of %q", count, noun, subject)
+}
+
+// revokedBeforeError returns the count of revoked sessions that the
+// authority attaches to a RevokeSubject error when it failed midway, or 0.
+func revokedBeforeError(err error) int64 {
+	for _, detail := range status.Convert(err).Details() {
+		if partial, ok := detail.(*sockauthv1.RevokeSubjectResponse); ok {
+			return partial.GetRevokedCount()
+		}
+	}
+	return 0
 }
 
 func printSessions(out io.Writer, sessions []*sockauthv1.SessionInfo) error {

@@ -223,6 +223,44 @@ func TestRevokeSubjectDeadlineSuggestsRetry(t *testing.T) {
 	}
 }
 
+// partlyFailingAdmin is an AdminServiceServer whose RevokeSubject fails
+// after it revoked count sessions, as the authority reports it.
+type partlyFailingAdmin struct {
+	sockauthv1.UnimplementedAdminServiceServer
+	count int
+}
+
+func (a *partlyFailingAdmin) RevokeSubject(context.Context, *sockauthv1.RevokeSubjectRequest) (*sockauthv1.RevokeSubjectResponse, error) {
+	st, err := status.New(codes.Unavailable, "authority storage failed; retry later").
+		WithDetails(&sockauthv1.RevokeSubjectResponse{RevokedCount: int64(a.count)})
+	if err != nil {
+		return nil, err
+	}
+	return nil, st.Err()
+}
+
+func TestRevokeSubjectErrorReportsCount(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := grpc.NewServer()
+	sockauthv1.RegisterAdminServiceServer(server, &partlyFailingAdmin{count: 42})
+	go server.Serve(listener)
+	defer server.Stop()
+
+	_, err = runCLI(t, "revoke", "--subject", "bench", "--authority", listener.Addr().String())
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("revoke --subject against a failing authority = %v, expected Unavailable", err)
+	}
+	if !strings.Contains(err.Error(), `revoked 42 sessions of "bench" before the error`) {
+		t.Errorf("error %q does not report the 42 sessions revoked before it", err)
+	}
+	if !strings.Contains(err.Error(), "run the command again") {
+		t.Errorf("error %q does not say what to do next", err)
+	}
+}
+
 // firstLine returns the first line of text.
 func firstLine(text string) string {
 	line, _, _ := strings.Cut(text, "\n")

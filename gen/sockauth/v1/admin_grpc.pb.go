@@ -35,7 +35,9 @@ type AdminServiceClient interface {
 	// changes nothing; an unknown id gives NOT_FOUND.
 	RevokeSession(ctx context.Context, in *RevokeSessionRequest, opts ...grpc.CallOption) (*RevokeSessionResponse, error)
 	// RevokeSubject revokes every live session of a subject, as after a
-	// password change.
+	// password change. When it fails after revoking some sessions, the error's
+	// details include a RevokeSubjectResponse with only revoked_count set,
+	// and the other sessions stay as they were.
 	RevokeSubject(ctx context.Context, in *RevokeSubjectRequest, opts ...grpc.CallOption) (*RevokeSubjectResponse, error)
 	// ListSessions lists the stored sessions of a subject, revoked ones
 	// included, one page per call. Sessions whose last token has expired are
@@ -92,7 +94,9 @@ type AdminServiceServer interface {
 	// changes nothing; an unknown id gives NOT_FOUND.
 	RevokeSession(context.Context, *RevokeSessionRequest) (*RevokeSessionResponse, error)
 	// RevokeSubject revokes every live session of a subject, as after a
-	// password change.
+	// password change. When it fails after revoking some sessions, the error's
+	// details include a RevokeSubjectResponse with only revoked_count set,
+	// and the other sessions stay as they were.
 	RevokeSubject(context.Context, *RevokeSubjectRequest) (*RevokeSubjectResponse, error)
 	// ListSessions lists the stored sessions of a subject, revoked ones
 	// included, one page per call. Sessions whose last token has expired are

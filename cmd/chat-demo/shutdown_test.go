@@ -13,9 +13,17 @@ import (
 )
 
 // serveTestApp runs the demo with long-polling for 2.x clients on a free
-// loopback port until the test cancels the returned context. It returns the
-// base URL and a channel that receives the result of Serve.
+// loopback port, with an unreachable authority, until the test cancels the
+// returned context. It returns the base URL and a channel that receives the
+// result of Serve.
 func serveTestApp(t *testing.T) (string, context.CancelFunc, <-chan error) {
+	t.Helper()
+	return serveTestAppWith(t, "127.0.0.1:1")
+}
+
+// serveTestAppWith runs the demo like serveTestApp, with the authority at
+// authorityAddr.
+func serveTestAppWith(t *testing.T, authorityAddr string) (string, context.CancelFunc, <-chan error) {
 	t.Helper()
 
 	users, err := newUserStore(defaultUsers)
@@ -26,7 +34,7 @@ func serveTestApp(t *testing.T) (string, context.CancelFunc, <-chan error) {
 	// A long authentication timeout keeps the server from ending an idle
 	// poll by itself while the test runs.
 	cfg := config{Listen: "127.0.0.1:0", AuthTimeout: time.Minute, EIO3Polling: true}
-	a, err := newApp(context.Background(), cfg, users, "127.0.0.1:1", slog.New(recorder))
+	a, err := newApp(context.Background(), cfg, users, authorityAddr, slog.New(recorder))
 	if err != nil {
 		t.Fatalf("newApp: %v", err)
 	}

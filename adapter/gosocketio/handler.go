@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	socketio "github.com/googollee/go-socket.io"
+
+	"github.com/sockauth/sockauth/internal/logthrottle"
 )
 
 const (
@@ -27,6 +30,11 @@ const (
 	// sessionCheckInterval is how often Handler checks that the session of a
 	// pending long-polling POST still exists.
 	sessionCheckInterval = 100 * time.Millisecond
+
+	// DefaultPayloadTimeout bounds how long Handler waits for the body of a
+	// long-polling POST. A client sends it at once, and 1 MiB takes 8 s at
+	// 1 Mbit/s.
+	DefaultPayloadTimeout = 30 * time.Second
 )
 
 // HandlerOption configures Handler.
@@ -40,6 +48,17 @@ func WithMaxPayloadBytes(n int) HandlerOption {
 	return func(h *handler) {
 		if n > 0 {
 			h.maxPayloadBytes = int64(n)
+		}
+	}
+}
+
+// WithPayloadTimeout sets how long Handler waits for the whole body of a
+// long-polling POST before it rejects the POST with HTTP 400. Values below 1 keep the
+// default, DefaultPayloadTimeout.
+func WithPayloadTimeout(d time.Duration) HandlerOption {
+	return func(h *handler) {
+		if d > 0 {
+			h.payloadTimeout = d
 		}
 	}
 }
@@ -62,13 +81,22 @@ func WithMaxPayloadBytes(n int) HandlerOption {
 //     it and, for a POST, keep the request open for the session's read
 //     timeout of a minute.
 //   - It reads the body of each POST to a session first, up to the limit
-//     that WithMaxPayloadBytes sets, and rejects a larger one with HTTP 413.
-//     go-socket.io then reads the packets from memory. While it does, Handler
-//     checks every sessionCheckInterval that the session still exists. When
-//     the session has closed, for example because a packet was malformed,
-//     Handler ends the request with HTTP 400 and a log line at once.
-//     go-socket.io would keep it open for a minute and hold an HTTP server's
-//     graceful shutdown as long.
+//     that WithMaxPayloadBytes sets and within the time that
+//     WithPayloadTimeout sets. It rejects a larger body with HTTP 413, and
+//     an empty, late or broken one with HTTP 400. go-socket.io then reads
+//     the packets from memory. While it does, Handler checks every
+//     sessionCheckInterval that the session still exists. When the session
+//     has closed, for example because a packet was malformed, Handler ends
+//     the request with HTTP 400 within three intervals, and logs a warning.
+//     go-socket.io would keep it open for a minute and hold an HTTP
+//     server's graceful shutdown as long.
+//
+// NOTE: a POST whose packets need a response, such as a ping, still waits
+// for the client's next poll, and one sent before the session's first poll
+// waits for that poll. Both keep the payload in memory meanwhile, for at
+// most the session's read timeout. An OPTIONS request without a session id,
+// such as a browser's CORS preflight of a handshake, still opens a session
+// in go-socket.io, as a GET handshake that is never polled does.
 //
 // The server's RequestChecker receives the OPTIONS lookups too. Requests of
 // other kinds pass through unchanged. Servers that offer only WebSocket do
@@ -84,6 +112,8 @@ func Handler(server *socketio.Server, logger *slog.Logger, opts ...HandlerOption
 		wait:            registrationWait,
 		sessionCheck:    sessionCheckInterval,
 		maxPayloadBytes: DefaultMaxMessageBytes,
+		payloadTimeout:  DefaultPayloadTimeout,
+		rejections:      logthrottle.New(rejectionLogBurst, rejectionLogInterval),
 	}
 	for _, opt := range opts {
 		opt(h)
@@ -99,7 +129,18 @@ type handler struct {
 	// sessionCheck is sessionCheckInterval, shorter in tests.
 	sessionCheck    time.Duration
 	maxPayloadBytes int64
+	payloadTimeout  time.Duration
+	// rejections limits the warnings about POSTs that Handler rejects or
+	// ends, which any client can cause.
+	rejections *logthrottle.Throttle
 }
+
+// A burst of rejectionLogBurst warnings about rejected POSTs passes, and then
+// one per rejectionLogInterval.
+const (
+	rejectionLogBurst    = 10
+	rejectionLogInterval = 10 * time.Second
+)
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	query := r.URL.Query()
@@ -192,25 +233,33 @@ const (
 // memory and lets the server read its packets from there. It sends the
 // server's response, or HTTP 400 when the session closes first.
 func (h *handler) servePost(w http.ResponseWriter, r *http.Request, sid string) {
-	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxPayloadBytes))
+	payload, err := h.readPayload(w, r)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			h.log.Warn("long-polling payload rejected: larger than the limit",
-				"socket", sid, "limit_bytes", h.maxPayloadBytes, "address", r.RemoteAddr)
+		switch {
+		case errors.As(err, &tooLarge):
+			h.rejections.Log(func(suppressed int64) {
+				h.log.Warn("long-polling payload rejected: larger than the limit",
+					"socket", sid, "limit_bytes", h.maxPayloadBytes, "address", r.RemoteAddr, "suppressed", suppressed)
+			})
 			http.Error(w, fmt.Sprintf("payload too large: the limit is %d bytes", h.maxPayloadBytes), http.StatusRequestEntityTooLarge)
-			return
+		default:
+			h.log.Info("long-polling payload not read", "socket", sid, "address", r.RemoteAddr, "error", err)
+			http.Error(w, "failed to read the payload: "+err.Error(), http.StatusBadRequest)
 		}
-		h.log.Info("long-polling payload not read", "socket", sid, "address", r.RemoteAddr, "error", err)
-		http.Error(w, "failed to read the payload: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(payload) == 0 {
+		http.Error(w, "invalid payload: the body is empty", http.StatusBadRequest)
 		return
 	}
 
 	// The server may go on reading after this handler has returned, so it
 	// gets a request, a body and a response of its own, which net/http
 	// never reuses.
+	body := &releasableBody{payload: payload}
 	post := r.Clone(r.Context())
-	post.Body = io.NopCloser(bytes.NewReader(payload))
+	post.Body = body
 	post.ContentLength = int64(len(payload))
 	response := &bufferedResponse{header: make(http.Header)}
 	done := make(chan postOutcome, 1)
@@ -227,22 +276,79 @@ func (h *handler) servePost(w http.ResponseWriter, r *http.Request, sid string) 
 		h.server.ServeHTTP(response, post)
 	}()
 
-	switch h.waitPost(r, sid, done) {
+	outcome := h.waitPost(r, sid, done)
+	if outcome == postSessionClosed || outcome == postClientGone {
+		// go-socket.io keeps its goroutine until the session's read
+		// timeout, a minute by default, but not the payload.
+		body.release()
+	}
+	switch outcome {
 	case postServed:
 		for name, values := range response.header {
 			w.Header()[name] = values
 		}
 		response.writeTo(w)
 	case postSessionClosed:
-		h.log.Warn("long-polling POST ended because its session closed before reading it, as after a malformed packet",
-			"socket", sid, "address", r.RemoteAddr, "bytes", len(payload))
-		http.Error(w, "session closed before it read the payload: open a new session", http.StatusBadRequest)
+		h.rejections.Log(func(suppressed int64) {
+			h.log.Warn("long-polling POST ended because its session closed while the server held it, "+
+				"as after a malformed packet or at shutdown",
+				"socket", sid, "address", r.RemoteAddr, "bytes", len(payload), "suppressed", suppressed)
+		})
+		http.Error(w, "session closed while the server held the payload: open a new session", http.StatusBadRequest)
 	case postPanicked:
 		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
 	case postClientGone:
-		// The client reads no response. The server's goroutine ends with
-		// the session's read timeout at the latest.
+		// The client reads no response.
 	}
+}
+
+// readPayload reads the body of r, up to h.maxPayloadBytes and within
+// h.payloadTimeout. The deadline keeps a client that sends its body slowly
+// from holding the request, and a graceful shutdown of the HTTP server,
+// for longer.
+func (h *handler) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	controller := http.NewResponseController(w)
+	deadlineSet := controller.SetReadDeadline(time.Now().Add(h.payloadTimeout)) == nil
+	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxPayloadBytes))
+	if err != nil {
+		// The rest of the body is unread, so the connection cannot carry
+		// another request. Closing it also keeps net/http from reading that
+		// rest before it sends the error response.
+		w.Header().Set("Connection", "close")
+		return nil, err
+	}
+	if deadlineSet {
+		_ = controller.SetReadDeadline(time.Time{})
+	}
+	return payload, nil
+}
+
+// releasableBody is the request body that go-socket.io reads a payload from.
+// release drops the payload, after which Read returns io.EOF, so that a
+// goroutine that go-socket.io keeps after Handler has responded does not keep
+// the payload too.
+type releasableBody struct {
+	mu      sync.Mutex // guards payload
+	payload []byte
+}
+
+func (b *releasableBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.payload) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, b.payload)
+	b.payload = b.payload[n:]
+	return n, nil
+}
+
+func (b *releasableBody) Close() error { return nil }
+
+func (b *releasableBody) release() {
+	b.mu.Lock()
+	b.payload = nil
+	b.mu.Unlock()
 }
 
 // waitPost waits for the outcome that done delivers, and checks every

@@ -1,9 +1,12 @@
 package gosocketio
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -512,5 +515,98 @@ func TestHandlerRecoversPanicOfPost(t *testing.T) {
 	errs := recorder.Messages(slog.LevelError)
 	if len(errs) != 1 || !strings.Contains(errs[0], "panicked") {
 		t.Errorf("errors %q, want one about the panic", errs)
+	}
+}
+
+func TestHandlerReleasesPayloadOfClosedSession(t *testing.T) {
+	// The first packet closes each session and the rest of the payload
+	// stays unread in the goroutine that go-socket.io keeps until the
+	// session's read timeout, shortened here as in
+	// TestHandlerEndsPostToClosedSession.
+	t.Cleanup(waitPostsServed)
+	baseURL, _ := newPollingServer(t, 0, time.Second, func(server *socketio.Server) http.Handler {
+		h := Handler(server, testLogger()).(*handler)
+		h.sessionCheck = 20 * time.Millisecond
+		return h
+	})
+	client := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+
+	const posts, filler = 20, 512 << 10
+	payload := "2:42" + fmt.Sprintf("%d:4", filler+1) + strings.Repeat("x", filler)
+	heapBefore := liveHeap()
+	for range posts {
+		url := openPollingSession(t, client, baseURL)
+		if status, body := post(t, client, url, payload); status != http.StatusBadRequest {
+			t.Fatalf("POST of a malformed packet returned %d %q, want 400", status, body)
+		}
+	}
+	if grown := int64(liveHeap()) - int64(heapBefore); grown > posts*filler/4 {
+		t.Errorf("live heap grew by %d bytes after %d payloads of %d bytes whose sessions closed, want the payloads released",
+			grown, posts, filler)
+	}
+}
+
+func TestHandlerBoundsPayloadTime(t *testing.T) {
+	baseURL, _ := newPollingServer(t, 0, 0, func(server *socketio.Server) http.Handler {
+		return Handler(server, testLogger(), WithPayloadTimeout(300*time.Millisecond))
+	})
+	client := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	url := openPollingSession(t, client, baseURL)
+
+	// The body promises 10 bytes and sends 3.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(baseURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	path := strings.TrimPrefix(url, baseURL)
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 10\r\n\r\n1:2", path)
+	start := time.Now()
+	if err := conn.SetReadDeadline(start.Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the response to a slow body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("POST with a slow body returned %d, want 400", resp.StatusCode)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("POST with a slow body took %v, want about the 300ms payload timeout", took)
+	}
+}
+
+func TestHandlerRejectsEmptyPost(t *testing.T) {
+	baseURL, _ := newPollingServer(t, 0, 0, withHandler)
+	client := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	url := openPollingSession(t, client, baseURL)
+
+	status, body := post(t, client, url, "")
+	if status != http.StatusBadRequest || !strings.Contains(body, "body is empty") {
+		t.Errorf("POST of an empty body returned %d %q, want 400 body is empty", status, body)
+	}
+}
+
+func TestHandlerThrottlesRejectionWarnings(t *testing.T) {
+	recorder := &logtest.Recorder{}
+	baseURL, _ := newPollingServer(t, 0, 0, func(server *socketio.Server) http.Handler {
+		return Handler(server, slog.New(recorder), WithMaxPayloadBytes(4))
+	})
+	client := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	url := openPollingSession(t, client, baseURL)
+
+	for range rejectionLogBurst + 5 {
+		if status, _ := post(t, client, url, "1:21:2"); status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("POST over the limit returned %d, want 413", status)
+		}
+	}
+	if got := len(recorder.Messages(slog.LevelWarn)); got != rejectionLogBurst {
+		t.Errorf("%d warnings for %d rejected POSTs, want the burst of %d", got, rejectionLogBurst+5, rejectionLogBurst)
 	}
 }

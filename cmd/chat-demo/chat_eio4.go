@@ -85,12 +85,12 @@ func (c *eio4Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.handler.ServeHTTP(w, r)
 }
 
-// disconnectAll closes the engine.io connection of every client, as a Node
-// socket.io server does when it closes. A pending long-poll ends with a close
-// packet. Clients see "transport close" and reconnect, for example to the
-// next process behind the same address. A socket.io DISCONNECT packet would
-// end in "io server disconnect", after which socket.io clients do not
-// reconnect.
+// disconnectAll closes the engine.io connection of every client once its
+// buffered packets are sent. A pending long-poll ends with a close packet.
+// Clients see "transport close" and reconnect, for example to the next
+// process behind the same address, as they do when a Node socket.io server
+// closes. A socket.io DISCONNECT packet would end in "io server disconnect",
+// after which socket.io clients do not reconnect.
 func (c *eio4Chat) disconnectAll() {
 	var clients []engine.Socket
 	c.server.Engine().Clients().Range(func(_ string, client engine.Socket) bool {

@@ -272,9 +272,10 @@ func TestChatDemoStopsOnSIGTERM(t *testing.T) {
 	}
 }
 
-func TestChatDemoShutdownLetsClientsReconnect(t *testing.T) {
+func TestChatDemoRestartKeepsClientsSignedIn(t *testing.T) {
 	requireE2E(t)
-	demo, chatURL := startChatDemoProcess(t, "--authority", startAuthority(t), "--eio3-polling")
+	authority := startAuthority(t)
+	demo, chatURL := startChatDemoProcess(t, "--authority", authority, "--eio3-polling")
 
 	clients := []struct{ name, pkg, transport string }{
 		{name: "2.5.0/websocket", pkg: "socket.io-client", transport: "websocket"},
@@ -314,13 +315,28 @@ func TestChatDemoShutdownLetsClientsReconnect(t *testing.T) {
 	if err := demo.stop(); err != nil {
 		t.Fatalf("chat-demo exit after SIGTERM: %v, want status 0\noutput:\n%s", err, demo.output)
 	}
+	// A new process on the same address takes the reconnecting clients, as
+	// in a restart.
+	address := strings.TrimPrefix(chatURL, "http://")
+	restarted := startProcess(t, "chat-demo", chatDemoBin, "--listen", address, "--authority", authority, "--eio3-polling")
+	if !waitReady(t, restarted, func(ctx context.Context) error { return checkPage(ctx, chatURL) }) {
+		t.Fatalf("restarted chat-demo exited before serving: %v\noutput:\n%s", restarted.waitErr, restarted.output)
+	}
+
 	for i, c := range clients {
 		got := <-outcomes[i]
 		if got.err != nil {
 			t.Errorf("%s: %v", c.name, got.err)
 			continue
 		}
-		assertAuthenticated(t, got.result.get(t, "authenticate"), "alice")
+		first := got.result.get(t, "authenticate")
+		assertAuthenticated(t, first, "alice")
+		again := got.result.get(t, "reauthenticate")
+		assertAuthenticated(t, again, "alice")
+		if first.Info != nil && again.Info != nil && again.Info.SessionID != first.Info.SessionID {
+			t.Errorf("%s: authenticated after the restart in session %s, want the session %s from before it",
+				c.name, again.Info.SessionID, first.Info.SessionID)
+		}
 		stopped := got.result.get(t, "stopped")
 		// socket.io-client 2.x reports a closed long-poll as a transport
 		// error, and both reconnect after either reason.

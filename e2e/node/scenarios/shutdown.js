@@ -1,8 +1,10 @@
 'use strict';
 
-// Server shutdown: a client with reconnection on authenticates, then writes
-// READY_FILE, and the test stops the chat demo. The client should see one
-// disconnect whose reason lets it reconnect, and then try to reconnect.
+// Server restart: a client with reconnection on authenticates, then writes
+// READY_FILE, and the test stops the chat demo and starts a new one on the
+// same address. The client should see one disconnect whose reason lets it
+// reconnect, try to reconnect, and on its new connection authenticate with
+// the session token it got before the restart.
 
 const fs = require('fs');
 const lib = require('../lib');
@@ -21,11 +23,12 @@ lib.run(async () => {
     reconnectAttempts++;
   });
   await client.connected();
-  const outcome = await client.authenticate({ token: code });
-  if (outcome.ack) {
-    outcome.ack();
+  client.drain('connect');
+  const first = await client.authenticate({ token: code });
+  if (first.ack) {
+    first.ack();
   }
-  lib.writeLine(Object.assign({ step: 'authenticate' }, lib.describe(outcome)));
+  lib.writeLine(Object.assign({ step: 'authenticate' }, lib.describe(first)));
 
   fs.writeFileSync(lib.env('READY_FILE'), 'ready\n');
   const [reason] = await client.next('disconnect', 15000);
@@ -39,5 +42,12 @@ lib.run(async () => {
     disconnects: [reason].concat(later),
     reconnect_attempts: reconnectAttempts
   });
+
+  await client.next('connect', 15000);
+  const again = await client.authenticate({ token: first.token });
+  if (again.ack) {
+    again.ack();
+  }
+  lib.writeLine(Object.assign({ step: 'reauthenticate' }, lib.describe(again)));
   client.close();
 });

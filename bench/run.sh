@@ -81,8 +81,9 @@ echo "  sst files: $(find "$work/fill/badger" -name '*.sst' | wc -l), $(du -ch "
 # Badger keeps compacting for a while after the last write.
 sleep 55
 echo "  split 60 s after the fill: $(rss_split "$fill_pid")"
-# The Go runtime forces a garbage collection every two minutes; only then
-# does it return the heap that compactions freed to the system.
+# The heap that the fill and compactions left goes back to the system when
+# the authority's idle release runs, once an interval of 5 s is quiet, or
+# with the runtime's forced collection every two minutes.
 sleep 90
 echo "  split 150 s after the fill: $(rss_split "$fill_pid"), VmRSS $(rss_kib "$fill_pid") KiB"
 kill "$fill_pid"

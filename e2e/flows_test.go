@@ -337,6 +337,9 @@ func TestChatDemoRestartKeepsClientsSignedIn(t *testing.T) {
 			t.Errorf("%s: authenticated after the restart in session %s, want the session %s from before it",
 				c.name, again.Info.SessionID, first.Info.SessionID)
 		}
+		if message := got.result.get(t, "message"); message.Message == nil || message.Message.From != "alice" {
+			t.Errorf("%s: chat message after the restart = %s, want one from alice", c.name, message.Raw)
+		}
 		stopped := got.result.get(t, "stopped")
 		// socket.io-client 2.x reports a closed long-poll as a transport
 		// error, and both reconnect after either reason.

@@ -37,7 +37,9 @@
 // value", bounds the body of a POST, and ends a POST whose session has
 // closed instead of holding it for a minute:
 //
-//	http.Handle("/socket.io/", gosocketio.Handler(server, logger))
+//	handler := gosocketio.Handler(server, logger)
+//	http.Handle("/socket.io/", handler)
+//	httpServer.RegisterOnShutdown(handler.CancelPayloadReads)
 //
 // With long-polling, go-socket.io's Emit blocks while the client is not
 // polling, for up to the ping timeout when the client has gone without a

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -38,14 +39,14 @@ const (
 )
 
 // HandlerOption configures Handler.
-type HandlerOption func(*handler)
+type HandlerOption func(*PollingHandler)
 
 // WithMaxPayloadBytes sets the maximum size in bytes of the body of one
 // long-polling POST, which may carry several engine.io packets. Larger
-// bodies get HTTP 413. Values below 1 keep the default,
+// bodies get HTTP 413. Zero or negative values keep the default,
 // DefaultMaxMessageBytes.
 func WithMaxPayloadBytes(n int) HandlerOption {
-	return func(h *handler) {
+	return func(h *PollingHandler) {
 		if n > 0 {
 			h.maxPayloadBytes = int64(n)
 		}
@@ -53,10 +54,10 @@ func WithMaxPayloadBytes(n int) HandlerOption {
 }
 
 // WithPayloadTimeout sets how long Handler waits for the whole body of a
-// long-polling POST before it rejects the POST with HTTP 400. Values below 1 keep the
-// default, DefaultPayloadTimeout.
+// long-polling POST before it rejects the POST with HTTP 408. Zero or
+// negative values keep the default, DefaultPayloadTimeout.
 func WithPayloadTimeout(d time.Duration) HandlerOption {
-	return func(h *handler) {
+	return func(h *PollingHandler) {
 		if d > 0 {
 			h.payloadTimeout = d
 		}
@@ -82,8 +83,8 @@ func WithPayloadTimeout(d time.Duration) HandlerOption {
 //     timeout of a minute.
 //   - It reads the body of each POST to a session first, up to the limit
 //     that WithMaxPayloadBytes sets and within the time that
-//     WithPayloadTimeout sets. It rejects a larger body with HTTP 413, and
-//     an empty, late or broken one with HTTP 400. go-socket.io then reads
+//     WithPayloadTimeout sets. It rejects a larger body with HTTP 413, a
+//     late one with HTTP 408, and an empty or broken one with HTTP 400. go-socket.io then reads
 //     the packets from memory. While it does, Handler checks every
 //     sessionCheckInterval that the session still exists. When the session
 //     has closed, for example because a packet was malformed, Handler ends
@@ -98,15 +99,16 @@ func WithPayloadTimeout(d time.Duration) HandlerOption {
 // such as a browser's CORS preflight of a handshake, still opens a session
 // in go-socket.io, as a GET handshake that is never polled does.
 //
+// A server should call CancelPayloadReads when its graceful shutdown starts.
 // The server's RequestChecker receives the OPTIONS lookups too. Requests of
 // other kinds pass through unchanged. Servers that offer only WebSocket do
 // not need Handler, although it does no harm there. A nil logger means
 // slog.Default().
-func Handler(server *socketio.Server, logger *slog.Logger, opts ...HandlerOption) http.Handler {
+func Handler(server *socketio.Server, logger *slog.Logger, opts ...HandlerOption) *PollingHandler {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	h := &handler{
+	h := &PollingHandler{
 		server:          server,
 		log:             logger,
 		wait:            registrationWait,
@@ -114,6 +116,7 @@ func Handler(server *socketio.Server, logger *slog.Logger, opts ...HandlerOption
 		maxPayloadBytes: DefaultMaxMessageBytes,
 		payloadTimeout:  DefaultPayloadTimeout,
 		rejections:      logthrottle.New(rejectionLogBurst, rejectionLogInterval),
+		reads:           make(map[*http.ResponseController]struct{}),
 	}
 	for _, opt := range opts {
 		opt(h)
@@ -121,7 +124,9 @@ func Handler(server *socketio.Server, logger *slog.Logger, opts ...HandlerOption
 	return h
 }
 
-type handler struct {
+// PollingHandler is the http.Handler that Handler returns. It is safe for
+// concurrent use.
+type PollingHandler struct {
 	server *socketio.Server
 	log    *slog.Logger
 	// wait is registrationWait, shorter in tests.
@@ -130,9 +135,32 @@ type handler struct {
 	sessionCheck    time.Duration
 	maxPayloadBytes int64
 	payloadTimeout  time.Duration
-	// rejections limits the warnings about POSTs that Handler rejects or
+	// rejections limits the log lines about POSTs that Handler rejects or
 	// ends, which any client can cause.
 	rejections *logthrottle.Throttle
+
+	readsMu sync.Mutex // guards reads and readsCanceled
+	// reads contains the controllers of the requests whose body Handler
+	// reads now.
+	reads map[*http.ResponseController]struct{}
+	// readsCanceled is set by CancelPayloadReads.
+	readsCanceled bool
+}
+
+// CancelPayloadReads ends the reads of long-polling POST bodies under way
+// with HTTP 503. Later POSTs whose body has not arrived whole with their
+// headers get the same at once. A server calls it when a graceful shutdown
+// starts, so that a client that sends its body slowly does not hold the
+// shutdown:
+//
+//	httpServer.RegisterOnShutdown(handler.CancelPayloadReads)
+func (h *PollingHandler) CancelPayloadReads() {
+	h.readsMu.Lock()
+	defer h.readsMu.Unlock()
+	h.readsCanceled = true
+	for controller := range h.reads {
+		_ = controller.SetReadDeadline(time.Now())
+	}
 }
 
 // A burst of rejectionLogBurst warnings about rejected POSTs passes, and then
@@ -142,7 +170,7 @@ const (
 	rejectionLogInterval = 10 * time.Second
 )
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *PollingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	query := r.URL.Query()
 	// go-socket.io writes the JSONP index j into a script as it is, so
 	// only digits may pass, as engine.io's own servers ensure.
@@ -170,7 +198,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveHandshake serves a long-polling handshake and holds its response
 // until the server has registered the new session.
-func (h *handler) serveHandshake(w http.ResponseWriter, r *http.Request) {
+func (h *PollingHandler) serveHandshake(w http.ResponseWriter, r *http.Request) {
 	handshake := &bufferedResponse{header: w.Header()}
 	h.server.ServeHTTP(handshake, r)
 	if sid := handshakeSessionID(handshake); sid != "" && !h.waitRegistered(r, sid) {
@@ -182,7 +210,7 @@ func (h *handler) serveHandshake(w http.ResponseWriter, r *http.Request) {
 
 // waitRegistered reports whether the server finds the session sid within
 // h.wait. It returns true early when the client has gone.
-func (h *handler) waitRegistered(r *http.Request, sid string) bool {
+func (h *PollingHandler) waitRegistered(r *http.Request, sid string) bool {
 	deadline := time.Now().Add(h.wait)
 	pause := registrationPollMin
 	for {
@@ -203,7 +231,7 @@ func (h *handler) waitRegistered(r *http.Request, sid string) bool {
 
 // sessionExists reports whether the server finds the engine.io session sid,
 // by an OPTIONS request of the session derived from r.
-func (h *handler) sessionExists(r *http.Request, sid string) bool {
+func (h *PollingHandler) sessionExists(r *http.Request, sid string) bool {
 	query := url.Values{}
 	query.Set("EIO", r.URL.Query().Get("EIO"))
 	query.Set("transport", "polling")
@@ -232,7 +260,7 @@ const (
 // servePost reads the body of a long-polling POST to the session sid into
 // memory and lets the server read its packets from there. It sends the
 // server's response, or HTTP 400 when the session closes first.
-func (h *handler) servePost(w http.ResponseWriter, r *http.Request, sid string) {
+func (h *PollingHandler) servePost(w http.ResponseWriter, r *http.Request, sid string) {
 	payload, err := h.readPayload(w, r)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -243,8 +271,18 @@ func (h *handler) servePost(w http.ResponseWriter, r *http.Request, sid string) 
 					"socket", sid, "limit_bytes", h.maxPayloadBytes, "address", r.RemoteAddr, "suppressed", suppressed)
 			})
 			http.Error(w, fmt.Sprintf("payload too large: the limit is %d bytes", h.maxPayloadBytes), http.StatusRequestEntityTooLarge)
+		case errors.Is(err, os.ErrDeadlineExceeded) && h.payloadsCanceled():
+			http.Error(w, "server shutting down: send the payload again after reconnecting", http.StatusServiceUnavailable)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			h.rejections.Log(func(suppressed int64) {
+				h.log.Warn("long-polling payload rejected: not received in time",
+					"socket", sid, "timeout", h.payloadTimeout, "address", r.RemoteAddr, "suppressed", suppressed)
+			})
+			http.Error(w, fmt.Sprintf("payload not received within %v", h.payloadTimeout), http.StatusRequestTimeout)
 		default:
-			h.log.Info("long-polling payload not read", "socket", sid, "address", r.RemoteAddr, "error", err)
+			h.rejections.Log(func(suppressed int64) {
+				h.log.Info("long-polling payload not read", "socket", sid, "address", r.RemoteAddr, "error", err, "suppressed", suppressed)
+			})
 			http.Error(w, "failed to read the payload: "+err.Error(), http.StatusBadRequest)
 		}
 		return
@@ -305,11 +343,24 @@ func (h *handler) servePost(w http.ResponseWriter, r *http.Request, sid string) 
 // readPayload reads the body of r, up to h.maxPayloadBytes and within
 // h.payloadTimeout. The deadline keeps a client that sends its body slowly
 // from holding the request, and a graceful shutdown of the HTTP server,
-// for longer.
-func (h *handler) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// for longer. CancelPayloadReads moves the deadline to now.
+func (h *PollingHandler) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	controller := http.NewResponseController(w)
 	deadlineSet := controller.SetReadDeadline(time.Now().Add(h.payloadTimeout)) == nil
+
+	h.readsMu.Lock()
+	if h.readsCanceled {
+		_ = controller.SetReadDeadline(time.Now())
+	}
+	h.reads[controller] = struct{}{}
+	h.readsMu.Unlock()
+
 	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxPayloadBytes))
+
+	h.readsMu.Lock()
+	delete(h.reads, controller)
+	h.readsMu.Unlock()
+
 	if err != nil {
 		// The rest of the body is unread, so the connection cannot carry
 		// another request. Closing it also keeps net/http from reading that
@@ -321,6 +372,13 @@ func (h *handler) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, e
 		_ = controller.SetReadDeadline(time.Time{})
 	}
 	return payload, nil
+}
+
+// payloadsCanceled reports whether CancelPayloadReads has run.
+func (h *PollingHandler) payloadsCanceled() bool {
+	h.readsMu.Lock()
+	defer h.readsMu.Unlock()
+	return h.readsCanceled
 }
 
 // releasableBody is the request body that go-socket.io reads a payload from.
@@ -356,7 +414,7 @@ func (b *releasableBody) release() {
 // session has gone, it gives done one more interval, because a POST that
 // closes the session itself, with a close packet, gets its response only
 // after the session has gone.
-func (h *handler) waitPost(r *http.Request, sid string, done <-chan postOutcome) postOutcome {
+func (h *PollingHandler) waitPost(r *http.Request, sid string, done <-chan postOutcome) postOutcome {
 	check := time.NewTimer(h.sessionCheck)
 	defer check.Stop()
 	sessionGone := false

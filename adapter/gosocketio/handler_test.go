@@ -246,7 +246,7 @@ func withHandler(server *socketio.Server) http.Handler {
 func TestHandlerWarnsWhenRegistrationLate(t *testing.T) {
 	recorder := &logtest.Recorder{}
 	baseURL := newSlowRegistrationServer(t, func(server *socketio.Server) http.Handler {
-		h := Handler(server, slog.New(recorder)).(*handler)
+		h := Handler(server, slog.New(recorder))
 		h.wait = registrationDelay / 10
 		return h
 	})
@@ -428,7 +428,7 @@ func TestHandlerEndsPostToClosedSession(t *testing.T) {
 	t.Cleanup(waitPostsServed)
 	recorder := &logtest.Recorder{}
 	baseURL, _ := newPollingServer(t, 0, time.Second, func(server *socketio.Server) http.Handler {
-		h := Handler(server, slog.New(recorder)).(*handler)
+		h := Handler(server, slog.New(recorder))
 		h.sessionCheck = 20 * time.Millisecond
 		return h
 	})
@@ -452,7 +452,7 @@ func waitPostsServed() {
 	stacks := make([]byte, 1<<20)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		n := runtime.Stack(stacks, true)
-		if !bytes.Contains(stacks[:n], []byte("(*handler).servePost.func")) {
+		if !bytes.Contains(stacks[:n], []byte("(*PollingHandler).servePost.func")) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -525,7 +525,7 @@ func TestHandlerReleasesPayloadOfClosedSession(t *testing.T) {
 	// TestHandlerEndsPostToClosedSession.
 	t.Cleanup(waitPostsServed)
 	baseURL, _ := newPollingServer(t, 0, time.Second, func(server *socketio.Server) http.Handler {
-		h := Handler(server, testLogger()).(*handler)
+		h := Handler(server, testLogger())
 		h.sessionCheck = 20 * time.Millisecond
 		return h
 	})
@@ -547,6 +547,39 @@ func TestHandlerReleasesPayloadOfClosedSession(t *testing.T) {
 	}
 }
 
+// postSlowBody sends a POST to the polling session at url whose body
+// promises 10 bytes and sends 3, and returns the connection and the time it
+// sent them.
+func postSlowBody(t *testing.T, baseURL, url string) (net.Conn, time.Time) {
+	t.Helper()
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(baseURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	path := strings.TrimPrefix(url, baseURL)
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 10\r\n\r\n1:2", path)
+	return conn, time.Now()
+}
+
+// readSlowBodyResponse reads the response on conn within 5 s and returns
+// its status and body.
+func readSlowBodyResponse(t *testing.T, conn net.Conn) (int, string) {
+	t.Helper()
+
+	if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the response to a slow body: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
 func TestHandlerBoundsPayloadTime(t *testing.T) {
 	baseURL, _ := newPollingServer(t, 0, 0, func(server *socketio.Server) http.Handler {
 		return Handler(server, testLogger(), WithPayloadTimeout(300*time.Millisecond))
@@ -555,28 +588,44 @@ func TestHandlerBoundsPayloadTime(t *testing.T) {
 	t.Cleanup(client.CloseIdleConnections)
 	url := openPollingSession(t, client, baseURL)
 
-	// The body promises 10 bytes and sends 3.
-	conn, err := net.Dial("tcp", strings.TrimPrefix(baseURL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	path := strings.TrimPrefix(url, baseURL)
-	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 10\r\n\r\n1:2", path)
-	start := time.Now()
-	if err := conn.SetReadDeadline(start.Add(5 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("reading the response to a slow body: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Errorf("POST with a slow body returned %d, want 400", resp.StatusCode)
+	conn, start := postSlowBody(t, baseURL, url)
+	status, body := readSlowBodyResponse(t, conn)
+	if status != http.StatusRequestTimeout || !strings.Contains(body, "not received within 300ms") {
+		t.Errorf("POST with a slow body returned %d %q, want 408 naming the 300ms timeout", status, body)
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("POST with a slow body took %v, want about the 300ms payload timeout", took)
+	}
+}
+
+func TestHandlerCancelsPayloadReads(t *testing.T) {
+	var handler *PollingHandler
+	baseURL, _ := newPollingServer(t, 0, 0, func(server *socketio.Server) http.Handler {
+		handler = Handler(server, testLogger())
+		return handler
+	})
+	client := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	url := openPollingSession(t, client, baseURL)
+
+	conn, start := postSlowBody(t, baseURL, url)
+	time.Sleep(100 * time.Millisecond)
+	handler.CancelPayloadReads()
+	status, body := readSlowBodyResponse(t, conn)
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+		t.Errorf("POST with a slow body after CancelPayloadReads returned %d %q, want 503 shutting down", status, body)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("POST with a slow body took %v after CancelPayloadReads, want well under the %v payload timeout", took, DefaultPayloadTimeout)
+	}
+
+	// A later slow body fails at once.
+	conn, start = postSlowBody(t, baseURL, url)
+	if status, _ := readSlowBodyResponse(t, conn); status != http.StatusServiceUnavailable {
+		t.Errorf("slow POST after CancelPayloadReads returned %d, want 503", status)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("slow POST after CancelPayloadReads took %v, want an answer at once", took)
 	}
 }
 

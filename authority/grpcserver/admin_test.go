@@ -102,10 +102,26 @@ func TestRevokeSubjectErrorCarriesCount(t *testing.T) {
 	if len(partial.GetSessions()) != 0 {
 		t.Errorf("error details list %d sessions, want none", len(partial.GetSessions()))
 	}
+	listed, err := admin.ListSessions(ctx, &sockauthv1.ListSessionsRequest{Subject: "alice", PageSize: sessions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := 0
+	for _, session := range listed.GetSessions() {
+		if session.GetRevokedAt() != nil {
+			revoked++
+		}
+	}
+	if revoked != allowed {
+		t.Errorf("%d sessions revoked in the store, want the %d that the error reports", revoked, allowed)
+	}
 
 	// An error before any revocation carries no count.
 	store.allowed.Store(0)
 	_, err = admin.RevokeSubject(ctx, &sockauthv1.RevokeSubjectRequest{Subject: "alice"})
+	if err == nil {
+		t.Fatal("RevokeSubject with a store that takes no write succeeded, want an error")
+	}
 	for _, detail := range status.Convert(err).Details() {
 		if _, ok := detail.(*sockauthv1.RevokeSubjectResponse); ok {
 			t.Errorf("error %v before any revocation carries a count", err)

@@ -151,7 +151,7 @@ func mapError(log *slog.Logger, method string, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, authority.ErrConflict):
-		log.Warn("rotation gave up after repeated conflicts", "method", method, "error", err)
+		log.Warn("request gave up after repeated conflicting changes of a session", "method", method, "error", err)
 		return newStatus(codes.Aborted, ReasonInternal, "session changed concurrently; retry")
 	default:
 		log.Error("request failed", "method", method, "error", err)

@@ -23,9 +23,8 @@ type messageHandler func(socketID string, id adapter.Identity, payload json.RawM
 // eio3Chat is the go-socket.io server of socket.io-client 2.x.
 type eio3Chat struct {
 	server *socketio.Server
-	// handler serves server and holds each long-polling handshake until
-	// the server has registered the session.
-	handler http.Handler
+	// handler serves server and guards its long-polling transport.
+	handler *gosocketio.PollingHandler
 	binding *gosocketio.Binding
 	// polling is set when the server offers HTTP long-polling.
 	polling bool
@@ -135,9 +134,11 @@ func (c *eio3Chat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.handler.ServeHTTP(w, r)
 }
 
-// disconnectAll closes every connection of the root namespace. Each
-// connection is in a room named after its id, so the rooms list them all.
+// disconnectAll ends the reads of long-polling POST bodies under way and
+// closes every connection of the root namespace. Each connection is in a
+// room named after its id, so the rooms list them all.
 func (c *eio3Chat) disconnectAll() {
+	c.handler.CancelPayloadReads()
 	conns := make(map[string]socketio.Conn)
 	for _, room := range c.server.Rooms("/") {
 		c.server.ForEach("/", room, func(conn socketio.Conn) {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -66,6 +68,10 @@ func serveTestAppWith(t *testing.T, authorityAddr string) (string, context.Cance
 	return "", nil, nil
 }
 
+// pollingClient sends the requests of pollingRequest. Its timeout ends a
+// request that the server holds for go-socket.io's ping timeout of a minute.
+var pollingClient = &http.Client{Timeout: 20 * time.Second}
+
 // pollingRequest sends one long-polling request and returns the status and
 // the body.
 func pollingRequest(t *testing.T, method, url, body string) (int, string) {
@@ -76,7 +82,7 @@ func pollingRequest(t *testing.T, method, url, body string) (int, string) {
 		t.Fatalf("build request: %v", err)
 	}
 	req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := pollingClient.Do(req)
 	if err != nil {
 		t.Errorf("%s %s: %v", method, url, err)
 		return 0, ""
@@ -160,5 +166,45 @@ func TestAppShutdownEndsPendingPolls(t *testing.T) {
 				t.Errorf("pending poll ended with body %q, want %q", poll.body, tt.pollBody)
 			}
 		})
+	}
+}
+
+func TestAppShutdownEndsSlowPayload(t *testing.T) {
+	baseURL, cancel, served := serveTestApp(t)
+	url := baseURL + "/socket.io/?EIO=3&transport=polling&b64=1"
+	status, body := pollingRequest(t, http.MethodGet, url, "")
+	start := strings.Index(body, `"sid":"`)
+	if status != http.StatusOK || start < 0 {
+		t.Fatalf("handshake returned %d %q, want an open packet", status, body)
+	}
+	sid := body[start+len(`"sid":"`):]
+	url += "&sid=" + sid[:strings.IndexByte(sid, '"')]
+	if status, body := pollingRequest(t, http.MethodGet, url, ""); status != http.StatusOK || !strings.Contains(body, "40") {
+		t.Fatalf("first poll returned %d %q, want the connect packet", status, body)
+	}
+
+	// The body promises 10 bytes and sends 3, and the payload timeout of
+	// 30 s is longer than the shutdown's limit.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(baseURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 10\r\n\r\n1:2",
+		strings.TrimPrefix(url, baseURL))
+	time.Sleep(200 * time.Millisecond)
+
+	stopping := time.Now()
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve returned %v, want nil after a graceful shutdown", err)
+		}
+		if took := time.Since(stopping); took > shutdownTimeout/2 {
+			t.Errorf("shutdown took %v with a slow POST body, want well under the %v limit", took, shutdownTimeout)
+		}
+	case <-time.After(2 * shutdownTimeout):
+		t.Fatalf("Serve did not return within %v of the cancel", 2*shutdownTimeout)
 	}
 }

@@ -175,7 +175,8 @@ authority's revocation events.`,
 				}
 				if err != nil {
 					if count := revokedBeforeError(err); count > 0 {
-						return fmt.Errorf("%w; %s before the error: run the command again to revoke the rest", err, revokedSummary(int(count), subject))
+						return fmt.Errorf("%w. The authority %s before the error. Run the command again to revoke the rest",
+							err, revokedSummary(int(count), subject))
 					}
 					return err
 				}

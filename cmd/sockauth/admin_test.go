@@ -256,7 +256,7 @@ func TestRevokeSubjectErrorReportsCount(t *testing.T) {
 	if !strings.Contains(err.Error(), `revoked 42 sessions of "bench" before the error`) {
 		t.Errorf("error %q does not report the 42 sessions revoked before it", err)
 	}
-	if !strings.Contains(err.Error(), "run the command again") {
+	if !strings.Contains(err.Error(), "Run the command again") {
 		t.Errorf("error %q does not say what to do next", err)
 	}
 }

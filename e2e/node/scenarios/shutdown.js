@@ -4,7 +4,7 @@
 // READY_FILE, and the test stops the chat demo and starts a new one on the
 // same address. The client should see one disconnect whose reason lets it
 // reconnect, try to reconnect, and on its new connection authenticate with
-// the session token it got before the restart.
+// the session token it got before the restart and chat.
 
 const fs = require('fs');
 const lib = require('../lib');
@@ -49,5 +49,12 @@ lib.run(async () => {
     again.ack();
   }
   lib.writeLine(Object.assign({ step: 'reauthenticate' }, lib.describe(again)));
+
+  // The chat works on the new process. Clients of other kinds chat there
+  // at the same time, so the client waits for its own text.
+  const text = lib.uniqueText('back after the restart');
+  client.emit('message', { text: text });
+  const message = await client.nextMessage(text);
+  lib.writeLine({ step: 'message', message: message });
   client.close();
 });

@@ -76,9 +76,9 @@ func WithPayloadTimeout(d time.Duration) HandlerOption {
 //   - It rejects a handshake by any method but GET or OPTIONS with HTTP 400.
 //     engine.io servers, such as zishang520/socket.io v3.0.6, reject every
 //     handshake but a GET, and Handler lets OPTIONS through for CORS
-//     preflights. go-socket.io would open a
-//     session for a POST handshake and keep the request open for the
-//     session's read timeout of a minute.
+//     preflights. go-socket.io would open a session for a POST handshake
+//     and keep the request open for the session's read timeout of a
+//     minute.
 //   - It reads the body of each POST to a session first, up to the limit
 //     that WithMaxPayloadBytes sets and within the time that
 //     WithPayloadTimeout sets. It rejects a larger body with HTTP 413, a

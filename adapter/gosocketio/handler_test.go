@@ -625,7 +625,7 @@ func TestHandlerCancelsPayloadReads(t *testing.T) {
 		t.Errorf("slow POST after CancelPayloadReads returned %d, want 503", status)
 	}
 	if took := time.Since(start); took > time.Second {
-		t.Errorf("slow POST after CancelPayloadReads took %v, want an answer at once", took)
+		t.Errorf("slow POST after CancelPayloadReads took %v, want a response at once", took)
 	}
 }
 

@@ -27,14 +27,7 @@ type eio3PollingClient struct {
 func openEIO3Polling(t *testing.T, baseURL string) *eio3PollingClient {
 	t.Helper()
 
-	url := baseURL + "/socket.io/?EIO=3&transport=polling&b64=1"
-	status, body := pollingRequest(t, http.MethodGet, url, "")
-	start := strings.Index(body, `"sid":"`)
-	if status != http.StatusOK || start < 0 {
-		t.Fatalf("handshake returned %d %q, want an open packet", status, body)
-	}
-	sid := body[start+len(`"sid":"`):]
-	c := &eio3PollingClient{t: t, url: url + "&sid=" + sid[:strings.IndexByte(sid, '"')]}
+	c := &eio3PollingClient{t: t, url: openPollingSession(t, baseURL+"/socket.io/?EIO=3&transport=polling&b64=1")}
 	if packets := c.poll(); len(packets) == 0 || packets[0] != "40" {
 		t.Fatalf("first poll returned %q, want the connect packet", packets)
 	}

@@ -95,6 +95,41 @@ func pollingRequest(t *testing.T, method, url, body string) (int, string) {
 	return resp.StatusCode, string(data)
 }
 
+// openPollingSession sends the long-polling handshake handshakeURL and
+// returns the URL of the new session.
+func openPollingSession(t *testing.T, handshakeURL string) string {
+	t.Helper()
+
+	status, body := pollingRequest(t, http.MethodGet, handshakeURL, "")
+	start := strings.Index(body, `"sid":"`)
+	if status != http.StatusOK || start < 0 {
+		t.Fatalf("handshake returned %d %q, want an open packet", status, body)
+	}
+	sid := body[start+len(`"sid":"`):]
+	return handshakeURL + "&sid=" + sid[:strings.IndexByte(sid, '"')]
+}
+
+// stopTestApp cancels the app that serveTestApp started and checks that
+// Serve returns nil well within the shutdown's limit, with inFlight, the
+// request that the shutdown met, named in the errors.
+func stopTestApp(t *testing.T, cancel context.CancelFunc, served <-chan error, inFlight string) {
+	t.Helper()
+
+	stopping := time.Now()
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve returned %v with %s, want nil after a graceful shutdown", err, inFlight)
+		}
+		if took := time.Since(stopping); took > shutdownTimeout/2 {
+			t.Errorf("shutdown took %v with %s, want well under the %v limit", took, inFlight, shutdownTimeout)
+		}
+	case <-time.After(2 * shutdownTimeout):
+		t.Fatalf("Serve did not return within %v of the cancel with %s", 2*shutdownTimeout, inFlight)
+	}
+}
+
 func TestAppShutdownEndsPendingPolls(t *testing.T) {
 	tests := []struct {
 		eio string
@@ -115,13 +150,7 @@ func TestAppShutdownEndsPendingPolls(t *testing.T) {
 			baseURL, cancel, served := serveTestApp(t)
 			url := baseURL + "/socket.io/?EIO=" + eio + "&transport=polling"
 
-			status, body := pollingRequest(t, http.MethodGet, url, "")
-			start := strings.Index(body, `"sid":"`)
-			if status != http.StatusOK || start < 0 {
-				t.Fatalf("handshake returned %d %q, want an open packet", status, body)
-			}
-			sid := body[start+len(`"sid":"`):]
-			url += "&sid=" + sid[:strings.IndexByte(sid, '"')]
+			url = openPollingSession(t, url)
 			if eio == "4" {
 				// socket.io 3 and later clients connect to the namespace
 				// themselves.
@@ -145,19 +174,7 @@ func TestAppShutdownEndsPendingPolls(t *testing.T) {
 			}()
 			time.Sleep(200 * time.Millisecond)
 
-			stopping := time.Now()
-			cancel()
-			select {
-			case err := <-served:
-				if err != nil {
-					t.Errorf("Serve returned %v, want nil after a graceful shutdown", err)
-				}
-				if took := time.Since(stopping); took > shutdownTimeout/2 {
-					t.Errorf("shutdown took %v with a pending poll, want well under the %v limit", took, shutdownTimeout)
-				}
-			case <-time.After(2 * shutdownTimeout):
-				t.Fatalf("Serve did not return within %v of the cancel", 2*shutdownTimeout)
-			}
+			stopTestApp(t, cancel, served, "a pending poll")
 			poll := <-pending
 			if poll.status != tt.pollStatus {
 				t.Errorf("pending poll ended with status %d, want %d", poll.status, tt.pollStatus)
@@ -171,14 +188,7 @@ func TestAppShutdownEndsPendingPolls(t *testing.T) {
 
 func TestAppShutdownEndsSlowPayload(t *testing.T) {
 	baseURL, cancel, served := serveTestApp(t)
-	url := baseURL + "/socket.io/?EIO=3&transport=polling&b64=1"
-	status, body := pollingRequest(t, http.MethodGet, url, "")
-	start := strings.Index(body, `"sid":"`)
-	if status != http.StatusOK || start < 0 {
-		t.Fatalf("handshake returned %d %q, want an open packet", status, body)
-	}
-	sid := body[start+len(`"sid":"`):]
-	url += "&sid=" + sid[:strings.IndexByte(sid, '"')]
+	url := openPollingSession(t, baseURL+"/socket.io/?EIO=3&transport=polling&b64=1")
 	if status, body := pollingRequest(t, http.MethodGet, url, ""); status != http.StatusOK || !strings.Contains(body, "40") {
 		t.Fatalf("first poll returned %d %q, want the connect packet", status, body)
 	}
@@ -194,17 +204,5 @@ func TestAppShutdownEndsSlowPayload(t *testing.T) {
 		strings.TrimPrefix(url, baseURL))
 	time.Sleep(200 * time.Millisecond)
 
-	stopping := time.Now()
-	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Errorf("Serve returned %v, want nil after a graceful shutdown", err)
-		}
-		if took := time.Since(stopping); took > shutdownTimeout/2 {
-			t.Errorf("shutdown took %v with a slow POST body, want well under the %v limit", took, shutdownTimeout)
-		}
-	case <-time.After(2 * shutdownTimeout):
-		t.Fatalf("Serve did not return within %v of the cancel", 2*shutdownTimeout)
-	}
+	stopTestApp(t, cancel, served, "a slow POST body")
 }

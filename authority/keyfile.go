@@ -20,6 +20,36 @@ const KeyFileName = "keys.json"
 type KeySet struct {
 	SigningKeyID string      `json:"signing_key_id"`
 	Keys         []KeyRecord `json:"keys"`
+	// TokenTTL is the longest token lifetime of any authority that has used
+	// the file, as RecordTokenTTL raised it. Files that older versions wrote
+	// have none. A replaced key verifies for at least this long, whatever
+	// lifetime the callers of Rotate and Codec pass.
+	TokenTTL Lifetime `json:"token_ttl,omitzero"`
+}
+
+// Lifetime is a duration that the key file spells as Go does, such as "1h0m0s".
+type Lifetime time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (l Lifetime) MarshalText() ([]byte, error) { return []byte(time.Duration(l).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (l *Lifetime) UnmarshalText(text []byte) error {
+	d, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("invalid token_ttl %q, expected a duration such as \"1h0m0s\": %w", text, err)
+	}
+	if d < 0 {
+		return fmt.Errorf("invalid token_ttl %s: a lifetime cannot be negative", d)
+	}
+	*l = Lifetime(d)
+	return nil
+}
+
+// RetirementTTL returns the token lifetime after which a replaced key
+// retires: the longer of tokenTTL and the lifetime recorded in the file.
+func (k *KeySet) RetirementTTL(tokenTTL time.Duration) time.Duration {
+	return max(tokenTTL, time.Duration(k.TokenTTL))
 }
 
 // KeyRecord is one symmetric key of the key file.
@@ -57,8 +87,10 @@ func (k *KeySet) Map() map[string][]byte {
 }
 
 // Codec returns a codec with the signing key and every key that has not yet
-// retired at now, given the longest token lifetime in use.
+// retired at now, given the caller's token lifetime and the one recorded in
+// the file.
 func (k *KeySet) Codec(now time.Time, tokenTTL time.Duration) (*PasetoV2, error) {
+	tokenTTL = k.RetirementTTL(tokenTTL)
 	keys := make(map[string][]byte, len(k.Keys))
 	for _, record := range k.Keys {
 		retires := record.RetiresAt(tokenTTL)
@@ -70,17 +102,18 @@ func (k *KeySet) Codec(now time.Time, tokenTTL time.Duration) (*PasetoV2, error)
 }
 
 // Rotate adds a fresh key that signs from now on, marks the previous signing
-// key as replaced at now, and drops keys that retired before now. It returns
-// the new key's id.
+// key as replaced at now, and drops keys that retired before now, given the
+// longer of tokenTTL and the lifetime recorded in the file. It returns the
+// new key's id.
 //
-// NOTE: the key file does not record the authority's token lifetime, so a
-// tokenTTL shorter than the authority's drops keys whose tokens are still
-// valid.
+// NOTE: in a file without a recorded lifetime, tokenTTL alone decides, so a
+// value shorter than the authority's drops keys whose tokens are still valid.
 func (k *KeySet) Rotate(now time.Time, tokenTTL time.Duration) (string, error) {
 	record, err := newKeyRecord(now)
 	if err != nil {
 		return "", err
 	}
+	tokenTTL = k.RetirementTTL(tokenTTL)
 
 	retained := k.Keys[:0]
 	for _, old := range k.Keys {
@@ -95,6 +128,33 @@ func (k *KeySet) Rotate(now time.Time, tokenTTL time.Duration) (string, error) {
 	k.Keys = append(retained, record)
 	k.SigningKeyID = record.ID
 	return record.ID, nil
+}
+
+// RecordTokenTTL raises the token lifetime recorded in the key file in dir to
+// tokenTTL, and leaves a longer one in place. It reports whether it changed
+// the file. An authority calls it at its start, so that key rotations keep
+// replaced keys for as long as its tokens live, even when the operator passes
+// no or a shorter lifetime to the rotation.
+func RecordTokenTTL(dir string, tokenTTL time.Duration) (bool, error) {
+	keys, err := LoadKeySet(dir)
+	if err != nil {
+		return false, err
+	}
+	if time.Duration(keys.TokenTTL) >= tokenTTL {
+		return false, nil
+	}
+	changed := false
+	_, err = UpdateKeySet(dir, func(keys *KeySet) error {
+		if time.Duration(keys.TokenTTL) < tokenTTL {
+			keys.TokenTTL = Lifetime(tokenTTL)
+			changed = true
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("record the token lifetime in the key file: %w", err)
+	}
+	return changed, nil
 }
 
 // LoadKeySet reads the key file in dir.

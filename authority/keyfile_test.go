@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -72,6 +73,99 @@ func TestKeySetRotateAndRetire(t *testing.T) {
 	}
 	if len(keys.Keys) != 2 {
 		t.Fatalf("%d keys after two rotations, expected the signing key and its predecessor", len(keys.Keys))
+	}
+}
+
+// TestKeySetRecordedTokenTTLKeepsReplacedKeys rotates with a lifetime shorter
+// than the one recorded in the key set. The replaced key must keep verifying
+// for the recorded lifetime.
+func TestKeySetRecordedTokenTTLKeepsReplacedKeys(t *testing.T) {
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	keys, err := newKeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys.TokenTTL = Lifetime(2 * time.Hour)
+	first := keys.SigningKeyID
+	if _, err := keys.Rotate(start, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	// 30 min later a lifetime of 1 min alone would retire the first key.
+	later := start.Add(30 * time.Minute)
+	codec, err := keys.Codec(later, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(codec.KeyIDs(), first) {
+		t.Errorf("codec keys %v 30 min after the rotation lack %s, which the recorded 2 h keep", codec.KeyIDs(), first)
+	}
+	if _, err := keys.Rotate(later, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(keys.Keys, func(r KeyRecord) bool { return r.ID == first }) {
+		t.Errorf("a rotation 30 min after the first dropped key %s, which the recorded 2 h keep", first)
+	}
+
+	// After the recorded lifetime and the margin the key goes.
+	if _, err := keys.Rotate(start.Add(2*time.Hour+keyRetirementMargin), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(keys.Keys, func(r KeyRecord) bool { return r.ID == first }) {
+		t.Errorf("key %s still in the key set after the recorded lifetime", first)
+	}
+}
+
+func TestRecordTokenTTL(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LoadOrCreateKeySet(dir); err != nil {
+		t.Fatal(err)
+	}
+
+	changed, err := RecordTokenTTL(dir, 2*time.Hour)
+	if err != nil || !changed {
+		t.Fatalf("RecordTokenTTL(2h) on a new key file = %v, %v; expected a change", changed, err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, KeyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"token_ttl": "2h0m0s"`) {
+		t.Errorf("key file lacks the recorded lifetime:\n%s", data)
+	}
+
+	// A shorter lifetime leaves the longer one in place.
+	changed, err = RecordTokenTTL(dir, time.Hour)
+	if err != nil || changed {
+		t.Fatalf("RecordTokenTTL(1h) after 2 h = %v, %v; expected no change", changed, err)
+	}
+	keys, err := LoadKeySet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Duration(keys.TokenTTL); got != 2*time.Hour {
+		t.Errorf("recorded lifetime %s after a shorter one was offered, expected 2h0m0s", got)
+	}
+}
+
+func TestLoadKeySetRejectsBadTokenTTL(t *testing.T) {
+	for _, value := range []string{`"soon"`, `"-1h"`} {
+		dir := t.TempDir()
+		keys, err := LoadOrCreateKeySet(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := json.Marshal(keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = []byte(strings.Replace(string(data), "{", `{"token_ttl":`+value+",", 1))
+		if err := os.WriteFile(filepath.Join(dir, KeyFileName), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadKeySet(dir); err == nil || !strings.Contains(err.Error(), "token_ttl") {
+			t.Errorf("LoadKeySet with token_ttl %s = %v, expected an error naming token_ttl", value, err)
+		}
 	}
 }
 

@@ -29,9 +29,18 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 	)
 	addFlags := func(c *cobra.Command) {
 		c.Flags().StringVar(&dataDir, "data", "./sockauth-data", "data folder holding keys.json")
-		c.Flags().DurationVar(&tokenTTL, "token-ttl", authority.DefaultConfig().TokenTTL,
-			"token lifetime of the authority, which sets when a replaced key retires; pass the authority's "+
-				"own --token-ttl, because a shorter value drops keys whose tokens are still valid")
+		c.Flags().DurationVar(&tokenTTL, "token-ttl", 0,
+			"token lifetime that sets when a replaced key retires. The longer of this and the lifetime that "+
+				"sockauth serve recorded in the key file applies (default: the recorded lifetime, or "+
+				authority.DefaultConfig().TokenTTL.String()+" when none is recorded)")
+	}
+	// retirementTTL returns the token lifetime after which a replaced key of
+	// the set retires.
+	retirementTTL := func(keys *authority.KeySet) time.Duration {
+		if tokenTTL == 0 && keys.TokenTTL == 0 {
+			return authority.DefaultConfig().TokenTTL
+		}
+		return keys.RetirementTTL(tokenTTL)
 	}
 
 	rotate := &cobra.Command{
@@ -46,7 +55,7 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 			keys, err := authority.UpdateKeySet(dataDir, func(keys *authority.KeySet) error {
 				previous = keys.SigningKeyID
 				var err error
-				id, err = keys.Rotate(time.Now(), tokenTTL)
+				id, err = keys.Rotate(time.Now(), retirementTTL(keys))
 				return err
 			})
 			if errors.Is(err, fs.ErrNotExist) {
@@ -56,7 +65,7 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "key %s signs from now on; key %s verifies until %s\n",
-				id, previous, formatRetirement(keys, previous, tokenTTL))
+				id, previous, formatRetirement(keys, previous, retirementTTL(keys)))
 			return nil
 		},
 	}
@@ -75,15 +84,16 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 				return err
 			}
 			now := time.Now()
+			ttl := retirementTTL(keys)
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tCREATED\tSTATE")
 			for _, record := range keys.Keys {
-				state := "verifying until " + formatRetirement(keys, record.ID, tokenTTL)
+				state := "verifying until " + formatRetirement(keys, record.ID, ttl)
 				switch {
 				case record.ID == keys.SigningKeyID:
 					state = "signing"
-				case !now.Before(record.RetiresAt(tokenTTL)):
-					state = "retired at " + record.RetiresAt(tokenTTL).UTC().Format(time.RFC3339)
+				case !now.Before(record.RetiresAt(ttl)):
+					state = "retired at " + record.RetiresAt(ttl).UTC().Format(time.RFC3339)
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\n", record.ID, record.CreatedAt.UTC().Format(time.RFC3339), state)
 			}

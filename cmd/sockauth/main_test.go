@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sockauth/sockauth/authority"
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 	"github.com/sockauth/sockauth/internal/serve"
 )
@@ -220,6 +221,61 @@ func TestKeysRotate(t *testing.T) {
 	}
 	if strings.Contains(output, "secret") {
 		t.Errorf("keys list output mentions secrets:\n%s", output)
+	}
+}
+
+// TestKeysRotateKeepsKeysForRecordedTokenTTL rotates keys with a --token-ttl
+// shorter than the one that the authority recorded in the key file. A key
+// replaced 30 min earlier must stay, because the authority's tokens live 3 h.
+func TestKeysRotateKeepsKeysForRecordedTokenTTL(t *testing.T) {
+	dir := t.TempDir()
+	a, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: dir,
+		TokenTTL: 3 * time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	a.Close()
+
+	if _, err := runCLI(t, "keys", "rotate", "--data", dir); err != nil {
+		t.Fatalf("keys rotate: %v", err)
+	}
+	// Move the replacement of the first key 30 min into the past.
+	replacedAt := time.Now().Add(-30 * time.Minute).UTC().Truncate(time.Second)
+	keys, err := authority.UpdateKeySet(dir, func(keys *authority.KeySet) error {
+		for i := range keys.Keys {
+			if keys.Keys[i].ID != keys.SigningKeyID {
+				keys.Keys[i].SigningEndedAt = replacedAt
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := keys.Keys[0].ID
+
+	if _, err := runCLI(t, "keys", "rotate", "--data", dir, "--token-ttl", "1m"); err != nil {
+		t.Fatalf("keys rotate --token-ttl 1m: %v", err)
+	}
+	keys, err = authority.LoadKeySet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, record := range keys.Keys {
+		ids = append(ids, record.ID)
+	}
+	if len(ids) != 3 || ids[0] != first {
+		t.Fatalf("keys %v after a rotation with --token-ttl 1m, expected %s and its two successors", ids, first)
+	}
+
+	output, err := runCLI(t, "keys", "list", "--data", dir)
+	if err != nil {
+		t.Fatalf("keys list: %v", err)
+	}
+	until := replacedAt.Add(3*time.Hour + time.Minute).Format(time.RFC3339)
+	if !strings.Contains(output, first) || !strings.Contains(output, "verifying until "+until) {
+		t.Errorf("keys list does not show %s verifying until %s:\n%s", first, until, output)
 	}
 }
 

@@ -84,3 +84,33 @@ func (r *keyReloader) logFailure(message string, err error) {
 	r.lastError = text
 	r.log.Error(message, "error", err)
 }
+
+// recordTokenTTL records in the key file the longest lifetime of the tokens
+// that this authority makes, so that `sockauth keys rotate` keeps a replaced
+// key verifying until they expire. It returns the key set after the change.
+// A failure to write leaves the file as it was and is logged, because the
+// authority can still serve with the keys it read.
+func recordTokenTTL(cfg Config, keys *authority.KeySet, tokenTTL time.Duration, log *slog.Logger) *authority.KeySet {
+	codeTTL := cfg.CodeTTL
+	if codeTTL == 0 {
+		codeTTL = authority.DefaultConfig().CodeTTL
+	}
+	lifetime := max(tokenTTL, codeTTL)
+	changed, err := authority.RecordTokenTTL(cfg.DataDir, lifetime)
+	if err != nil {
+		log.Warn("token lifetime not recorded in the key file, so pass --token-ttl to `sockauth keys rotate`",
+			"data", cfg.DataDir, "token_ttl", lifetime, "error", err)
+		return keys
+	}
+	if !changed {
+		return keys
+	}
+	updated, err := authority.LoadKeySet(cfg.DataDir)
+	if err != nil {
+		log.Warn("key file unreadable after recording the token lifetime, so the keys read before stay in use",
+			"data", cfg.DataDir, "error", err)
+		return keys
+	}
+	log.Info("token lifetime recorded in the key file", "token_ttl", lifetime)
+	return updated
+}

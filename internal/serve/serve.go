@@ -196,6 +196,7 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	if tokenTTL == 0 {
 		tokenTTL = authority.DefaultConfig().TokenTTL
 	}
+	keys = recordTokenTTL(cfg, keys, tokenTTL, log)
 	reloader := &keyReloader{dir: cfg.DataDir, tokenTTL: tokenTTL, log: log, keys: keys, active: -1}
 	initial, err := keys.Codec(time.Now(), tokenTTL)
 	if err != nil {

@@ -632,3 +632,29 @@ func TestListSessionsPagesOverGRPC(t *testing.T) {
 		}
 	}
 }
+
+// TestStartRecordsTokenTTL checks that an authority records its token
+// lifetime in the key file, and that a later start with a shorter one leaves
+// the longer in place, because tokens of the first may still be valid.
+func TestStartRecordsTokenTTL(t *testing.T) {
+	dir := t.TempDir()
+	first := startAuthority(t, dir, serve.Config{TokenTTL: 3 * time.Hour})
+	first.Close()
+	keys, err := authority.LoadKeySet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Duration(keys.TokenTTL); got != 3*time.Hour {
+		t.Fatalf("key file records a token lifetime of %s after a start with 3h, expected 3h0m0s", got)
+	}
+
+	second := startAuthority(t, dir, serve.Config{TokenTTL: 10 * time.Minute})
+	second.Close()
+	keys, err = authority.LoadKeySet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Duration(keys.TokenTTL); got != 3*time.Hour {
+		t.Fatalf("key file records %s after a start with 10m, expected the earlier 3h0m0s", got)
+	}
+}

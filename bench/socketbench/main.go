@@ -61,6 +61,9 @@ type options struct {
 	demoArgs    string
 	binDir      string
 	compareDir  string
+	// idleReads are the times after the last idle socket connected at which
+	// the memory is read, in increasing order.
+	idleReads []time.Duration
 }
 
 func main() {
@@ -75,7 +78,13 @@ func main() {
 	flag.StringVar(&opts.demoArgs, "idle-demo-args", "", "extra chat-demo flags for the idle memory runs, separated by spaces")
 	flag.StringVar(&opts.binDir, "bin", "", "folder with prebuilt sockauth and chat-demo binaries; empty builds them")
 	flag.StringVar(&opts.compareDir, "compare", "", "folder with a second build of sockauth and chat-demo to measure in the same rounds, for A/B runs")
+	idleReads := flag.String("idle-reads", "3s,30s", "comma-separated times after the last idle socket connected at which to read the memory")
 	flag.Parse()
+	var err error
+	if opts.idleReads, err = parseIdleReads(*idleReads); err != nil {
+		fmt.Fprintln(os.Stderr, "socketbench:", err)
+		os.Exit(2)
+	}
 
 	if err := run(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "socketbench:", err)
@@ -186,8 +195,8 @@ func run(opts options) error {
 	fmt.Println("Each chat demo row runs in a new chat demo process, measured after a warm-up of")
 	fmt.Printf("%d handshakes. Goroutines and heap in use come from its /metrics; the peer has neither.\n", opts.concurrency*4)
 	fmt.Println()
-	fmt.Println("| server | client | RSS before | RSS with sockets | per socket | goroutines per socket | heap in use per socket |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|")
+	fmt.Println("| server | client | read after | RSS before | RSS with sockets | per socket | goroutines per socket | heap in use per socket |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
 	for _, protocol := range []int{2, 4} {
 		dataDir := filepath.Join(work, fmt.Sprintf("authority-idle-%d", protocol))
 		if err := measureIdleDemo(loadgen, binDir, dataDir, protocol, opts); err != nil {
@@ -397,29 +406,39 @@ func measureIdle(loadgen string, target idleTarget, opts options) error {
 	if err != nil {
 		return err
 	}
-	// Let timers and buffers settle before reading the memory.
-	time.Sleep(3 * time.Second)
-	after, err := sampleIdle(target)
-	if opts.idleHook != "" && err == nil {
-		err = runIdleHook(opts.idleHook, target)
+	// Let timers and buffers settle before each reading. The first reading
+	// still includes heap that the connection burst left to the garbage
+	// collector. Later ones show what the server keeps once it is idle.
+	connected := time.Now()
+	var afters []idleSample
+	for i, wait := range opts.idleReads {
+		time.Sleep(time.Until(connected.Add(wait)))
+		after, err := sampleIdle(target)
+		if err == nil && i == 0 && opts.idleHook != "" {
+			err = runIdleHook(opts.idleHook, target)
+		}
+		if err != nil {
+			release()
+			return err
+		}
+		afters = append(afters, after)
 	}
 	release()
-	if err != nil {
-		return err
-	}
 	if result.Held == 0 {
 		return fmt.Errorf("%s: no socket was held: %+v", target.name, result)
 	}
 
 	held := float64(result.Held)
-	goroutines, heap := "", ""
-	if target.metricsURL != "" {
-		goroutines = fmt.Sprintf("%.2f", (after.goroutines-before.goroutines)/held)
-		heap = fmt.Sprintf("%.1f KiB", (after.heapInUse-before.heapInUse)/1024/held)
+	for i, after := range afters {
+		goroutines, heap := "", ""
+		if target.metricsURL != "" {
+			goroutines = fmt.Sprintf("%.2f", (after.goroutines-before.goroutines)/held)
+			heap = fmt.Sprintf("%.1f KiB", (after.heapInUse-before.heapInUse)/1024/held)
+		}
+		fmt.Printf("| %s | socket.io-client %d.x | %s | %.1f MiB | %.1f MiB | %.1f KiB (%d sockets) | %s | %s |\n",
+			target.name, target.protocol, opts.idleReads[i], float64(before.rssKiB)/1024, float64(after.rssKiB)/1024,
+			float64(after.rssKiB-before.rssKiB)/held, result.Held, goroutines, heap)
 	}
-	fmt.Printf("| %s | socket.io-client %d.x | %.1f MiB | %.1f MiB | %.1f KiB (%d sockets) | %s | %s |\n",
-		target.name, target.protocol, float64(before.rssKiB)/1024, float64(after.rssKiB)/1024,
-		float64(after.rssKiB-before.rssKiB)/held, result.Held, goroutines, heap)
 
 	// Give the server time to close the released sockets.
 	time.Sleep(3 * time.Second)
@@ -478,4 +497,21 @@ func scrapeMetrics(url string, names ...string) ([]float64, error) {
 		values[i] = value
 	}
 	return values, nil
+}
+
+// parseIdleReads reads the -idle-reads list: positive durations in
+// increasing order.
+func parseIdleReads(list string) ([]time.Duration, error) {
+	var reads []time.Duration
+	for _, field := range strings.Split(list, ",") {
+		wait, err := time.ParseDuration(strings.TrimSpace(field))
+		if err != nil {
+			return nil, fmt.Errorf("invalid -idle-reads %q: %w", list, err)
+		}
+		if wait <= 0 || (len(reads) > 0 && wait <= reads[len(reads)-1]) {
+			return nil, fmt.Errorf("invalid -idle-reads %q: expected positive durations in increasing order", list)
+		}
+		reads = append(reads, wait)
+	}
+	return reads, nil
 }

@@ -97,6 +97,7 @@ Without --authority, the demo runs an authority in-process with its data in
 				return err
 			}
 			applyGCSettings(cfg.GCPercent, cfg.MemoryLimitMiB, logger)
+			socketIdleMemory.Start(ctx, logger)
 			return run(ctx, cfg, logger)
 		},
 	}

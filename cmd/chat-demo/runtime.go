@@ -4,6 +4,9 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"time"
+
+	"github.com/sockauth/sockauth/internal/idlememory"
 )
 
 // defaultGCPercent is the default of --gc-percent. Idle sockets keep most of
@@ -28,4 +31,18 @@ func applyGCSettings(gcPercent int, limitMiB int64, logger *slog.Logger) {
 		debug.SetMemoryLimit(limitMiB << 20)
 		logger.Debug("soft memory limit set", "mib", limitMiB)
 	}
+}
+
+// socketIdleMemory is the setting that decides when the chat demo returns
+// its idle heap to the system: after 2 s in which it allocated at most
+// 4 MiB, or 5% of its live heap when that is more, once the heap has grown
+// 16 MiB beyond what the last release left. Idle sockets keep allocating for
+// their heartbeats, in proportion to their number, so the share keeps a
+// server with many of them quiet. Each release is a full collection of the
+// live heap.
+var socketIdleMemory = idlememory.Config{
+	Interval:          2 * time.Second,
+	QuietBytes:        4 << 20,
+	QuietLiveFraction: 0.05,
+	MinReclaimBytes:   16 << 20,
 }

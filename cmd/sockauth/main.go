@@ -9,9 +9,11 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sockauth/sockauth/internal/idlememory"
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
@@ -102,6 +104,12 @@ func applyMemoryLimit(limitMiB int64, logger *slog.Logger) {
 	logger.Debug("soft memory limit set", "mib", limitMiB)
 }
 
+// authorityIdleMemory is the setting that decides when `sockauth serve`
+// returns its idle heap. An idle authority allocated 0.6 MB in 30 s, one
+// scrape of /metrics included, so 4 MiB in 5 s leaves room for the store's
+// background work.
+var authorityIdleMemory = idlememory.Config{Interval: 5 * time.Second, QuietBytes: 4 << 20, MinReclaimBytes: 16 << 20}
+
 func run(ctx context.Context, cfg serve.Config, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -112,7 +120,7 @@ func run(ctx context.Context, cfg serve.Config, logger *slog.Logger) error {
 		return err
 	}
 
-	go returnIdleMemory(ctx, logger)
+	authorityIdleMemory.Start(ctx, logger)
 
 	// A hangup would otherwise end the process without a log line. The key
 	// file is reread within a second of a change, and flags and environment

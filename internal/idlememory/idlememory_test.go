@@ -1,4 +1,4 @@
-package main
+package idlememory
 
 import (
 	"context"
@@ -13,62 +13,89 @@ import (
 )
 
 func TestIdleMemoryShouldRelease(t *testing.T) {
-	m := idleMemory{quietBytes: 4 << 20, minReclaimBytes: 16 << 20}
+	c := Config{QuietBytes: 4 << 20, MinReclaimBytes: 16 << 20}
 	tests := []struct {
 		name          string
-		before, after heapSample
+		before, after Sample
 		baseline      uint64
 		want          bool
 	}{
 		{
 			name:   "quiet with a grown heap",
-			before: heapSample{allocated: 100 << 20},
-			after:  heapSample{allocated: 101 << 20, objects: 90 << 20, live: 30 << 20},
+			before: Sample{Allocated: 100 << 20},
+			after:  Sample{Allocated: 101 << 20, Objects: 90 << 20, Live: 30 << 20},
 			want:   true,
 		},
 		{
 			// The last collection ran while the garbage was in use.
 			name:   "quiet with garbage counted as live",
-			before: heapSample{allocated: 100 << 20},
-			after:  heapSample{allocated: 100 << 20, objects: 90 << 20, live: 90 << 20},
+			before: Sample{Allocated: 100 << 20},
+			after:  Sample{Allocated: 100 << 20, Objects: 90 << 20, Live: 90 << 20},
 			want:   true,
 		},
 		{
 			name:     "quiet with free heap",
-			before:   heapSample{allocated: 100 << 20},
-			after:    heapSample{allocated: 100 << 20, objects: 30 << 20, live: 30 << 20, free: 20 << 20},
+			before:   Sample{Allocated: 100 << 20},
+			after:    Sample{Allocated: 100 << 20, Objects: 30 << 20, Live: 30 << 20, Free: 20 << 20},
 			baseline: 30 << 20,
 			want:     true,
 		},
 		{
 			name:   "busy",
-			before: heapSample{allocated: 100 << 20},
-			after:  heapSample{allocated: 110 << 20, objects: 90 << 20, live: 30 << 20},
+			before: Sample{Allocated: 100 << 20},
+			after:  Sample{Allocated: 110 << 20, Objects: 90 << 20, Live: 30 << 20},
 		},
 		{
 			name:   "allocated just over quiet",
-			before: heapSample{allocated: 100 << 20},
-			after:  heapSample{allocated: 104<<20 + 1, objects: 90 << 20},
+			before: Sample{Allocated: 100 << 20},
+			after:  Sample{Allocated: 104<<20 + 1, Objects: 90 << 20},
 		},
 		{
 			name:   "allocated exactly quiet",
-			before: heapSample{allocated: 100 << 20},
-			after:  heapSample{allocated: 104 << 20, objects: 90 << 20},
+			before: Sample{Allocated: 100 << 20},
+			after:  Sample{Allocated: 104 << 20, Objects: 90 << 20},
 			want:   true,
 		},
 		{
 			name:     "quiet, grown less than the minimum since the last release",
-			before:   heapSample{allocated: 100 << 20},
-			after:    heapSample{allocated: 100 << 20, objects: 40 << 20, live: 30 << 20, free: 1 << 20},
+			before:   Sample{Allocated: 100 << 20},
+			after:    Sample{Allocated: 100 << 20, Objects: 40 << 20, Live: 30 << 20, Free: 1 << 20},
 			baseline: 30 << 20,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := m.shouldRelease(tt.before, tt.after, tt.baseline); got != tt.want {
+			if got := c.shouldRelease(tt.before, tt.after, tt.baseline); got != tt.want {
 				t.Errorf("shouldRelease = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestShouldReleaseScalesQuietWithLiveHeap(t *testing.T) {
+	fixed := Config{QuietBytes: 4 << 20, MinReclaimBytes: 16 << 20}
+	scaled := fixed
+	scaled.QuietLiveFraction = 0.05
+	// 8 MiB in one interval is the heartbeats of many idle sockets on a
+	// 200 MiB live heap: 4% of it.
+	before := Sample{Allocated: 100 << 20}
+	after := Sample{Allocated: 108 << 20, Objects: 230 << 20, Live: 200 << 20}
+	baseline := uint64(200 << 20)
+
+	if fixed.shouldRelease(before, after, baseline) {
+		t.Error("a fixed 4 MiB limit counted 8 MiB in one interval as quiet")
+	}
+	if !scaled.shouldRelease(before, after, baseline) {
+		t.Error("5% of a 200 MiB live heap did not count 8 MiB in one interval as quiet")
+	}
+	busy := Sample{Allocated: 111 << 20, Objects: 230 << 20, Live: 200 << 20}
+	if scaled.shouldRelease(before, busy, baseline) {
+		t.Error("5% of a 200 MiB live heap counted 11 MiB in one interval as quiet")
+	}
+	// Before the first release the baseline is zero, and the live heap of
+	// the last collection sets the limit.
+	if !scaled.shouldRelease(before, after, 0) {
+		t.Error("5% of a 200 MiB live heap did not count 8 MiB as quiet before the first release")
 	}
 }
 
@@ -109,8 +136,8 @@ func TestIdleMemoryReleasesAfterBurst(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m := idleMemory{interval: 20 * time.Millisecond, quietBytes: 4 << 20, minReclaimBytes: 32 << 20}
-	go m.run(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), readHeapSample, release)
+	c := Config{Interval: 20 * time.Millisecond, QuietBytes: 4 << 20, MinReclaimBytes: 32 << 20}
+	go c.Run(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), ReadSample, release)
 
 	select {
 	case after := <-releasedAfter:
@@ -124,7 +151,7 @@ func TestIdleMemoryReleasesAfterBurst(t *testing.T) {
 
 	// Once the burst is returned, a quiet process has nothing left to
 	// release.
-	time.Sleep(10 * m.interval)
+	time.Sleep(10 * c.Interval)
 	runtime.Gosched()
 	if got := releases.Load(); got != 1 {
 		t.Errorf("%d releases after one burst, want 1", got)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,9 +88,12 @@ type Flow struct {
 
 	// mu guards sockets, sessions, phaseCounts, closed and every
 	// socketState.
-	mu       sync.Mutex
-	sockets  map[string]*socketState            // by socket id
-	sessions map[string]map[string]*socketState // by session id, then socket id
+	mu      sync.Mutex
+	sockets map[string]*socketState // by socket id
+	// sessions lists the sockets of each session id. A session rarely has
+	// more than a few sockets on one server, and a slice of one costs
+	// 8 bytes where a map of one costs a few hundred.
+	sessions map[string][]*socketState
 	closed   bool
 	// phaseCounts counts the sockets in f.sockets by phase.
 	phaseCounts [phaseClosed + 1]int
@@ -142,7 +146,7 @@ func NewFlow(cfg Config, hooks Hooks) (*Flow, error) {
 		log:            cfg.Logger,
 		hooks:          hooks,
 		sockets:        make(map[string]*socketState),
-		sessions:       make(map[string]map[string]*socketState),
+		sessions:       make(map[string][]*socketState),
 		recent:         newRecentRevocations(2 * cfg.CallTimeout),
 		addresses:      newAddressLimiters(cfg.AddressAuthenticateLimit),
 		capLog:         rate.Sometimes{First: 1, Interval: 10 * time.Second},
@@ -440,10 +444,10 @@ func (f *Flow) disconnectAll(targets []*socketState, end ending, sid string) {
 // f.mu.
 func (f *Flow) indexLocked(st *socketState) {
 	sid := st.identity.SessionID
-	if f.sessions[sid] == nil {
-		f.sessions[sid] = make(map[string]*socketState)
+	if slices.Contains(f.sessions[sid], st) {
+		return
 	}
-	f.sessions[sid][st.socket.ID()] = st
+	f.sessions[sid] = append(f.sessions[sid], st)
 }
 
 // unindexLocked removes st from the session of its identity. The caller
@@ -451,13 +455,18 @@ func (f *Flow) indexLocked(st *socketState) {
 func (f *Flow) unindexLocked(st *socketState) {
 	sid := st.identity.SessionID
 	members := f.sessions[sid]
-	if members[st.socket.ID()] != st {
+	i := slices.Index(members, st)
+	switch {
+	case i < 0:
+		return
+	case len(members) == 1:
+		delete(f.sessions, sid)
 		return
 	}
-	delete(members, st.socket.ID())
-	if len(members) == 0 {
-		delete(f.sessions, sid)
-	}
+	last := len(members) - 1
+	members[i] = members[last]
+	members[last] = nil
+	f.sessions[sid] = members[:last]
 }
 
 // armTimerLocked replaces the socket's timer with one that rejects it with

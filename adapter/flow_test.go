@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -427,6 +428,50 @@ func TestLogoutFansOutToSession(t *testing.T) {
 	}
 	if _, ok := f.Admit("s2", "message"); ok {
 		t.Error("logged out socket admitted an application event")
+	}
+}
+
+// TestSessionIndexTracksEachSocket drops one of three sockets of a session
+// from the index and refreshes another, then logs the session out. The
+// index must reach the two that remain, once each, and end up empty.
+func TestSessionIndexTracksEachSocket(t *testing.T) {
+	f := newTestFlow(t, &fakeAuthority{}, Config{}, Hooks{})
+	s1 := connect(t, f, "s1")
+	s2 := connect(t, f, "s2")
+	s3 := connect(t, f, "s3")
+	for _, id := range []string{"s1", "s2", "s3"} {
+		f.Authenticate(context.Background(), id, "code-1")
+	}
+	if _, known := f.Disconnected("s1"); !known {
+		t.Fatal("Disconnected(s1) reported an unknown socket")
+	}
+	// A refresh of s2 takes it out of the index and files it again.
+	f.Authenticate(context.Background(), "s2", "session-1")
+	s2.waitFor(t, 2, wait)
+
+	f.mu.Lock()
+	members := slices.Clone(f.sessions["sid-1"])
+	f.mu.Unlock()
+	if len(members) != 2 || !slices.ContainsFunc(members, func(st *socketState) bool { return st.socket.ID() == "s2" }) ||
+		!slices.ContainsFunc(members, func(st *socketState) bool { return st.socket.ID() == "s3" }) {
+		t.Fatalf("session index holds %d sockets, expected s2 and s3 once each", len(members))
+	}
+
+	f.Logout(context.Background(), "s3", nil)
+	if e := s2.waitFor(t, 3, wait); e.event != EventLoggedOut {
+		t.Errorf("refreshed socket s2 got %q, expected logged_out", e.event)
+	}
+	if e := s3.waitFor(t, 2, wait); e.event != EventLoggedOut {
+		t.Errorf("socket s3 got %q, expected logged_out", e.event)
+	}
+	if events := s1.sent(); len(events) != 1 {
+		t.Errorf("disconnected socket s1 got %d events, expected only its authenticated", len(events))
+	}
+	f.mu.Lock()
+	left, found := f.sessions["sid-1"]
+	f.mu.Unlock()
+	if found {
+		t.Errorf("session index keeps %d sockets of a logged out session", len(left))
 	}
 }
 

@@ -17,8 +17,9 @@ import (
 // handshake. With 25, the heap that 10,000 connecting 4.x sockets leave
 // behind is less fragmented. 15 s after they connected, once the idle
 // release had run, RSS per socket was 28.4 KiB against 30.4 KiB with 50.
-// The chat demo's CPU per handshake rose by 0% to 4% (bench/socketbench on
-// a shared 2-core machine).
+// Server CPU per handshake rose by about 10%, and handshakes per second
+// fell by 3% to 4% (bench/socketbench, three rounds on a shared 2-core
+// machine). Pass --gc-percent 50 to trade that memory for the CPU.
 const defaultGCPercent = 25
 
 // applyGCSettings sets the garbage collector's target percentage unless

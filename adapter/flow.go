@@ -91,8 +91,8 @@ type Flow struct {
 	mu      sync.Mutex
 	sockets map[string]*socketState // by socket id
 	// sessions lists the sockets of each session id. A session rarely has
-	// more than a few sockets on one server, and a slice of one costs
-	// 8 bytes where a map of one costs a few hundred.
+	// more than a few sockets on one server, and a slice of one costs about
+	// 32 bytes with its header, where a map of one costs a few hundred.
 	sessions map[string][]*socketState
 	closed   bool
 	// phaseCounts counts the sockets in f.sockets by phase.
@@ -440,13 +440,11 @@ func (f *Flow) disconnectAll(targets []*socketState, end ending, sid string) {
 	}
 }
 
-// indexLocked files st under the session of its identity. The caller holds
-// f.mu.
+// indexLocked files st under the session of its identity. st must not be
+// filed yet: a socket is filed once it authenticates, and taken out before
+// it authenticates again. The caller holds f.mu.
 func (f *Flow) indexLocked(st *socketState) {
 	sid := st.identity.SessionID
-	if slices.Contains(f.sessions[sid], st) {
-		return
-	}
 	f.sessions[sid] = append(f.sessions[sid], st)
 }
 

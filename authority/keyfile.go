@@ -20,10 +20,12 @@ const KeyFileName = "keys.json"
 type KeySet struct {
 	SigningKeyID string      `json:"signing_key_id"`
 	Keys         []KeyRecord `json:"keys"`
-	// TokenTTL is the longest token lifetime of any authority that has used
-	// the file, as RecordTokenTTL raised it. Files that older versions wrote
-	// have none. A replaced key verifies for at least this long, whatever
-	// lifetime the callers of Rotate and Codec pass.
+	// TokenTTL is the longest token lifetime recorded in this copy of the
+	// file: the longer of the session token and login code lifetimes of each
+	// authority that used it, and any longer --token-ttl given to a key
+	// rotation. Files that older versions wrote have none. A replaced key
+	// verifies for at least this long, whatever lifetime the callers of
+	// Rotate and Codec pass.
 	TokenTTL Lifetime `json:"token_ttl,omitzero"`
 }
 
@@ -37,10 +39,10 @@ func (l Lifetime) MarshalText() ([]byte, error) { return []byte(time.Duration(l)
 func (l *Lifetime) UnmarshalText(text []byte) error {
 	d, err := time.ParseDuration(string(text))
 	if err != nil {
-		return fmt.Errorf("invalid token_ttl %q, expected a duration such as \"1h0m0s\": %w", text, err)
+		return fmt.Errorf("invalid token_ttl %q: set a duration such as \"1h0m0s\", or remove the field: %w", text, err)
 	}
 	if d < 0 {
-		return fmt.Errorf("invalid token_ttl %s: a lifetime cannot be negative", d)
+		return fmt.Errorf("invalid token_ttl %q: a lifetime cannot be negative", text)
 	}
 	*l = Lifetime(d)
 	return nil
@@ -264,7 +266,11 @@ func readKeySet(path string) (*KeySet, error) {
 
 	var keys KeySet
 	if err := json.Unmarshal(data, &keys); err != nil {
-		return nil, fmt.Errorf("key file %q is not valid JSON: %w", path, err)
+		var syntaxErr *json.SyntaxError
+		if errors.As(err, &syntaxErr) {
+			return nil, fmt.Errorf("key file %q is not valid JSON: %w", path, err)
+		}
+		return nil, fmt.Errorf("key file %q is invalid: %w", path, err)
 	}
 	if len(keys.Keys) == 0 {
 		return nil, fmt.Errorf("key file %q contains no keys", path)

@@ -149,7 +149,7 @@ func TestRecordTokenTTL(t *testing.T) {
 }
 
 func TestLoadKeySetRejectsBadTokenTTL(t *testing.T) {
-	for _, value := range []string{`"soon"`, `"-1h"`} {
+	for _, value := range []string{`"soon"`, `"-1h"`, `3600`} {
 		dir := t.TempDir()
 		keys, err := LoadOrCreateKeySet(dir)
 		if err != nil {
@@ -163,8 +163,13 @@ func TestLoadKeySetRejectsBadTokenTTL(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, KeyFileName), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := LoadKeySet(dir); err == nil || !strings.Contains(err.Error(), "token_ttl") {
+		_, err = LoadKeySet(dir)
+		if err == nil || !strings.Contains(err.Error(), "token_ttl") {
 			t.Errorf("LoadKeySet with token_ttl %s = %v, expected an error naming token_ttl", value, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "is invalid") || strings.Contains(err.Error(), "not valid JSON") {
+			t.Errorf("LoadKeySet with token_ttl %s = %v, expected \"is invalid\" for valid JSON", value, err)
 		}
 	}
 }

@@ -414,7 +414,8 @@ func measureIdle(loadgen string, target idleTarget, opts options) error {
 	for i, wait := range opts.idleReads {
 		time.Sleep(time.Until(connected.Add(wait)))
 		after, err := sampleIdle(target)
-		if err == nil && i == 0 && opts.idleHook != "" {
+		// The hook runs after the last reading, so that it cannot delay one.
+		if err == nil && i == len(opts.idleReads)-1 && opts.idleHook != "" {
 			err = runIdleHook(opts.idleHook, target)
 		}
 		if err != nil {

@@ -34,6 +34,13 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 				"sockauth serve recorded in the key file applies (default: the recorded lifetime, or "+
 				authority.DefaultConfig().TokenTTL.String()+" when none is recorded)")
 	}
+	// checkTokenTTL rejects a negative --token-ttl.
+	checkTokenTTL := func() error {
+		if tokenTTL < 0 {
+			return fmt.Errorf("invalid --token-ttl %s: pass 0 for the lifetime recorded in the key file, or a positive duration", tokenTTL)
+		}
+		return nil
+	}
 	// retirementTTL returns the token lifetime after which a replaced key of
 	// the set retires.
 	retirementTTL := func(keys *authority.KeySet) time.Duration {
@@ -51,11 +58,19 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
 				return err
 			}
+			if err := checkTokenTTL(); err != nil {
+				return err
+			}
 			var previous, id string
 			keys, err := authority.UpdateKeySet(dataDir, func(keys *authority.KeySet) error {
 				previous = keys.SigningKeyID
 				var err error
 				id, err = keys.Rotate(time.Now(), retirementTTL(keys))
+				// A longer lifetime than the recorded one holds for later
+				// rotations and listings too.
+				if tokenTTL > time.Duration(keys.TokenTTL) {
+					keys.TokenTTL = authority.Lifetime(tokenTTL)
+				}
 				return err
 			})
 			if errors.Is(err, fs.ErrNotExist) {
@@ -77,6 +92,9 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := serve.ApplyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			if err := checkTokenTTL(); err != nil {
 				return err
 			}
 			keys, err := loadKeySet(dataDir)

@@ -279,6 +279,52 @@ func TestKeysRotateKeepsKeysForRecordedTokenTTL(t *testing.T) {
 	}
 }
 
+// TestKeysTokenTTLFlag covers the --token-ttl of the keys commands on a
+// key file that records no lifetime: 1 h without the flag, a longer flag
+// recorded by a rotation, and a negative one rejected.
+func TestKeysTokenTTLFlag(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := authority.LoadOrCreateKeySet(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCLI(t, "keys", "rotate", "--data", dir); err != nil {
+		t.Fatalf("keys rotate: %v", err)
+	}
+	keys, err := authority.LoadKeySet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys.TokenTTL != 0 {
+		t.Errorf("keys rotate without --token-ttl recorded %s", time.Duration(keys.TokenTTL))
+	}
+	replaced := keys.Keys[0]
+	output, err := runCLI(t, "keys", "list", "--data", dir)
+	if err != nil {
+		t.Fatalf("keys list: %v", err)
+	}
+	if until := replaced.SigningEndedAt.Add(time.Hour + time.Minute).UTC().Format(time.RFC3339); !strings.Contains(output, "verifying until "+until) {
+		t.Errorf("keys list without a recorded lifetime does not show %s verifying until %s:\n%s", replaced.ID, until, output)
+	}
+
+	if _, err := runCLI(t, "keys", "rotate", "--data", dir, "--token-ttl", "5h"); err != nil {
+		t.Fatalf("keys rotate --token-ttl 5h: %v", err)
+	}
+	keys, err = authority.LoadKeySet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Duration(keys.TokenTTL); got != 5*time.Hour {
+		t.Errorf("keys rotate --token-ttl 5h recorded %s, expected 5h0m0s", got)
+	}
+
+	for _, command := range []string{"rotate", "list"} {
+		_, err := runCLI(t, "keys", command, "--data", dir, "--token-ttl", "-1h")
+		if err == nil || !strings.Contains(err.Error(), "invalid --token-ttl") {
+			t.Errorf("keys %s --token-ttl -1h = %v, expected an invalid --token-ttl error", command, err)
+		}
+	}
+}
+
 func footerKeyID(t *testing.T, token string) string {
 	t.Helper()
 	var footer struct {

@@ -36,6 +36,13 @@ type Config struct {
 	// heap that the last release left for a release to be worth a forced
 	// collection.
 	MinReclaimBytes uint64
+	// MinReclaimLiveFraction raises MinReclaimBytes to this fraction of the
+	// live heap that the last release left, when that is more. With a
+	// fraction at or above the GC percent, the runtime's own collections
+	// reach the garbage of a large server's idle connections first. Without
+	// it, such a server would force a full collection each time that garbage
+	// reached MinReclaimBytes. Zero keeps MinReclaimBytes fixed.
+	MinReclaimLiveFraction float64
 }
 
 // Sample is a reading of the runtime's heap metrics, in bytes.
@@ -90,14 +97,20 @@ func (c Config) quietLimit(live uint64) uint64 {
 	return max(c.QuietBytes, uint64(c.QuietLiveFraction*float64(live)))
 }
 
+// reclaimLimit returns how far the heap must have grown beyond baseline, the
+// live heap that the last release left, for a release.
+func (c Config) reclaimLimit(baseline uint64) uint64 {
+	return max(c.MinReclaimBytes, uint64(c.MinReclaimLiveFraction*float64(baseline)))
+}
+
 // shouldRelease reports whether the process was quiet between before and
-// after, and the heap it holds has grown by at least MinReclaimBytes beyond
+// after, and the heap it holds has grown by at least reclaimLimit beyond
 // baseline, the live heap that the last release left. The runtime's own
 // live figure cannot tell: it dates from the last collection, which in a
 // burst ran while much of the later garbage was still in use.
 func (c Config) shouldRelease(before, after Sample, baseline uint64) bool {
 	allocated := after.Allocated - min(before.Allocated, after.Allocated)
-	return allocated <= c.quietLimit(after.Live) && after.held() >= baseline+c.MinReclaimBytes
+	return allocated <= c.quietLimit(after.Live) && after.held() >= baseline+c.reclaimLimit(baseline)
 }
 
 // Run looks at the heap every interval until ctx is done, and calls release

@@ -99,6 +99,28 @@ func TestShouldReleaseScalesQuietWithLiveHeap(t *testing.T) {
 	}
 }
 
+func TestShouldReleaseScalesReclaimWithLiveHeap(t *testing.T) {
+	c := Config{QuietBytes: 4 << 20, MinReclaimBytes: 16 << 20, MinReclaimLiveFraction: 0.25}
+	before := Sample{Allocated: 100 << 20}
+	baseline := uint64(400 << 20)
+
+	// 40 MiB beyond a 400 MiB live heap is garbage that a collection at a
+	// GC percent of 25 would reach first.
+	grown := Sample{Allocated: 101 << 20, Objects: 440 << 20, Live: 400 << 20}
+	if c.shouldRelease(before, grown, baseline) {
+		t.Error("a heap 40 MiB beyond a 400 MiB live heap released with a quarter as the limit")
+	}
+	burst := Sample{Allocated: 101 << 20, Objects: 520 << 20, Live: 400 << 20}
+	if !c.shouldRelease(before, burst, baseline) {
+		t.Error("a heap 120 MiB beyond a 400 MiB live heap did not release")
+	}
+	// A small live heap keeps the fixed minimum.
+	small := Sample{Allocated: 101 << 20, Objects: 30 << 20, Live: 10 << 20}
+	if !c.shouldRelease(before, small, 10<<20) {
+		t.Error("a heap 20 MiB beyond a 10 MiB live heap did not release")
+	}
+}
+
 // heapReleased reads how much heap memory the runtime has returned to the
 // operating system.
 func heapReleased() uint64 {

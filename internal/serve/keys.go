@@ -18,7 +18,9 @@ const keyReloadInterval = time.Second
 // signing key takes effect within a second, and a replaced key stops verifying
 // once it retires.
 type keyReloader struct {
-	dir      string
+	dir string
+	// tokenTTL is the longest lifetime of the tokens that this authority
+	// makes.
 	tokenTTL time.Duration
 	codec    *authority.ReloadableCodec
 	log      *slog.Logger
@@ -59,6 +61,11 @@ func (r *keyReloader) check(now time.Time) {
 			r.logFailure("key file invalid; keeping the previous keys", err)
 			return
 		}
+		// A key file copied from another replica may record a shorter
+		// lifetime than this authority's tokens live.
+		if time.Duration(keys.TokenTTL) < r.tokenTTL {
+			keys = recordTokenTTL(r.dir, keys, r.tokenTTL, r.log)
+		}
 		r.keys, r.modTime, r.active = keys, info.ModTime(), -1
 	}
 
@@ -85,30 +92,40 @@ func (r *keyReloader) logFailure(message string, err error) {
 	r.log.Error(message, "error", err)
 }
 
-// recordTokenTTL records in the key file the longest lifetime of the tokens
-// that this authority makes, so that `sockauth keys rotate` keeps a replaced
-// key verifying until they expire. It returns the key set after the change.
-// A failure to write leaves the file as it was and is logged, because the
-// authority can still serve with the keys it read.
-func recordTokenTTL(cfg Config, keys *authority.KeySet, tokenTTL time.Duration, log *slog.Logger) *authority.KeySet {
-	codeTTL := cfg.CodeTTL
-	if codeTTL == 0 {
-		codeTTL = authority.DefaultConfig().CodeTTL
+// tokenLifetime returns the longest lifetime of the tokens that an
+// authority with cfg makes: the longer of its session tokens' and its login
+// codes'.
+func tokenLifetime(cfg Config) time.Duration {
+	defaults := authority.DefaultConfig()
+	tokenTTL, codeTTL := cfg.TokenTTL, cfg.CodeTTL
+	if tokenTTL == 0 {
+		tokenTTL = defaults.TokenTTL
 	}
-	lifetime := max(tokenTTL, codeTTL)
-	changed, err := authority.RecordTokenTTL(cfg.DataDir, lifetime)
+	if codeTTL == 0 {
+		codeTTL = defaults.CodeTTL
+	}
+	return max(tokenTTL, codeTTL)
+}
+
+// recordTokenTTL records lifetime, the longest lifetime of the tokens that
+// this authority makes, in the key file in dir, so that `sockauth keys
+// rotate` keeps a replaced key verifying until they expire. It returns the
+// key set after the change. A failure to write leaves the file as it was and
+// is logged, because the authority can still serve with the keys it read.
+func recordTokenTTL(dir string, keys *authority.KeySet, lifetime time.Duration, log *slog.Logger) *authority.KeySet {
+	changed, err := authority.RecordTokenTTL(dir, lifetime)
 	if err != nil {
 		log.Warn("token lifetime not recorded in the key file, so pass --token-ttl to `sockauth keys rotate`",
-			"data", cfg.DataDir, "token_ttl", lifetime, "error", err)
+			"data", dir, "token_ttl", lifetime, "error", err)
 		return keys
 	}
 	if !changed {
 		return keys
 	}
-	updated, err := authority.LoadKeySet(cfg.DataDir)
+	updated, err := authority.LoadKeySet(dir)
 	if err != nil {
 		log.Warn("key file unreadable after recording the token lifetime, so the keys read before stay in use",
-			"data", cfg.DataDir, "error", err)
+			"data", dir, "error", err)
 		return keys
 	}
 	log.Info("token lifetime recorded in the key file", "token_ttl", lifetime)

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -59,5 +60,60 @@ func TestKeyReloaderLogsBrokenFileOnce(t *testing.T) {
 	r.check(time.Now())
 	if n := strings.Count(logs.String(), "key file invalid"); n != 2 {
 		t.Fatalf("%d error lines after the file broke a second time, expected 2:\n%s", n, logs.String())
+	}
+}
+
+// TestKeyReloaderRaisesCopiedTokenTTL loads a key file, such as one copied
+// from another replica, that records a shorter lifetime than this
+// authority's tokens live. The reloader must record its own.
+func TestKeyReloaderRaisesCopiedTokenTTL(t *testing.T) {
+	dir := t.TempDir()
+	keys, err := authority.LoadOrCreateKeySet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := keys.Codec(time.Now(), 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &keyReloader{dir: dir, tokenTTL: 2 * time.Hour, codec: authority.NewReloadableCodec(codec),
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), keys: keys, active: -1}
+
+	keys.TokenTTL = authority.Lifetime(time.Hour)
+	if err := authority.SaveKeySet(dir, keys); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, authority.KeyFileName)
+	if err := os.Chtimes(path, time.Now(), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	r.check(time.Now())
+
+	stored, err := authority.LoadKeySet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Duration(stored.TokenTTL); got != 2*time.Hour {
+		t.Errorf("key file records %s after the reload, expected the authority's 2h0m0s", got)
+	}
+	if got := time.Duration(r.keys.TokenTTL); got != 2*time.Hour {
+		t.Errorf("reloader holds a key set with %s, expected 2h0m0s", got)
+	}
+}
+
+func TestTokenLifetimeTakesLongerOfTokenAndCode(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want time.Duration
+	}{
+		{"defaults", Config{}, time.Hour},
+		{"token longer", Config{TokenTTL: 3 * time.Hour, CodeTTL: time.Minute}, 3 * time.Hour},
+		{"code longer", Config{TokenTTL: time.Minute, CodeTTL: 5 * time.Minute}, 5 * time.Minute},
+	}
+	for _, tt := range tests {
+		if got := tokenLifetime(tt.cfg); got != tt.want {
+			t.Errorf("%s: tokenLifetime = %s, want %s", tt.name, got, tt.want)
+		}
 	}
 }

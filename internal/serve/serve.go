@@ -192,13 +192,10 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokenTTL := cfg.TokenTTL
-	if tokenTTL == 0 {
-		tokenTTL = authority.DefaultConfig().TokenTTL
-	}
-	keys = recordTokenTTL(cfg, keys, tokenTTL, log)
-	reloader := &keyReloader{dir: cfg.DataDir, tokenTTL: tokenTTL, log: log, keys: keys, active: -1}
-	initial, err := keys.Codec(time.Now(), tokenTTL)
+	lifetime := tokenLifetime(cfg)
+	keys = recordTokenTTL(cfg.DataDir, keys, lifetime, log)
+	reloader := &keyReloader{dir: cfg.DataDir, tokenTTL: lifetime, log: log, keys: keys, active: -1}
+	initial, err := keys.Codec(time.Now(), lifetime)
 	if err != nil {
 		return nil, fmt.Errorf("key file in %q: %w", cfg.DataDir, err)
 	}

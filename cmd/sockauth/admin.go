@@ -114,6 +114,9 @@ func newSessionsCommand() *cobra.Command {
 			return opts.call(cmd, func(ctx context.Context, client sockauthv1.AdminServiceClient) error {
 				table := newSessionTable(cmd.OutOrStdout())
 				request := &sockauthv1.ListSessionsRequest{Subject: subject}
+				// The Redis store can return a session on two pages when its
+				// expiry grows between them, so each is printed once.
+				printed := make(map[string]bool)
 				for {
 					pageCtx, cancel := context.WithTimeout(ctx, opts.timeout)
 					reply, err := client.ListSessions(pageCtx, request)
@@ -121,7 +124,14 @@ func newSessionsCommand() *cobra.Command {
 					if err != nil {
 						return err
 					}
-					if err := table.print(reply.GetSessions()); err != nil {
+					var fresh []*sockauthv1.SessionInfo
+					for _, session := range reply.GetSessions() {
+						if !printed[session.GetSessionId()] {
+							printed[session.GetSessionId()] = true
+							fresh = append(fresh, session)
+						}
+					}
+					if err := table.print(fresh); err != nil {
 						return err
 					}
 					if reply.GetNextPageToken() == "" {

@@ -52,6 +52,9 @@ type pagedAdmin struct {
 	count  int
 	delay  time.Duration
 	tokens []string
+	// repeat adds the last session of the previous page to each page, as
+	// the Redis store does for a session whose expiry grew between pages.
+	repeat bool
 }
 
 func (a *pagedAdmin) ListSessions(ctx context.Context, req *sockauthv1.ListSessionsRequest) (*sockauthv1.ListSessionsResponse, error) {
@@ -69,6 +72,9 @@ func (a *pagedAdmin) ListSessions(ctx context.Context, req *sockauthv1.ListSessi
 		}
 	}
 	reply := &sockauthv1.ListSessionsResponse{}
+	if a.repeat && start > 0 {
+		reply.Sessions = append(reply.Sessions, &sockauthv1.SessionInfo{SessionId: fmt.Sprintf("sid-%d", start-1), Subject: req.GetSubject()})
+	}
 	for i := start; i < min(start+2, a.count); i++ {
 		reply.Sessions = append(reply.Sessions, &sockauthv1.SessionInfo{SessionId: fmt.Sprintf("sid-%d", i), Subject: req.GetSubject()})
 	}
@@ -103,6 +109,27 @@ func TestSessionsListReadsEveryPage(t *testing.T) {
 	}
 	if want := []string{"", "2", "4"}; !reflect.DeepEqual(admin.tokens, want) {
 		t.Errorf("page tokens sent = %q, expected %q", admin.tokens, want)
+	}
+}
+
+func TestSessionsListPrintsEachSessionOnce(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := grpc.NewServer()
+	sockauthv1.RegisterAdminServiceServer(server, &pagedAdmin{count: 5, repeat: true})
+	go server.Serve(listener)
+	defer server.Stop()
+
+	output, err := runCLI(t, "sessions", "list", "--subject", "alice", "--authority", listener.Addr().String())
+	if err != nil {
+		t.Fatalf("sessions list: %v\n%s", err, output)
+	}
+	for i := range 5 {
+		if n := strings.Count(output, fmt.Sprintf("sid-%d ", i)); n != 1 {
+			t.Errorf("session sid-%d printed %d times, expected once:\n%s", i, n, output)
+		}
 	}
 }
 

@@ -29,8 +29,25 @@ type KeySet struct {
 	TokenTTL Lifetime `json:"token_ttl,omitzero"`
 }
 
+// MaxLifetime bounds every token and session lifetime, 100 years of 365
+// days, so that a key's retirement time cannot overflow.
+const MaxLifetime = 100 * 365 * 24 * time.Hour
+
 // Lifetime is a duration that the key file spells as Go does, such as "1h0m0s".
 type Lifetime time.Duration
+
+// lifetimeHint is the advice for fixing an invalid token_ttl.
+const lifetimeHint = `set a duration such as "1h0m0s", or remove the field`
+
+// UnmarshalJSON implements json.Unmarshaler. It accepts only a JSON string,
+// so that a number or another type gets the same hint as a bad string.
+func (l *Lifetime) UnmarshalJSON(data []byte) error {
+	var text string
+	if err := json.Unmarshal(data, &text); err != nil {
+		return fmt.Errorf("invalid token_ttl %s: %s", data, lifetimeHint)
+	}
+	return l.UnmarshalText([]byte(text))
+}
 
 // MarshalText implements encoding.TextMarshaler.
 func (l Lifetime) MarshalText() ([]byte, error) { return []byte(time.Duration(l).String()), nil }
@@ -39,10 +56,10 @@ func (l Lifetime) MarshalText() ([]byte, error) { return []byte(time.Duration(l)
 func (l *Lifetime) UnmarshalText(text []byte) error {
 	d, err := time.ParseDuration(string(text))
 	if err != nil {
-		return fmt.Errorf("invalid token_ttl %q: set a duration such as \"1h0m0s\", or remove the field: %w", text, err)
+		return fmt.Errorf("invalid token_ttl %q: %s: %w", text, lifetimeHint, err)
 	}
-	if d < 0 {
-		return fmt.Errorf("invalid token_ttl %q: a lifetime cannot be negative", text)
+	if d < 0 || d > MaxLifetime {
+		return fmt.Errorf("invalid token_ttl %q: expected a lifetime from 0 to %v, so %s", text, MaxLifetime, lifetimeHint)
 	}
 	*l = Lifetime(d)
 	return nil
@@ -138,6 +155,9 @@ func (k *KeySet) Rotate(now time.Time, tokenTTL time.Duration) (string, error) {
 // replaced keys for as long as its tokens live, even when the operator passes
 // no or a shorter lifetime to the rotation.
 func RecordTokenTTL(dir string, tokenTTL time.Duration) (bool, error) {
+	if tokenTTL < 0 || tokenTTL > MaxLifetime {
+		return false, fmt.Errorf("token lifetime %v is outside 0 to %v", tokenTTL, MaxLifetime)
+	}
 	keys, err := LoadKeySet(dir)
 	if err != nil {
 		return false, err

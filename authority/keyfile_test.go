@@ -149,7 +149,7 @@ func TestRecordTokenTTL(t *testing.T) {
 }
 
 func TestLoadKeySetRejectsBadTokenTTL(t *testing.T) {
-	for _, value := range []string{`"soon"`, `"-1h"`, `3600`} {
+	for _, value := range []string{`"soon"`, `"-1h"`, `"900000h"`, `3600`, `true`, `{}`} {
 		dir := t.TempDir()
 		keys, err := LoadOrCreateKeySet(dir)
 		if err != nil {
@@ -170,6 +170,9 @@ func TestLoadKeySetRejectsBadTokenTTL(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "is invalid") || strings.Contains(err.Error(), "not valid JSON") {
 			t.Errorf("LoadKeySet with token_ttl %s = %v, expected \"is invalid\" for valid JSON", value, err)
+		}
+		if !strings.Contains(err.Error(), "set a duration such as") {
+			t.Errorf("LoadKeySet with token_ttl %s = %v, expected the hint", value, err)
 		}
 	}
 }

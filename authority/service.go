@@ -87,6 +87,12 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Validate reports whether c, with the defaults filled in, is a usable
+// configuration, so that a caller can check it before it writes anything.
+func (c Config) Validate() error {
+	return c.withDefaults().validate()
+}
+
 func (c Config) validate() error {
 	switch {
 	case c.CodeTTL < time.Second:
@@ -95,6 +101,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("token TTL %v is below 1s", c.TokenTTL)
 	case c.SessionMaxAge < c.TokenTTL:
 		return fmt.Errorf("session max age %v is below the token TTL %v", c.SessionMaxAge, c.TokenTTL)
+	case c.SessionMaxAge > MaxLifetime || c.CodeTTL > MaxLifetime:
+		return fmt.Errorf("session max age %v or code TTL %v is above %v", c.SessionMaxAge, c.CodeTTL, MaxLifetime)
 	case c.RotationLeeway < 0:
 		return fmt.Errorf("rotation leeway %v is negative", c.RotationLeeway)
 	}

@@ -48,7 +48,7 @@ func applyGCSettings(gcPercent int, limitMiB int64, logger *slog.Logger) {
 // share keeps a server with many of them quiet. The tenth keeps a server
 // with a large heap from forcing a full collection every few seconds. With
 // 100,000 idle 4.x sockets, about 1.9 GB live by the figures of 10,000, a
-// release would follow every 30 to 40 s of heartbeats (an estimate, not
+// release would follow every 30 to 50 s of heartbeats (an estimate, not
 // measured at that size).
 var socketIdleMemory = idlememory.Config{
 	Interval:               2 * time.Second,

@@ -31,13 +31,14 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 		c.Flags().StringVar(&dataDir, "data", "./sockauth-data", "data folder holding keys.json")
 		c.Flags().DurationVar(&tokenTTL, "token-ttl", 0,
 			"token lifetime that sets when a replaced key retires. The longer of this and the lifetime that "+
-				"sockauth serve recorded in the key file applies (default: the recorded lifetime, or "+
-				authority.DefaultConfig().TokenTTL.String()+" when none is recorded)")
+				"sockauth serve recorded in the key file applies, and rotate records a longer one (default: the "+
+				"recorded lifetime, or "+authority.DefaultConfig().TokenTTL.String()+" when none is recorded)")
 	}
 	// checkTokenTTL rejects a negative --token-ttl.
 	checkTokenTTL := func() error {
-		if tokenTTL < 0 {
-			return fmt.Errorf("invalid --token-ttl %s: pass 0 for the lifetime recorded in the key file, or a positive duration", tokenTTL)
+		if tokenTTL < 0 || tokenTTL > authority.MaxLifetime {
+			return fmt.Errorf("invalid --token-ttl %s: pass 0 for the lifetime recorded in the key file, "+
+				"or a positive duration up to %s", tokenTTL, authority.MaxLifetime)
 		}
 		return nil
 	}

@@ -318,9 +318,11 @@ func TestKeysTokenTTLFlag(t *testing.T) {
 	}
 
 	for _, command := range []string{"rotate", "list"} {
-		_, err := runCLI(t, "keys", command, "--data", dir, "--token-ttl", "-1h")
-		if err == nil || !strings.Contains(err.Error(), "invalid --token-ttl") {
-			t.Errorf("keys %s --token-ttl -1h = %v, expected an invalid --token-ttl error", command, err)
+		for _, value := range []string{"-1h", "2562047h"} {
+			_, err := runCLI(t, "keys", command, "--data", dir, "--token-ttl", value)
+			if err == nil || !strings.Contains(err.Error(), "invalid --token-ttl") {
+				t.Errorf("keys %s --token-ttl %s = %v, expected an invalid --token-ttl error", command, value, err)
+			}
 		}
 	}
 }

@@ -37,11 +37,10 @@ type Config struct {
 	// collection.
 	MinReclaimBytes uint64
 	// MinReclaimLiveFraction raises MinReclaimBytes to this fraction of the
-	// live heap that the last release left, when that is more. With a
-	// fraction at or above the GC percent, the runtime's own collections
-	// reach the garbage of a large server's idle connections first. Without
-	// it, such a server would force a full collection each time that garbage
-	// reached MinReclaimBytes. Zero keeps MinReclaimBytes fixed.
+	// live heap that the last release left, when that is more. Without it,
+	// a server with a large heap would force a full collection each time the
+	// garbage of its idle connections reached MinReclaimBytes, which can be
+	// every few seconds. Zero keeps MinReclaimBytes fixed.
 	MinReclaimLiveFraction float64
 }
 

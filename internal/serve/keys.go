@@ -65,6 +65,10 @@ func (r *keyReloader) check(now time.Time) {
 		// lifetime than this authority's tokens live.
 		if time.Duration(keys.TokenTTL) < r.tokenTTL {
 			keys = recordTokenTTL(r.dir, keys, r.tokenTTL, r.log)
+			// The write changed the file, which need not be read again.
+			if written, err := os.Stat(filepath.Join(r.dir, authority.KeyFileName)); err == nil {
+				info = written
+			}
 		}
 		r.keys, r.modTime, r.active = keys, info.ModTime(), -1
 	}

@@ -188,6 +188,12 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 		return nil, err
 	}
 
+	// The key file records the token lifetime, so the lifetimes are checked
+	// before anything is written.
+	if err := (authority.Config{CodeTTL: cfg.CodeTTL, TokenTTL: cfg.TokenTTL, SessionMaxAge: cfg.SessionMaxAge,
+		RotationLeeway: cfg.RotationLeeway}).Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
 	keys, err := authority.LoadOrCreateKeySet(cfg.DataDir)
 	if err != nil {
 		return nil, err

@@ -658,3 +658,18 @@ func TestStartRecordsTokenTTL(t *testing.T) {
 		t.Fatalf("key file records %s after a start with 10m, expected the earlier 3h0m0s", got)
 	}
 }
+
+// TestStartWithInvalidLifetimesWritesNoKeyFile starts an authority whose
+// token lifetime exceeds its session lifetime. It must fail before it
+// creates or changes the key file.
+func TestStartWithInvalidLifetimesWritesNoKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	_, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: dir,
+		TokenTTL: 2 * time.Hour, SessionMaxAge: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), "invalid configuration") {
+		t.Fatalf("Start with a token TTL above the session max age = %v, expected invalid configuration", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, authority.KeyFileName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("key file after a failed start: %v, expected none", err)
+	}
+}

@@ -173,11 +173,11 @@ func (s *Store) CompareAndSwap(ctx context.Context, expectedVersion uint64, next
 }
 
 // ListBySubject returns a page of the stored sessions of subject, and prunes
-// index entries whose records have expired. The index is a sorted set
-// ordered by expiry, and by id among equal expiries, so a cursor is the
-// expiry and the id of the last entry that the previous page read. A session
-// whose expiry grows between two pages moves behind the cursor and can be
-// listed twice.
+// index entries whose records have expired. A subject has two indexes of the
+// same session ids: one sorted by expiry, which pruning reads, and one with
+// every score zero, which Redis sorts by id and which pages read. A cursor is
+// the id of the last session that the previous page read, so a session whose
+// expiry grows between two pages is listed once.
 func (s *Store) ListBySubject(ctx context.Context, subject, cursor string, limit int) ([]*authority.Session, string, error) {
 	if limit <= 0 {
 		return nil, "", fmt.Errorf("list sessions of %q: page size %d: %w", subject, limit, authority.ErrInvalidArgument)
@@ -187,24 +187,29 @@ func (s *Store) ListBySubject(ctx context.Context, subject, cursor string, limit
 		return nil, "", err
 	}
 
-	key := s.subjectKey(subject)
-	if err := s.client.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10)).Err(); err != nil {
+	keys := []string{s.subjectKey(subject), s.subjectIDsKey(subject)}
+	if err := pruneScript.Run(ctx, s.client, keys, time.Now().UnixMilli()).Err(); err != nil {
 		return nil, "", fmt.Errorf("prune session index of %q in Redis: %w", subject, err)
 	}
-	entries, err := s.indexAfter(ctx, key, after, limit+1)
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	ids, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: keys[1], Start: start, Stop: "+", ByLex: true, Count: int64(limit) + 1,
+	}).Result()
 	if err != nil {
 		return nil, "", fmt.Errorf("read session index of %q from Redis: %w", subject, err)
 	}
 
 	next := ""
-	if len(entries) > limit {
-		entries = entries[:limit]
-		last := entries[limit-1]
-		next = strconv.FormatInt(int64(last.Score), 10) + ":" + memberID(last)
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = ids[limit-1]
 	}
-	sessions := make([]*authority.Session, 0, len(entries))
-	for _, entry := range entries {
-		session, err := s.Get(ctx, memberID(entry))
+	sessions := make([]*authority.Session, 0, len(ids))
+	for _, id := range ids {
+		session, err := s.Get(ctx, id)
 		if errors.Is(err, authority.ErrNotFound) {
 			continue
 		}
@@ -216,124 +221,77 @@ func (s *Store) ListBySubject(ctx context.Context, subject, cursor string, limit
 	return sessions, next, nil
 }
 
-// listCursor is a position in a subject's index: entries with a higher
-// score, or the same score and a greater id, come after it.
-type listCursor struct {
-	score int64
-	id    string
-	// set is false for the start of the index.
-	set bool
-}
-
-// parseListCursor reads a cursor that ListBySubject returned, "SCORE:ID".
-func parseListCursor(cursor string) (listCursor, error) {
+// parseListCursor reads a cursor that ListBySubject returned: a session id,
+// or "EXPIRY:ID" from versions that paged by expiry, of which the id is used.
+func parseListCursor(cursor string) (string, error) {
 	if cursor == "" {
-		return listCursor{}, nil
+		return "", nil
 	}
-	score, id, ok := strings.Cut(cursor, ":")
-	value, err := strconv.ParseInt(score, 10, 64)
-	if !ok || err != nil || id == "" {
-		return listCursor{}, fmt.Errorf("invalid page cursor %q: %w", cursor, authority.ErrInvalidArgument)
+	id := cursor
+	if expiry, rest, found := strings.Cut(cursor, ":"); found {
+		if _, err := strconv.ParseInt(expiry, 10, 64); err != nil {
+			return "", fmt.Errorf("invalid page cursor %q: %w", cursor, authority.ErrInvalidArgument)
+		}
+		id = rest
 	}
-	return listCursor{score: value, id: id, set: true}, nil
+	if id == "" || strings.ContainsFunc(id, func(r rune) bool { return !isIDRune(r) }) {
+		return "", fmt.Errorf("invalid page cursor %q: %w", cursor, authority.ErrInvalidArgument)
+	}
+	return id, nil
 }
 
-// rangeAfterScript returns the count entries after member, with their
-// scores, when member is in the sorted set with the given score, and false
-// otherwise. KEYS[1] is the index, and ARGV contains member, score and count.
-var rangeAfterScript = redis.NewScript(`
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) ~= tonumber(ARGV[2]) then
-  return false
+// isIDRune reports whether r can appear in a session id, which is base64url.
+func isIDRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
+}
+
+// pruneScript removes the sessions whose records have expired from both
+// indexes of a subject. It also fills the index by id from the index by
+// expiry when that holds more, as after an upgrade from a version that kept
+// only the latter. KEYS: index by expiry, index by id; ARGV: now in Unix
+// milliseconds.
+var pruneScript = redis.NewScript(`
+local expired = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE')
+for i = 1, #expired, 1000 do
+  local batch = {unpack(expired, i, math.min(i + 999, #expired))}
+  redis.call('ZREM', KEYS[1], unpack(batch))
+  redis.call('ZREM', KEYS[2], unpack(batch))
 end
-local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
-return redis.call('ZRANGE', KEYS[1], rank + 1, rank + tonumber(ARGV[3]), 'WITHSCORES')
+if redis.call('ZCARD', KEYS[2]) < redis.call('ZCARD', KEYS[1]) then
+  local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+  for i = 1, #ids, 1000 do
+    local args = {}
+    for j = i, math.min(i + 999, #ids) do
+      args[#args + 1] = 0
+      args[#args + 1] = ids[j]
+    end
+    redis.call('ZADD', KEYS[2], 'NX', unpack(args))
+  end
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then
+    redis.call('PEXPIRE', KEYS[2], ttl)
+  end
+end
+return #expired
 `)
 
-// indexAfter returns up to count entries of the index at key after the
-// cursor, in the index's order. While the cursor's entry is in the index
-// unchanged, one script reads the entries after its rank. Otherwise Redis
-// selects entries by score only, so the entries with the cursor's score
-// that come before the cursor are read and skipped.
-func (s *Store) indexAfter(ctx context.Context, key string, after listCursor, count int) ([]redis.Z, error) {
-	start := "-inf"
-	if after.set {
-		start = strconv.FormatInt(after.score, 10)
-		reply, err := rangeAfterScript.Run(ctx, s.client, []string{key}, after.id, after.score, count).StringSlice()
-		switch {
-		case err == nil:
-			return parseScored(reply)
-		case !errors.Is(err, redis.Nil):
-			return nil, err
-		}
-	}
-	// Sessions created in one second share a score, so thousands of entries
-	// can precede the cursor. Batches of at least minScanBatch keep the round
-	// trips few when the page is small.
-	batchSize := max(count, minScanBatch)
-	var entries []redis.Z
-	for offset := int64(0); len(entries) < count; {
-		batch, err := s.client.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-			Key: key, Start: start, Stop: "+inf", ByScore: true, Offset: offset, Count: int64(batchSize),
-		}).Result()
-		if err != nil {
-			return nil, err
-		}
-		for _, entry := range batch {
-			if after.set && int64(entry.Score) == after.score && memberID(entry) <= after.id {
-				continue
-			}
-			if len(entries) < count {
-				entries = append(entries, entry)
-			}
-		}
-		if len(batch) < batchSize {
-			break
-		}
-		offset += int64(len(batch))
-	}
-	return entries, nil
-}
-
-// minScanBatch is the smallest batch of entries that indexAfter reads when it
-// selects by score.
-const minScanBatch = 1000
-
-// parseScored reads a ZRANGE WITHSCORES reply of member and score pairs.
-func parseScored(reply []string) ([]redis.Z, error) {
-	if len(reply)%2 != 0 {
-		return nil, fmt.Errorf("sorted set reply of %d strings, expected pairs", len(reply))
-	}
-	entries := make([]redis.Z, 0, len(reply)/2)
-	for i := 0; i < len(reply); i += 2 {
-		score, err := strconv.ParseFloat(reply[i+1], 64)
-		if err != nil {
-			return nil, fmt.Errorf("sorted set score %q: %w", reply[i+1], err)
-		}
-		entries = append(entries, redis.Z{Member: reply[i], Score: score})
-	}
-	return entries, nil
-}
-
-// memberID returns the session id of an index entry.
-func memberID(entry redis.Z) string {
-	id, _ := entry.Member.(string)
-	return id
-}
-
-// indexScript adds a session id to its subject's sorted set, scored by the
-// record's expiry, and keeps the set alive as long as its latest entry.
-// KEYS[1] subject key; ARGV: session id, expiry in Unix milliseconds.
+// indexScript adds a session id to both indexes of its subject: the one
+// scored by the record's expiry and the one sorted by id. It keeps both
+// alive as long as the latest expiry. KEYS: index by expiry, index by id;
+// ARGV: session id, expiry in Unix milliseconds.
 var indexScript = redis.NewScript(`
 redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[1])
 local latest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], latest[2])
+redis.call('PEXPIREAT', KEYS[2], latest[2])
 return 1
 `)
 
-// index adds the session to its subject's index.
+// index adds the session to its subject's indexes.
 func (s *Store) index(ctx context.Context, session *authority.Session) error {
-	err := indexScript.Run(ctx, s.client, []string{s.subjectKey(session.Subject)}, session.ID, expiry(session)).Err()
+	keys := []string{s.subjectKey(session.Subject), s.subjectIDsKey(session.Subject)}
+	err := indexScript.Run(ctx, s.client, keys, session.ID, expiry(session)).Err()
 	if err != nil {
 		return fmt.Errorf("index session %s in Redis: %w", session.ID, err)
 	}
@@ -352,9 +310,17 @@ func (s *Store) sessionKey(id string) string {
 	return s.prefix + "session:{" + id + "}"
 }
 
-// subjectKey is the sorted set of a subject's session ids.
+// subjectKey is the sorted set of a subject's session ids, scored by the
+// expiry of their records.
 func (s *Store) subjectKey(subject string) string {
 	return s.prefix + "subject:{" + subject + "}"
+}
+
+// subjectIDsKey is the sorted set of a subject's session ids, all scored
+// zero, so that Redis sorts them by id. It shares subjectKey's hash tag, so
+// that both live on one Redis Cluster node.
+func (s *Store) subjectIDsKey(subject string) string {
+	return s.prefix + "subject-ids:{" + subject + "}"
 }
 
 // expiry returns when Redis may drop the record, in Unix milliseconds.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,73 +99,147 @@ func TestRecordExpires(t *testing.T) {
 	}
 }
 
-func TestListPagesAfterCursorEntryChanged(t *testing.T) {
-	for _, change := range []string{"removed", "rescored"} {
-		t.Run(change, func(t *testing.T) {
-			store := openStore(t)
-			opts, err := redis.ParseURL(redisURL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			client := redis.NewClient(opts)
-			defer client.Close()
-			ctx := context.Background()
-
-			// Sessions created in one second share their expiry, so the
-			// index orders them by id alone.
-			subject := "paged-" + change
-			want := map[string]int{}
-			for range 7 {
-				session := storetest.NewSession()
-				session.Subject = subject
-				if err := store.Create(ctx, session); err != nil {
-					t.Fatalf("Create: %v", err)
-				}
-				want[session.ID] = 1
-			}
-
-			page, next, err := store.ListBySubject(ctx, subject, "", 3)
-			if err != nil || len(page) != 3 || next == "" {
-				t.Fatalf("first page = %d sessions, next %q, %v; expected 3 and a next cursor", len(page), next, err)
-			}
-			got := map[string]int{}
-			for _, session := range page {
-				got[session.ID]++
-			}
-			cursorID := page[2].ID
-			key := store.SubjectKey(subject)
-			switch change {
-			case "removed":
-				err = client.ZRem(ctx, key, cursorID).Err()
-			case "rescored":
-				// A later expiry moves the entry behind the cursor, so it is
-				// listed again.
-				err = client.ZAddGT(ctx, key, redis.Z{Member: cursorID, Score: float64(time.Now().Add(3 * time.Hour).UnixMilli())}).Err()
-				want[cursorID] = 2
-			}
-			if err != nil {
-				t.Fatalf("changing the cursor's entry: %v", err)
-			}
-
-			for cursor := next; cursor != ""; {
-				page, cursor, err = store.ListBySubject(ctx, subject, cursor, 3)
-				if err != nil {
-					t.Fatalf("ListBySubject: %v", err)
-				}
-				for _, session := range page {
-					got[session.ID]++
-				}
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("sessions listed, with how often: %v, expected %v", got, want)
-			}
-		})
+// listAll reads every page of subject's sessions, starting after cursor, in
+// pages of 3, and counts how often each session appears.
+func listAll(t *testing.T, store *redisstore.Store, subject, cursor string, got map[string]int) {
+	t.Helper()
+	for first := true; first || cursor != ""; first = false {
+		page, next, err := store.ListBySubject(context.Background(), subject, cursor, 3)
+		if err != nil {
+			t.Fatalf("ListBySubject: %v", err)
+		}
+		for _, session := range page {
+			got[session.ID]++
+		}
+		cursor = next
 	}
+}
+
+// createSessions stores count sessions of subject and returns their ids,
+// each counted once.
+func createSessions(t *testing.T, store *redisstore.Store, subject string, count int) map[string]int {
+	t.Helper()
+	want := map[string]int{}
+	for range count {
+		session := storetest.NewSession()
+		session.Subject = subject
+		if err := store.Create(context.Background(), session); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		want[session.ID] = 1
+	}
+	return want
+}
+
+// TestListOnceWhenExpiryGrows rotates the sessions of the first page, which
+// moves them to the end of the index by expiry, and reads the other pages.
+// Each session must be listed once.
+func TestListOnceWhenExpiryGrows(t *testing.T) {
+	store := openStore(t)
+	ctx := context.Background()
+	subject := "rotating-" + storetest.NewSession().ID
+	want := createSessions(t, store, subject, 7)
+
+	page, next, err := store.ListBySubject(ctx, subject, "", 3)
+	if err != nil || len(page) != 3 || next == "" {
+		t.Fatalf("first page = %d sessions, next %q, %v; expected 3 and a next cursor", len(page), next, err)
+	}
+	got := map[string]int{}
+	for _, session := range page {
+		got[session.ID]++
+		rotated := *session
+		rotated.Version++
+		rotated.RetainUntil = session.RetainUntil.Add(3 * time.Hour)
+		if err := store.CompareAndSwap(ctx, session.Version, &rotated); err != nil {
+			t.Fatalf("CompareAndSwap: %v", err)
+		}
+	}
+	listAll(t, store, subject, next, got)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("sessions listed, with how often: %v, expected each once: %v", got, want)
+	}
+}
+
+// TestListAfterCursorEntryRemoved removes the session of the cursor from both
+// indexes before the next page is read.
+func TestListAfterCursorEntryRemoved(t *testing.T) {
+	store := openStore(t)
+	client := testClient(t)
+	ctx := context.Background()
+	subject := "removed-" + storetest.NewSession().ID
+	want := createSessions(t, store, subject, 7)
+
+	page, next, err := store.ListBySubject(ctx, subject, "", 3)
+	if err != nil || len(page) != 3 || next == "" {
+		t.Fatalf("first page = %d sessions, next %q, %v; expected 3 and a next cursor", len(page), next, err)
+	}
+	got := map[string]int{}
+	for _, session := range page {
+		got[session.ID]++
+	}
+	for _, key := range []string{store.SubjectKey(subject), store.SubjectIDsKey(subject)} {
+		if err := client.ZRem(ctx, key, page[2].ID).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listAll(t, store, subject, next, got)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("sessions listed, with how often: %v, expected each once: %v", got, want)
+	}
+}
+
+// TestListFillsIndexByID lists a subject whose sessions are only in the
+// index by expiry, as a version that kept only that one left them, and
+// pages with a cursor of that version.
+func TestListFillsIndexByID(t *testing.T) {
+	store := openStore(t)
+	client := testClient(t)
+	ctx := context.Background()
+	subject := "upgraded-" + storetest.NewSession().ID
+	want := createSessions(t, store, subject, 7)
+	if err := client.Del(ctx, store.SubjectIDsKey(subject)).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	got := map[string]int{}
+	listAll(t, store, subject, "", got)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("sessions listed, with how often: %v, expected each once: %v", got, want)
+	}
+	ttl, err := client.PTTL(ctx, store.SubjectIDsKey(subject)).Result()
+	if err != nil || ttl <= 0 {
+		t.Errorf("index by id has TTL %v, %v; expected the index by expiry's", ttl, err)
+	}
+
+	ids := make([]string, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	page, _, err := store.ListBySubject(ctx, subject, "1767225600000:"+ids[2], 3)
+	if err != nil {
+		t.Fatalf("ListBySubject with an expiry cursor: %v", err)
+	}
+	if len(page) != 3 || page[0].ID != ids[3] {
+		t.Errorf("page after the expiry cursor of %s starts with %d sessions, expected 3 from %s", ids[2], len(page), ids[3])
+	}
+}
+
+// testClient returns a client of the tests' Redis server.
+func testClient(t *testing.T) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(redisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() })
+	return client
 }
 
 func TestListRejectsMalformedCursor(t *testing.T) {
 	store := openStore(t)
-	for _, cursor := range []string{"no-colon", "x:sid-1", "12:"} {
+	for _, cursor := range []string{"x:sid-1", "12:", "sid 1", "sid-1:12"} {
 		_, _, err := store.ListBySubject(context.Background(), "alice", cursor, 3)
 		if !errors.Is(err, authority.ErrInvalidArgument) {
 			t.Errorf("ListBySubject after cursor %q = %v, expected ErrInvalidArgument", cursor, err)

@@ -114,8 +114,9 @@ func newSessionsCommand() *cobra.Command {
 			return opts.call(cmd, func(ctx context.Context, client sockauthv1.AdminServiceClient) error {
 				table := newSessionTable(cmd.OutOrStdout())
 				request := &sockauthv1.ListSessionsRequest{Subject: subject}
-				// The Redis store can return a session on two pages when its
-				// expiry grows between them, so each is printed once.
+				// The Redis store of earlier versions could return a session
+				// on two pages when its expiry grew between them, so each is
+				// printed once.
 				printed := make(map[string]bool)
 				for {
 					pageCtx, cancel := context.WithTimeout(ctx, opts.timeout)

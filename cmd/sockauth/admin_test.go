@@ -53,7 +53,8 @@ type pagedAdmin struct {
 	delay  time.Duration
 	tokens []string
 	// repeat adds the last session of the previous page to each page, as
-	// the Redis store does for a session whose expiry grew between pages.
+	// the Redis store of earlier versions did for a session whose expiry grew
+	// between pages.
 	repeat bool
 }
 

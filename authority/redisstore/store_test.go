@@ -115,6 +115,29 @@ func listAll(t *testing.T, store *redisstore.Store, subject, cursor string, got 
 	}
 }
 
+// firstPage reads the first page of 3 of subject's sessions, which must be
+// full and have a next cursor, and counts its sessions.
+func firstPage(t *testing.T, store *redisstore.Store, subject string) ([]*authority.Session, string, map[string]int) {
+	t.Helper()
+	page, next, err := store.ListBySubject(context.Background(), subject, "", 3)
+	if err != nil || len(page) != 3 || next == "" {
+		t.Fatalf("first page = %d sessions, next %q, %v; expected 3 and a next cursor", len(page), next, err)
+	}
+	got := map[string]int{}
+	for _, session := range page {
+		got[session.ID]++
+	}
+	return page, next, got
+}
+
+// checkListedOnce compares the sessions listed, with how often, with want.
+func checkListedOnce(t *testing.T, got, want map[string]int) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("sessions listed, with how often: %v, expected each once: %v", got, want)
+	}
+}
+
 // createSessions stores count sessions of subject and returns their ids,
 // each counted once.
 func createSessions(t *testing.T, store *redisstore.Store, subject string, count int) map[string]int {
@@ -140,13 +163,8 @@ func TestListOnceWhenExpiryGrows(t *testing.T) {
 	subject := "rotating-" + storetest.NewSession().ID
 	want := createSessions(t, store, subject, 7)
 
-	page, next, err := store.ListBySubject(ctx, subject, "", 3)
-	if err != nil || len(page) != 3 || next == "" {
-		t.Fatalf("first page = %d sessions, next %q, %v; expected 3 and a next cursor", len(page), next, err)
-	}
-	got := map[string]int{}
+	page, next, got := firstPage(t, store, subject)
 	for _, session := range page {
-		got[session.ID]++
 		rotated := *session
 		rotated.Version++
 		rotated.RetainUntil = session.RetainUntil.Add(3 * time.Hour)
@@ -155,9 +173,7 @@ func TestListOnceWhenExpiryGrows(t *testing.T) {
 		}
 	}
 	listAll(t, store, subject, next, got)
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("sessions listed, with how often: %v, expected each once: %v", got, want)
-	}
+	checkListedOnce(t, got, want)
 }
 
 // TestListAfterCursorEntryRemoved removes the session of the cursor from both
@@ -169,23 +185,14 @@ func TestListAfterCursorEntryRemoved(t *testing.T) {
 	subject := "removed-" + storetest.NewSession().ID
 	want := createSessions(t, store, subject, 7)
 
-	page, next, err := store.ListBySubject(ctx, subject, "", 3)
-	if err != nil || len(page) != 3 || next == "" {
-		t.Fatalf("first page = %d sessions, next %q, %v; expected 3 and a next cursor", len(page), next, err)
-	}
-	got := map[string]int{}
-	for _, session := range page {
-		got[session.ID]++
-	}
+	page, next, got := firstPage(t, store, subject)
 	for _, key := range []string{store.SubjectKey(subject), store.SubjectIDsKey(subject)} {
 		if err := client.ZRem(ctx, key, page[2].ID).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	listAll(t, store, subject, next, got)
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("sessions listed, with how often: %v, expected each once: %v", got, want)
-	}
+	checkListedOnce(t, got, want)
 }
 
 // TestListFillsIndexByID lists a subject whose sessions are only in the
@@ -203,9 +210,7 @@ func TestListFillsIndexByID(t *testing.T) {
 
 	got := map[string]int{}
 	listAll(t, store, subject, "", got)
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("sessions listed, with how often: %v, expected each once: %v", got, want)
-	}
+	checkListedOnce(t, got, want)
 	ttl, err := client.PTTL(ctx, store.SubjectIDsKey(subject)).Result()
 	if err != nil || ttl <= 0 {
 		t.Errorf("index by id has TTL %v, %v; expected the index by expiry's", ttl, err)

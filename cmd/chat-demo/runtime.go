@@ -40,8 +40,8 @@ func applyGCSettings(gcPercent int, limitMiB int64, logger *slog.Logger) {
 }
 
 // socketIdleMemory is the setting that decides when the chat demo returns
-// its idle heap to the system. A release follows 2 s in which the demo
-// allocated at most 4 MiB, or 5% of its live heap when that is more. It
+// its idle heap to the system. A release follows a second in which the demo
+// allocated at most 2 MiB, or 2.5% of its live heap when that is more. It
 // waits until the heap has grown 16 MiB beyond what the last release left,
 // or a tenth of that live heap when that is more. Idle sockets keep
 // allocating for their heartbeats, in proportion to their number, so the
@@ -51,9 +51,9 @@ func applyGCSettings(gcPercent int, limitMiB int64, logger *slog.Logger) {
 // release would follow every 30 to 50 s of heartbeats (an estimate, not
 // measured at that size).
 var socketIdleMemory = idlememory.Config{
-	Interval:               2 * time.Second,
-	QuietBytes:             4 << 20,
-	QuietLiveFraction:      0.05,
+	Interval:               time.Second,
+	QuietBytes:             2 << 20,
+	QuietLiveFraction:      0.025,
 	MinReclaimBytes:        16 << 20,
 	MinReclaimLiveFraction: 0.1,
 }

@@ -150,23 +150,24 @@ func (k *KeySet) Rotate(now time.Time, tokenTTL time.Duration) (string, error) {
 }
 
 // RecordTokenTTL raises the token lifetime recorded in the key file in dir to
-// tokenTTL, and leaves a longer one in place. It reports whether it changed
-// the file. An authority calls it at its start, so that key rotations keep
-// replaced keys for as long as its tokens live, even when the operator passes
-// no or a shorter lifetime to the rotation.
-func RecordTokenTTL(dir string, tokenTTL time.Duration) (bool, error) {
+// tokenTTL, and leaves a longer one in place. It returns the key set that the
+// file contains afterwards, and whether it changed the file. An authority
+// calls it at its start, so that key rotations keep replaced keys for as long
+// as its tokens live, even when the operator passes no or a shorter lifetime
+// to the rotation.
+func RecordTokenTTL(dir string, tokenTTL time.Duration) (*KeySet, bool, error) {
 	if tokenTTL < 0 || tokenTTL > MaxLifetime {
-		return false, fmt.Errorf("token lifetime %v is outside 0 to %v", tokenTTL, MaxLifetime)
+		return nil, false, fmt.Errorf("token lifetime %v is outside 0 to %v", tokenTTL, MaxLifetime)
 	}
 	keys, err := LoadKeySet(dir)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	if time.Duration(keys.TokenTTL) >= tokenTTL {
-		return false, nil
+		return keys, false, nil
 	}
 	changed := false
-	_, err = UpdateKeySet(dir, func(keys *KeySet) error {
+	keys, err = UpdateKeySet(dir, func(keys *KeySet) error {
 		if time.Duration(keys.TokenTTL) < tokenTTL {
 			keys.TokenTTL = Lifetime(tokenTTL)
 			changed = true
@@ -174,9 +175,9 @@ func RecordTokenTTL(dir string, tokenTTL time.Duration) (bool, error) {
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("record the token lifetime in the key file: %w", err)
+		return nil, false, fmt.Errorf("record the token lifetime in the key file: %w", err)
 	}
-	return changed, nil
+	return keys, changed, nil
 }
 
 // LoadKeySet reads the key file in dir.

@@ -122,7 +122,7 @@ func TestRecordTokenTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	changed, err := RecordTokenTTL(dir, 2*time.Hour)
+	_, changed, err := RecordTokenTTL(dir, 2*time.Hour)
 	if err != nil || !changed {
 		t.Fatalf("RecordTokenTTL(2h) on a new key file = %v, %v; expected a change", changed, err)
 	}
@@ -135,9 +135,12 @@ func TestRecordTokenTTL(t *testing.T) {
 	}
 
 	// A shorter lifetime leaves the longer one in place.
-	changed, err = RecordTokenTTL(dir, time.Hour)
+	returned, changed, err := RecordTokenTTL(dir, time.Hour)
 	if err != nil || changed {
 		t.Fatalf("RecordTokenTTL(1h) after 2 h = %v, %v; expected no change", changed, err)
+	}
+	if got := time.Duration(returned.TokenTTL); got != 2*time.Hour {
+		t.Errorf("RecordTokenTTL returned a key set with %s, expected the stored 2h0m0s", got)
 	}
 	keys, err := LoadKeySet(dir)
 	if err != nil {
@@ -313,5 +316,22 @@ func TestUpdateKeySetWithoutKeyFile(t *testing.T) {
 	}
 	if len(entries) != 0 {
 		t.Errorf("UpdateKeySet left %d files in a folder without a key file", len(entries))
+	}
+}
+
+func TestLongestTokenTTLTakesTokenOrCode(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want time.Duration
+	}{
+		{"defaults", Config{}, time.Hour},
+		{"token longer", Config{TokenTTL: 3 * time.Hour, CodeTTL: time.Minute}, 3 * time.Hour},
+		{"code longer", Config{TokenTTL: time.Minute, CodeTTL: 5 * time.Minute}, 5 * time.Minute},
+	}
+	for _, tt := range tests {
+		if got := tt.cfg.LongestTokenTTL(); got != tt.want {
+			t.Errorf("%s: LongestTokenTTL = %s, want %s", tt.name, got, tt.want)
+		}
 	}
 }

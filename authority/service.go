@@ -87,6 +87,14 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// LongestTokenTTL returns the longest lifetime of the tokens that a service
+// with c makes: the longer of its session tokens' and its login codes', with
+// the defaults filled in.
+func (c Config) LongestTokenTTL() time.Duration {
+	c = c.withDefaults()
+	return max(c.TokenTTL, c.CodeTTL)
+}
+
 // Validate reports whether c, with the defaults filled in, is a usable
 // configuration, so that a caller can check it before it writes anything.
 func (c Config) Validate() error {

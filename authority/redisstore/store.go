@@ -230,12 +230,12 @@ func parseListCursor(cursor string) (string, error) {
 	id := cursor
 	if expiry, rest, found := strings.Cut(cursor, ":"); found {
 		if _, err := strconv.ParseInt(expiry, 10, 64); err != nil {
-			return "", fmt.Errorf("invalid page cursor %q: %w", cursor, authority.ErrInvalidArgument)
+			return "", fmt.Errorf("invalid page cursor %q (start again with an empty cursor): %w", cursor, authority.ErrInvalidArgument)
 		}
 		id = rest
 	}
 	if id == "" || strings.ContainsFunc(id, func(r rune) bool { return !isIDRune(r) }) {
-		return "", fmt.Errorf("invalid page cursor %q: %w", cursor, authority.ErrInvalidArgument)
+		return "", fmt.Errorf("invalid page cursor %q (start again with an empty cursor): %w", cursor, authority.ErrInvalidArgument)
 	}
 	return id, nil
 }

@@ -34,7 +34,8 @@ rotation needs no restart. With several replicas, give each the new key file.`,
 				"sockauth serve recorded in the key file applies, and rotate records a longer one (default: the "+
 				"recorded lifetime, or "+authority.DefaultConfig().TokenTTL.String()+" when none is recorded)")
 	}
-	// checkTokenTTL rejects a negative --token-ttl.
+	// checkTokenTTL rejects a --token-ttl that is negative or above
+	// authority.MaxLifetime.
 	checkTokenTTL := func() error {
 		if tokenTTL < 0 || tokenTTL > authority.MaxLifetime {
 			return fmt.Errorf("invalid --token-ttl %s: pass 0 for the lifetime recorded in the key file, "+

@@ -96,42 +96,20 @@ func (r *keyReloader) logFailure(message string, err error) {
 	r.log.Error(message, "error", err)
 }
 
-// tokenLifetime returns the longest lifetime of the tokens that an
-// authority with cfg makes: the longer of its session tokens' and its login
-// codes'.
-func tokenLifetime(cfg Config) time.Duration {
-	defaults := authority.DefaultConfig()
-	tokenTTL, codeTTL := cfg.TokenTTL, cfg.CodeTTL
-	if tokenTTL == 0 {
-		tokenTTL = defaults.TokenTTL
-	}
-	if codeTTL == 0 {
-		codeTTL = defaults.CodeTTL
-	}
-	return max(tokenTTL, codeTTL)
-}
-
 // recordTokenTTL records lifetime, the longest lifetime of the tokens that
 // this authority makes, in the key file in dir, so that `sockauth keys
 // rotate` keeps a replaced key verifying until they expire. It returns the
 // key set after the change. A failure to write leaves the file as it was and
 // is logged, because the authority can still serve with the keys it read.
 func recordTokenTTL(dir string, keys *authority.KeySet, lifetime time.Duration, log *slog.Logger) *authority.KeySet {
-	changed, err := authority.RecordTokenTTL(dir, lifetime)
+	updated, changed, err := authority.RecordTokenTTL(dir, lifetime)
 	if err != nil {
 		log.Warn("token lifetime not recorded in the key file, so pass --token-ttl to `sockauth keys rotate`",
 			"data", dir, "token_ttl", lifetime, "error", err)
 		return keys
 	}
-	if !changed {
-		return keys
+	if changed {
+		log.Info("token lifetime recorded in the key file", "token_ttl", lifetime)
 	}
-	updated, err := authority.LoadKeySet(dir)
-	if err != nil {
-		log.Warn("key file unreadable after recording the token lifetime, so the keys read before stay in use",
-			"data", dir, "error", err)
-		return keys
-	}
-	log.Info("token lifetime recorded in the key file", "token_ttl", lifetime)
 	return updated
 }

@@ -100,20 +100,3 @@ func TestKeyReloaderRaisesCopiedTokenTTL(t *testing.T) {
 		t.Errorf("reloader holds a key set with %s, expected 2h0m0s", got)
 	}
 }
-
-func TestTokenLifetimeTakesLongerOfTokenAndCode(t *testing.T) {
-	tests := []struct {
-		name string
-		cfg  Config
-		want time.Duration
-	}{
-		{"defaults", Config{}, time.Hour},
-		{"token longer", Config{TokenTTL: 3 * time.Hour, CodeTTL: time.Minute}, 3 * time.Hour},
-		{"code longer", Config{TokenTTL: time.Minute, CodeTTL: 5 * time.Minute}, 5 * time.Minute},
-	}
-	for _, tt := range tests {
-		if got := tokenLifetime(tt.cfg); got != tt.want {
-			t.Errorf("%s: tokenLifetime = %s, want %s", tt.name, got, tt.want)
-		}
-	}
-}

@@ -190,15 +190,22 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 
 	// The key file records the token lifetime, so the lifetimes are checked
 	// before anything is written.
-	if err := (authority.Config{CodeTTL: cfg.CodeTTL, TokenTTL: cfg.TokenTTL, SessionMaxAge: cfg.SessionMaxAge,
-		RotationLeeway: cfg.RotationLeeway}).Validate(); err != nil {
+	serviceCfg := authority.Config{
+		CodeTTL:        cfg.CodeTTL,
+		TokenTTL:       cfg.TokenTTL,
+		SessionMaxAge:  cfg.SessionMaxAge,
+		RotationLeeway: cfg.RotationLeeway,
+		Logger:         log,
+		Metrics:        metrics.serviceMetrics(),
+	}
+	if err := serviceCfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
 	keys, err := authority.LoadOrCreateKeySet(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	lifetime := tokenLifetime(cfg)
+	lifetime := serviceCfg.LongestTokenTTL()
 	keys = recordTokenTTL(cfg.DataDir, keys, lifetime, log)
 	reloader := &keyReloader{dir: cfg.DataDir, tokenTTL: lifetime, log: log, keys: keys, active: -1}
 	initial, err := keys.Codec(time.Now(), lifetime)
@@ -217,14 +224,7 @@ func Start(ctx context.Context, cfg Config) (*Authority, error) {
 		return nil, err
 	}
 
-	service, err := authority.NewService(codec, store, authority.Config{
-		CodeTTL:        cfg.CodeTTL,
-		TokenTTL:       cfg.TokenTTL,
-		SessionMaxAge:  cfg.SessionMaxAge,
-		RotationLeeway: cfg.RotationLeeway,
-		Logger:         log,
-		Metrics:        metrics.serviceMetrics(),
-	})
+	service, err := authority.NewService(codec, store, serviceCfg)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("invalid configuration: %w", err)

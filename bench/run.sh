@@ -67,6 +67,15 @@ echo "CPU time stolen by the hypervisor during the gRPC load: $(steal_since "$ti
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== rotations and store syncs: sockauth bench authority --rpc Authenticate --rounds 7 --phases (in-process authority)"
+# The rate of each rotation phase against the time its syncs took, which
+# the rotation target depends on. The in-process authority reports its
+# syncs without a metrics endpoint, whose interceptors would add CPU time to
+# every call of the load above.
+"$work/sockauth" bench authority --callers 64 --count 300 --rounds 7 --rpc Authenticate --phases
+
+echo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== authority memory with $FILL_SESSIONS live sessions"
 port=$(free_port)
 start_authority "$work/fill" "$port"

@@ -52,11 +52,14 @@ type SyncStats struct {
 	// Syncs is the number of sync rounds, each of which syncs Badger's logs
 	// once.
 	Syncs uint64
+	// SyncTime is the time that those syncs took together.
+	SyncTime time.Duration
 }
 
 // syncCounters are the atomic counters behind SyncStats.
 type syncCounters struct {
 	batches, writes, syncs atomic.Uint64
+	syncNanos              atomic.Int64
 }
 
 // Stats returns the counters of committed transactions, writes and syncs. It
@@ -66,6 +69,7 @@ func (s *Store) Stats() SyncStats {
 		Transactions: s.stats.batches.Load(),
 		Writes:       s.stats.writes.Load(),
 		Syncs:        s.stats.syncs.Load(),
+		SyncTime:     time.Duration(s.stats.syncNanos.Load()),
 	}
 }
 
@@ -131,7 +135,9 @@ func (s *Store) syncLoop() {
 		}
 		start := time.Now()
 		err := s.syncLogs(round.valueLog)
-		s.metrics.observeSync(time.Since(start))
+		took := time.Since(start)
+		s.metrics.observeSync(took)
+		s.stats.syncNanos.Add(int64(took))
 		s.endRound(round, err)
 	}
 }

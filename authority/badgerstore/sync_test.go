@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -583,4 +584,26 @@ func openGatedAfterFirstRound(t *testing.T, dir string) (*Store, *syncGate, *syn
 		t.Fatalf("first write: %v", err)
 	}
 	return store, gate, syncs
+}
+
+func TestStatsAddUpSyncTime(t *testing.T) {
+	store, gate := openGated(t, t.TempDir(), nil)
+	before := store.Stats()
+
+	op := queueCreate(t, store, storetest.NewSession())
+	<-gate.started
+	const held = 20 * time.Millisecond
+	time.Sleep(held)
+	gate.release <- nil
+	if err := <-op.done; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+
+	after := store.Stats()
+	if after.Syncs-before.Syncs != 1 || after.Writes-before.Writes != 1 {
+		t.Fatalf("stats went from %+v to %+v, expected one more sync and write", before, after)
+	}
+	if took := after.SyncTime - before.SyncTime; took < held {
+		t.Errorf("SyncTime grew by %v for a sync held %v", took, held)
+	}
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -36,6 +39,14 @@ type benchOptions struct {
 	rpcs []string
 	// cpuProfile is the file of a CPU profile of the rounds, or empty.
 	cpuProfile string
+	// metrics is the URL of the metrics page of the authority at
+	// client.Address, or empty.
+	metrics string
+	// phases adds a table of every phase to the report.
+	phases bool
+	// readSyncs reads the sync counters of the authority's store, or is nil
+	// when they are not available. runAuthorityBench sets it.
+	readSyncs syncReader
 }
 
 func newBenchCommand() *cobra.Command {
@@ -75,6 +86,17 @@ it afterwards. It then adds two columns:
                  together, per call (the median over the phases)
   of no-op CPU   that CPU time divided by the health check's
 
+The authority's Badger store makes each write durable with a sync of its
+logs, and the RPCs that write wait for one. With the authority in-process,
+or with --metrics naming the metrics page of a running one (sockauth serve
+--metrics-listen), two more columns show the median over the phases of:
+  writes/sync    the session records written, divided by the syncs
+  sync           the mean time of one sync
+They count every write of the authority during a phase, so other clients of
+a running authority change them. --phases adds a table of every phase, with
+its own ratio to the no-op rate, which shows how each round's rate follows
+the time its syncs took.
+
 --rpc limits the rounds to some of the token RPCs, and --cpu-profile writes
 a CPU profile of the rounds, no-op phases included, for go tool pprof. With
 the authority in-process, the profile covers the authority too.
@@ -101,6 +123,8 @@ line per rotation.`,
 	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "deadline of each call")
 	flags.StringSliceVar(&opts.rpcs, "rpc", nil, "token RPCs to run, of "+strings.Join(benchRPCNames(), ", ")+"; repeat or separate with commas; empty runs all")
 	flags.StringVar(&opts.cpuProfile, "cpu-profile", "", "file to write a CPU profile of the rounds to")
+	flags.StringVar(&opts.metrics, "metrics", "", "URL of the metrics page of the authority named by --authority, such as http://127.0.0.1:9090/metrics, for the sync columns")
+	flags.BoolVar(&opts.phases, "phases", false, "also print each phase's rate, ratio and syncs")
 	cmd.AddCommand(authorityCmd)
 	return cmd
 }
@@ -113,6 +137,9 @@ type benchPhase struct {
 	// cpu is the CPU time that the whole process used during the phase, or
 	// -1 when the system does not report it.
 	cpu time.Duration
+	// syncs are the store's syncs during the phase, or nil when they are not
+	// available.
+	syncs *storeSyncs
 }
 
 // cpuPerCall returns the process's CPU time per call, or -1.
@@ -179,6 +206,15 @@ func (o benchOptions) validate() error {
 	if o.timeout <= 0 {
 		return fmt.Errorf("--timeout is %v, expected a positive duration such as 10s", o.timeout)
 	}
+	if o.metrics != "" {
+		if o.client.Address == "" {
+			return errors.New("--metrics needs --authority: an in-process authority reports its syncs without it")
+		}
+		u, err := url.Parse(o.metrics)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--metrics %q is not an http or https URL, expected one such as http://127.0.0.1:9090/metrics", o.metrics)
+		}
+	}
 	_, err := selectBenchCalls(o.rpcs)
 	return err
 }
@@ -204,7 +240,15 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 		}
 		defer a.Close()
 		opts.client.Address = a.Addr()
+		opts.readSyncs = inProcessSyncs(a)
 		fmt.Fprintf(out, "in-process authority on %s, data in %s\n", a.Addr(), dir)
+	}
+	if opts.metrics != "" {
+		opts.readSyncs = scrapedSyncs(opts.metrics, &http.Client{Timeout: opts.timeout})
+		// A first reading reports a wrong address before any load runs.
+		if _, err := opts.readSyncs(ctx); err != nil {
+			return err
+		}
 	}
 
 	conns := make([]*grpc.ClientConn, opts.connections)
@@ -381,8 +425,12 @@ func printBenchReport(out io.Writer, opts benchOptions, inProcess bool, rounds [
 		opts.callers, opts.connections, opts.count, opts.rounds, roundsWord)
 	summaries := append([]benchSummary{summarizeCeiling(ceilings)}, summarizeRounds(rounds, ceilings)...)
 	showCPU := inProcess && summaries[0].cpuPerCall >= 0
+	showSyncs := opts.readSyncs != nil
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	header := "RPC\tcalls/s\tp50\tp99\tof no-op rate\tround range\t"
+	if showSyncs {
+		header += "writes/sync\tsync\t"
+	}
 	if showCPU {
 		header += "CPU per call\tof no-op CPU\t"
 	}
@@ -391,6 +439,9 @@ func printBenchReport(out io.Writer, opts benchOptions, inProcess bool, rounds [
 		fmt.Fprintf(w, "%s\t%.0f\t%v\t%v\t%.0f%%\t%.0f-%.0f%%\t", s.name, s.rate,
 			s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond),
 			100*s.ratio, 100*s.minRatio, 100*s.maxRatio)
+		if showSyncs {
+			fmt.Fprintf(w, "%s\t%s\t", formatWritesPerSync(s.writesPerSync), formatSyncTime(s.meanSync))
+		}
 		if showCPU {
 			fmt.Fprintf(w, "%v\t%.2f×\t", s.cpuPerCall.Round(100*time.Nanosecond),
 				float64(s.cpuPerCall)/float64(summaries[0].cpuPerCall))
@@ -403,7 +454,61 @@ func printBenchReport(out io.Writer, opts benchOptions, inProcess bool, rounds [
 	if showCPU {
 		fmt.Fprintln(out, "CPU per call is the median over the phases of the CPU time of this process, load generator and authority together, divided by the calls.")
 	}
+	if showSyncs {
+		fmt.Fprintln(out, "writes/sync and sync are medians over the phases of the store's writes per sync and mean sync time; - marks RPCs whose phases synced nothing.")
+	}
+	if opts.phases {
+		return printBenchPhases(out, rounds, ceilings, showSyncs)
+	}
 	return nil
+}
+
+// printBenchPhases prints a row for each phase, in the order they ran, with
+// the ratio of each token phase to the faster no-op phase beside its round.
+func printBenchPhases(out io.Writer, rounds []benchRound, ceilings []*benchPhase, showSyncs bool) error {
+	fmt.Fprintln(out, "\neach phase:")
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	header := "round\tRPC\tcalls/s\tof no-op rate\t"
+	if showSyncs {
+		header += "writes/sync\tsync\t"
+	}
+	fmt.Fprintln(w, header)
+	row := func(round string, p *benchPhase, ratio string) {
+		fmt.Fprintf(w, "%s\t%s\t%.0f\t%s\t", round, p.name, p.rate(), ratio)
+		if showSyncs {
+			during := storeSyncs{}
+			if p.syncs != nil {
+				during = *p.syncs
+			}
+			fmt.Fprintf(w, "%s\t%s\t", formatWritesPerSync(during.writesPerSync()), formatSyncTime(during.meanSync()))
+		}
+		fmt.Fprintln(w)
+	}
+	for i, round := range rounds {
+		row("", ceilings[i], "")
+		ceiling := max(ceilings[i].rate(), ceilings[i+1].rate())
+		for _, p := range round {
+			row(fmt.Sprint(i+1), p, fmt.Sprintf("%.0f%%", 100*p.rate()/ceiling))
+		}
+	}
+	row("", ceilings[len(ceilings)-1], "")
+	return w.Flush()
+}
+
+// formatWritesPerSync prints writes per sync, or - for none.
+func formatWritesPerSync(n float64) string {
+	if n < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", n)
+}
+
+// formatSyncTime prints a sync's duration, or - for none.
+func formatSyncTime(d time.Duration) string {
+	if d < 0 {
+		return "-"
+	}
+	return d.Round(time.Microsecond).String()
 }
 
 // benchCall is the RPC of one phase. name heads its row of the report, and
@@ -431,6 +536,10 @@ type benchSummary struct {
 	// faster of the no-op phases around its round, and minRatio and maxRatio
 	// are the smallest and largest of those.
 	ratio, minRatio, maxRatio float64
+	// writesPerSync and meanSync are the medians over the phases that synced
+	// of their writes per sync and mean sync time, or -1 when none synced.
+	writesPerSync float64
+	meanSync      time.Duration
 }
 
 // summarizeCeiling summarizes the no-op phases. Its ratio is 100%, and its
@@ -474,12 +583,21 @@ func summarize(phases []*benchPhase, ratios []float64) benchSummary {
 	all := &benchPhase{name: phases[0].name}
 	rates := make([]float64, len(phases))
 	cpu := make([]float64, 0, len(phases))
+	var perSync, syncTimes []float64
 	for i, p := range phases {
 		all.latencies = append(all.latencies, p.latencies...)
 		rates[i] = p.rate()
 		if perCall := p.cpuPerCall(); perCall >= 0 {
 			cpu = append(cpu, float64(perCall))
 		}
+		if p.syncs != nil && p.syncs.syncs > 0 {
+			perSync = append(perSync, p.syncs.writesPerSync())
+			syncTimes = append(syncTimes, float64(p.syncs.meanSync()))
+		}
+	}
+	writesPerSync, meanSync := -1.0, time.Duration(-1)
+	if len(perSync) > 0 {
+		writesPerSync, meanSync = median(perSync), time.Duration(median(syncTimes))
 	}
 	slices.Sort(all.latencies)
 	cpuPerCall := time.Duration(-1)
@@ -487,14 +605,16 @@ func summarize(phases []*benchPhase, ratios []float64) benchSummary {
 		cpuPerCall = time.Duration(median(cpu))
 	}
 	return benchSummary{
-		name:       all.name,
-		cpuPerCall: cpuPerCall,
-		rate:       median(rates),
-		p50:        all.percentile(0.50),
-		p99:        all.percentile(0.99),
-		ratio:      median(ratios),
-		minRatio:   slices.Min(ratios),
-		maxRatio:   slices.Max(ratios),
+		name:          all.name,
+		writesPerSync: writesPerSync,
+		meanSync:      meanSync,
+		cpuPerCall:    cpuPerCall,
+		rate:          median(rates),
+		p50:           all.percentile(0.50),
+		p99:           all.percentile(0.99),
+		ratio:         median(ratios),
+		minRatio:      slices.Min(ratios),
+		maxRatio:      slices.Max(ratios),
 	}
 }
 
@@ -515,6 +635,13 @@ func median(values []float64) float64 {
 func runBenchPhase(ctx context.Context, name string, callers []*benchCaller, opts benchOptions,
 	call func(ctx context.Context, c *benchCaller) error) (*benchPhase, error) {
 	phase := &benchPhase{name: name, cpu: -1}
+	var syncsBefore storeSyncs
+	if opts.readSyncs != nil {
+		var err error
+		if syncsBefore, err = opts.readSyncs(ctx); err != nil {
+			return nil, err
+		}
+	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	cpuBefore, cpuOK := processCPU()
@@ -560,6 +687,17 @@ func runBenchPhase(ctx context.Context, name string, callers []*benchCaller, opt
 	}
 	if cpuAfter, ok := processCPU(); ok && cpuOK {
 		phase.cpu = cpuAfter - cpuBefore
+	}
+	if opts.readSyncs != nil {
+		after, err := opts.readSyncs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		during, err := after.since(syncsBefore)
+		if err != nil {
+			return nil, err
+		}
+		phase.syncs = &during
 	}
 	slices.Sort(phase.latencies)
 	return phase, nil

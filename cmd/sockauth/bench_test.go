@@ -104,6 +104,11 @@ func TestAuthorityBenchRejectsBadFlags(t *testing.T) {
 		{"zero timeout", func(o *benchOptions) { o.timeout = 0 }, "--timeout is 0s"},
 		{"negative timeout", func(o *benchOptions) { o.timeout = -time.Second }, "--timeout is -1s"},
 		{"unknown rpc", func(o *benchOptions) { o.rpcs = []string{"Verify", "Login"} }, `--rpc "Login"`},
+		{"metrics without authority", func(o *benchOptions) { o.metrics = "http://127.0.0.1:9/metrics" }, "--metrics needs --authority"},
+		{"metrics not a URL", func(o *benchOptions) {
+			o.client.Address = "127.0.0.1:9"
+			o.metrics = "127.0.0.1:9090"
+		}, `--metrics "127.0.0.1:9090" is not an http or https URL`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -286,6 +286,16 @@ func (a *Authority) MetricsAddr() string {
 	return a.metrics.listener.Addr().String()
 }
 
+// SyncStats returns the sync counters of the authority's Badger store, and
+// false when it stores sessions elsewhere.
+func (a *Authority) SyncStats() (badgerstore.SyncStats, bool) {
+	store, ok := a.store.(*badgerstore.Store)
+	if !ok {
+		return badgerstore.SyncStats{}, false
+	}
+	return store.Stats(), true
+}
+
 // Done returns a channel that receives the error that stopped the gRPC server,
 // or nil after Close.
 func (a *Authority) Done() <-chan error { return a.served }

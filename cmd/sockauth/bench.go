@@ -208,7 +208,7 @@ func (o benchOptions) validate() error {
 	}
 	if o.metrics != "" {
 		if o.client.Address == "" {
-			return errors.New("--metrics needs --authority: an in-process authority reports its syncs without it")
+			return errors.New("--metrics needs --authority, because an in-process authority reports its syncs without it")
 		}
 		u, err := url.Parse(o.metrics)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -495,7 +495,7 @@ func printBenchPhases(out io.Writer, rounds []benchRound, ceilings []*benchPhase
 	return w.Flush()
 }
 
-// formatWritesPerSync prints writes per sync, or - for none.
+// formatWritesPerSync formats writes per sync with one decimal, or returns - for none.
 func formatWritesPerSync(n float64) string {
 	if n < 0 {
 		return "-"
@@ -503,7 +503,7 @@ func formatWritesPerSync(n float64) string {
 	return fmt.Sprintf("%.1f", n)
 }
 
-// formatSyncTime prints a sync's duration, or - for none.
+// formatSyncTime formats a sync's duration rounded to the microsecond, or returns - for none.
 func formatSyncTime(d time.Duration) string {
 	if d < 0 {
 		return "-"

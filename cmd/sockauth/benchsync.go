@@ -15,8 +15,8 @@ import (
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
-// storeSyncs are the counters of the syncs that made the authority's Badger
-// writes durable: every acknowledged write waited for one of them.
+// storeSyncs are the counters of the syncs that make the authority's Badger
+// writes durable. Every acknowledged write waits for one of them.
 type storeSyncs struct {
 	writes, syncs uint64
 	// syncTime is the time the syncs took together.
@@ -27,7 +27,7 @@ type storeSyncs struct {
 // when a counter went down, as it does when the authority restarted.
 func (s storeSyncs) since(earlier storeSyncs) (storeSyncs, error) {
 	if s.writes < earlier.writes || s.syncs < earlier.syncs || s.syncTime < earlier.syncTime {
-		return storeSyncs{}, errors.New("the store's sync counters went down during a phase; did the authority restart?")
+		return storeSyncs{}, errors.New("the store's sync counters went down during a phase, as they do when the authority restarts")
 	}
 	return storeSyncs{writes: s.writes - earlier.writes, syncs: s.syncs - earlier.syncs,
 		syncTime: s.syncTime - earlier.syncTime}, nil
@@ -116,7 +116,7 @@ func parseStoreSyncs(page []byte) (storeSyncs, error) {
 	counter := func(name string) (uint64, error) {
 		family, ok := families[name]
 		if !ok || len(family.GetMetric()) != 1 || family.GetMetric()[0].GetCounter() == nil {
-			return 0, fmt.Errorf("no counter %s; the sync columns need an authority that stores sessions in Badger", name)
+			return 0, fmt.Errorf("no counter %s, which an authority that stores sessions in Badger exports", name)
 		}
 		return uint64(family.GetMetric()[0].GetCounter().GetValue()), nil
 	}
@@ -130,7 +130,7 @@ func parseStoreSyncs(page []byte) (storeSyncs, error) {
 	}
 	family, ok := families[metricSyncTime]
 	if !ok || len(family.GetMetric()) != 1 || family.GetMetric()[0].GetHistogram() == nil {
-		return storeSyncs{}, fmt.Errorf("no histogram %s", metricSyncTime)
+		return storeSyncs{}, fmt.Errorf("no histogram %s, which an authority that stores sessions in Badger exports", metricSyncTime)
 	}
 	seconds := family.GetMetric()[0].GetHistogram().GetSampleSum()
 	return storeSyncs{writes: writes, syncs: syncs, syncTime: time.Duration(seconds * float64(time.Second))}, nil

@@ -102,7 +102,7 @@ func TestAuthorityBenchMetricsErrors(t *testing.T) {
 	t.Cleanup(server.Close)
 
 	tests := []struct{ path, expected string }{
-		{"/other", "no counter sockauth_store_syncs_total; the sync columns need an authority that stores sessions in Badger"},
+		{"/other", "no counter sockauth_store_syncs_total, which an authority that stores sessions in Badger exports"},
 		{"/garbage", "not Prometheus text metrics"},
 		{"/missing", "status 404 Not Found"},
 	}

@@ -58,7 +58,7 @@ go test -run '^$' -bench . -benchmem ./authority/ | grep -E '^Benchmark'
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== gRPC load: sockauth bench authority --callers 64 --rounds 7 against sockauth serve (synced Badger writes)"
+echo "== gRPC load: sockauth bench authority --callers 64 --count 300 --rounds 7 against sockauth serve (synced Badger writes)"
 port=$(free_port)
 start_authority "$work/load" "$port"
 ticks=$(cpu_ticks)
@@ -67,7 +67,7 @@ echo "CPU time stolen by the hypervisor during the gRPC load: $(steal_since "$ti
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== rotations and store syncs: sockauth bench authority --rpc Authenticate --rounds 7 --phases (in-process authority)"
+echo "== rotations and store syncs: sockauth bench authority --callers 64 --count 300 --rounds 7 --rpc Authenticate --phases (in-process authority)"
 # The rate of each rotation phase against the time its syncs took, which
 # the rotation target depends on. The in-process authority reports its
 # syncs without a metrics endpoint, whose interceptors would add CPU time to

@@ -92,10 +92,14 @@ or with --metrics naming the metrics page of a running one (sockauth serve
 --metrics-listen), two more columns show the median over the phases of:
   writes/sync    the session records written, divided by the syncs
   sync           the mean time of one sync
-They count every write of the authority during a phase, so other clients of
-a running authority change them. --phases adds a table of every phase, with
-its own ratio to the no-op rate, which shows how each round's rate follows
-the time its syncs took.
+counting only the phases that synced. They count every write of the
+authority during a phase, so other clients of a running authority change
+them. IssueCode and each rotation write one record per call, while
+ConfirmRotation writes only a session's first confirmation, so its columns
+describe a few syncs. --metrics-listen adds Prometheus interceptors to
+every call of the authority, so compare only runs with the same setting.
+--phases adds a table of every phase, with its own ratio to the no-op
+rate, for comparing each round's rate with the time its syncs took.
 
 --rpc limits the rounds to some of the token RPCs, and --cpu-profile writes
 a CPU profile of the rounds, no-op phases included, for go tool pprof. With
@@ -297,7 +301,7 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 var benchNoop = benchCall{"health.Check (no-op)", "Check", func(ctx context.Context, c *benchCaller) error {
 	_, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{})
 	return err
-}}
+}, false}
 
 // startCPUProfile starts writing a CPU profile to path and returns the
 // function that stops it and closes the file.
@@ -354,22 +358,22 @@ var benchTokenCalls = []benchCall{
 	{"IssueCode", "IssueCode", func(ctx context.Context, c *benchCaller) error {
 		_, err := c.authority.IssueCode(ctx, &sockauthv1.IssueCodeRequest{Subject: "bench"})
 		return err
-	}},
+	}, true},
 	{"Authenticate (rotation)", "Authenticate", func(ctx context.Context, c *benchCaller) error {
 		reply, err := c.authority.Authenticate(ctx, &sockauthv1.AuthenticateRequest{Token: c.token})
 		if err == nil {
 			c.token = reply.GetToken()
 		}
 		return err
-	}},
+	}, true},
 	{"ConfirmRotation", "ConfirmRotation", func(ctx context.Context, c *benchCaller) error {
 		_, err := c.authority.ConfirmRotation(ctx, &sockauthv1.ConfirmRotationRequest{Token: c.token})
 		return err
-	}},
+	}, false},
 	{"Verify", "Verify", func(ctx context.Context, c *benchCaller) error {
 		_, err := c.authority.Verify(ctx, &sockauthv1.VerifyRequest{Token: c.token})
 		return err
-	}},
+	}, false},
 }
 
 // runBenchRounds runs opts.rounds rounds and returns their token phases and
@@ -381,6 +385,9 @@ func runBenchRounds(ctx context.Context, callers []*benchCaller, opts benchOptio
 		phase, err := runBenchPhase(ctx, call.name, callers, opts, call.call)
 		if err != nil {
 			return nil, fmt.Errorf("authority %s: %w", opts.client.Address, err)
+		}
+		if err := checkPhaseWrites(call, phase, opts); err != nil {
+			return nil, err
 		}
 		return phase, nil
 	}
@@ -412,6 +419,18 @@ func runBenchRounds(ctx context.Context, callers []*benchCaller, opts benchOptio
 		return nil, nil, err
 	}
 	return rounds, append(ceilings, ceiling), nil
+}
+
+// checkPhaseWrites rejects a phase of an RPC that writes one record per call
+// when the store recorded fewer writes than calls. Then --metrics names the
+// page of another authority, or a page that does not change.
+func checkPhaseWrites(call benchCall, phase *benchPhase, opts benchOptions) error {
+	if !call.writesEach || phase.syncs == nil || phase.syncs.writes >= uint64(len(phase.latencies)) {
+		return nil
+	}
+	return fmt.Errorf("the store recorded %d writes during %d %s calls, which write one session record each, "+
+		"so --metrics %s is not the metrics page of the authority at %s",
+		phase.syncs.writes, len(phase.latencies), call.rpc, opts.metrics, opts.client.Address)
 }
 
 // printBenchReport prints the table of the rounds. The CPU columns appear
@@ -455,7 +474,7 @@ func printBenchReport(out io.Writer, opts benchOptions, inProcess bool, rounds [
 		fmt.Fprintln(out, "CPU per call is the median over the phases of the CPU time of this process, load generator and authority together, divided by the calls.")
 	}
 	if showSyncs {
-		fmt.Fprintln(out, "writes/sync and sync are medians over the phases of the store's writes per sync and mean sync time; - marks RPCs whose phases synced nothing.")
+		fmt.Fprintln(out, "writes/sync and sync are medians over the phases that synced of the store's writes per sync and mean sync time; - marks RPCs whose phases synced nothing.")
 	}
 	if opts.phases {
 		return printBenchPhases(out, rounds, ceilings, showSyncs)
@@ -512,11 +531,13 @@ func formatSyncTime(d time.Duration) string {
 }
 
 // benchCall is the RPC of one phase. name heads its row of the report, and
-// rpc is the RPC's name, as --rpc takes it.
+// rpc is the RPC's name, as --rpc takes it. writesEach is set when every
+// successful call writes one session record.
 type benchCall struct {
-	name string
-	rpc  string
-	call func(ctx context.Context, c *benchCaller) error
+	name       string
+	rpc        string
+	call       func(ctx context.Context, c *benchCaller) error
+	writesEach bool
 }
 
 // benchRound holds one phase of each token RPC, in order.
@@ -694,6 +715,9 @@ func runBenchPhase(ctx context.Context, name string, callers []*benchCaller, opt
 			return nil, err
 		}
 		during, err := after.since(syncsBefore)
+		if err != nil && opts.metrics != "" {
+			return nil, fmt.Errorf("metrics at %s: %w", opts.metrics, err)
+		}
 		if err != nil {
 			return nil, err
 		}

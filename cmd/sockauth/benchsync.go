@@ -84,7 +84,7 @@ func scrapedSyncs(url string, client *http.Client) syncReader {
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return storeSyncs{}, fmt.Errorf("read the authority's metrics: %w", err)
+			return storeSyncs{}, fmt.Errorf("read the authority's metrics (is sockauth serve running with --metrics-listen at that address?): %w", err)
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {

@@ -160,3 +160,32 @@ func TestSummaryIgnoresPhasesWithoutSyncs(t *testing.T) {
 		t.Errorf("phases without syncs gave %.1f and %v, expected -1 for both", none.writesPerSync, none.meanSync)
 	}
 }
+
+// TestAuthorityBenchRejectsOtherMetrics runs rotations against one
+// authority while --metrics names a page whose counters do not move, as the
+// page of another authority would. The run must stop with an error.
+func TestAuthorityBenchRejectsOtherMetrics(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+	a, err := serve.Start(context.Background(), serve.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	const frozen = "# TYPE sockauth_store_syncs_total counter\nsockauth_store_syncs_total 7\n" +
+		"# TYPE sockauth_store_writes_total counter\nsockauth_store_writes_total 70\n" +
+		"# TYPE sockauth_store_sync_seconds histogram\nsockauth_store_sync_seconds_bucket{le=\"+Inf\"} 7\n" +
+		"sockauth_store_sync_seconds_sum 0.007\nsockauth_store_sync_seconds_count 7\n"
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, frozen) }))
+	t.Cleanup(page.Close)
+
+	var out bytes.Buffer
+	opts := benchOptions{callers: 2, connections: 1, count: 3, rounds: 1, timeout: 10 * time.Second,
+		rpcs: []string{"Authenticate"}, metrics: page.URL}
+	opts.client.Address = a.Addr()
+	err = runAuthorityBench(context.Background(), &out, opts)
+	expected := "the store recorded 0 writes during 6 Authenticate calls, which write one session record each, " +
+		"so --metrics " + page.URL + " is not the metrics page of the authority at " + a.Addr()
+	if err == nil || !strings.Contains(err.Error(), expected) {
+		t.Fatalf("got %v, expected an error containing %q\n%s", err, expected, out.String())
+	}
+}

@@ -53,8 +53,8 @@ echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== Go benchmarks: go test -run '^\$' -bench . -benchmem ./authority/"
-go test -run '^$' -bench . -benchmem ./authority/ | grep -E '^Benchmark'
+echo "== Go benchmarks: go test -run '^\$' -bench . -benchmem ./authority/ ./authority/badgerstore/"
+go test -run '^$' -bench . -benchmem ./authority/ ./authority/badgerstore/ | grep -E '^Benchmark'
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

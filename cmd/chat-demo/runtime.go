@@ -42,18 +42,23 @@ func applyGCSettings(gcPercent int, limitMiB int64, logger *slog.Logger) {
 // socketIdleMemory is the setting that decides when the chat demo returns
 // its idle heap to the system. A release follows a second in which the demo
 // allocated at most 2 MiB, or 2.5% of its live heap when that is more. It
-// waits until the heap has grown 16 MiB beyond what the last release left,
-// or a tenth of that live heap when that is more. Idle sockets keep
+// waits until the heap has grown 8 MiB beyond what the last release left,
+// or a twentieth of that live heap when that is more. Idle sockets keep
 // allocating for their heartbeats, in proportion to their number, so the
-// share keeps a server with many of them quiet. The tenth keeps a server
-// with a large heap from forcing a full collection every few seconds. With
-// 100,000 idle 4.x sockets, about 1.9 GB live by the figures of 10,000, a
-// release would follow every 30 to 50 s of heartbeats (an estimate, not
-// measured at that size).
+// share keeps a server with many of them quiet. The first heartbeats of
+// 10,000 idle 4.x sockets leave about 13 MB of garbage, which a release
+// returns with these limits. 30 s after the sockets connected, RSS per
+// socket was 28.9 and 29.3 KiB, against 30.1 and 30.2 KiB with 16 MiB
+// (bench/socketbench, docs/BENCHMARKS.md). The share keeps a server with a
+// large heap from forcing a full collection every few seconds.
+// NOTE: with 100,000 idle 4.x sockets, about 1.9 GB live by the figures of
+// 10,000, a release would follow every 15 to 25 s of heartbeats, each a
+// full collection of that heap. That is an estimate, not measured at that
+// size.
 var socketIdleMemory = idlememory.Config{
 	Interval:               time.Second,
 	QuietBytes:             2 << 20,
 	QuietLiveFraction:      0.025,
-	MinReclaimBytes:        16 << 20,
-	MinReclaimLiveFraction: 0.1,
+	MinReclaimBytes:        8 << 20,
+	MinReclaimLiveFraction: 0.05,
 }

@@ -85,18 +85,26 @@ func (a *pagedAdmin) ListSessions(ctx context.Context, req *sockauthv1.ListSessi
 	return reply, nil
 }
 
-func TestSessionsListReadsEveryPage(t *testing.T) {
+// serveAdmin serves admin on a loopback port until the test ends and returns
+// its address.
+func serveAdmin(t *testing.T, admin sockauthv1.AdminServiceServer, options ...grpc.ServerOption) string {
+	t.Helper()
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := grpc.NewServer()
-	admin := &pagedAdmin{count: 5}
+	server := grpc.NewServer(options...)
 	sockauthv1.RegisterAdminServiceServer(server, admin)
 	go server.Serve(listener)
-	defer server.Stop()
+	t.Cleanup(server.Stop)
+	return listener.Addr().String()
+}
 
-	output, err := runCLI(t, "sessions", "list", "--subject", "alice", "--authority", listener.Addr().String())
+func TestSessionsListReadsEveryPage(t *testing.T) {
+	admin := &pagedAdmin{count: 5}
+	address := serveAdmin(t, admin)
+
+	output, err := runCLI(t, "sessions", "list", "--subject", "alice", "--authority", address)
 	if err != nil {
 		t.Fatalf("sessions list: %v\n%s", err, output)
 	}
@@ -114,16 +122,9 @@ func TestSessionsListReadsEveryPage(t *testing.T) {
 }
 
 func TestSessionsListPrintsEachSessionOnce(t *testing.T) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := grpc.NewServer()
-	sockauthv1.RegisterAdminServiceServer(server, &pagedAdmin{count: 5, repeat: true})
-	go server.Serve(listener)
-	defer server.Stop()
+	address := serveAdmin(t, &pagedAdmin{count: 5, repeat: true})
 
-	output, err := runCLI(t, "sessions", "list", "--subject", "alice", "--authority", listener.Addr().String())
+	output, err := runCLI(t, "sessions", "list", "--subject", "alice", "--authority", address)
 	if err != nil {
 		t.Fatalf("sessions list: %v\n%s", err, output)
 	}
@@ -135,17 +136,10 @@ func TestSessionsListPrintsEachSessionOnce(t *testing.T) {
 }
 
 func TestSessionsListDeadlinePerPage(t *testing.T) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := grpc.NewServer()
-	sockauthv1.RegisterAdminServiceServer(server, &pagedAdmin{count: 5, delay: 150 * time.Millisecond})
-	go server.Serve(listener)
-	defer server.Stop()
+	address := serveAdmin(t, &pagedAdmin{count: 5, delay: 150 * time.Millisecond})
 
 	// Three pages take 450 ms, more than the timeout, and each page less.
-	output, err := runCLI(t, "sessions", "list", "--subject", "alice", "--timeout", "400ms", "--authority", listener.Addr().String())
+	output, err := runCLI(t, "sessions", "list", "--subject", "alice", "--timeout", "400ms", "--authority", address)
 	if err != nil {
 		t.Fatalf("sessions list of 3 pages of 150 ms with --timeout 400ms: %v\n%s", err, output)
 	}
@@ -158,16 +152,8 @@ func TestSessionsListDeadlinePerPage(t *testing.T) {
 // reply larger than gRPC's default limit of 4 MiB on received messages, as
 // an authority sends for a subject with about 60,000 sessions.
 func TestAdminCommandsReadLargeReplies(t *testing.T) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := grpc.NewServer()
 	const count = 100_000
-	sockauthv1.RegisterAdminServiceServer(server, &manySessionsAdmin{count: count})
-	go server.Serve(listener)
-	defer server.Stop()
-	address := listener.Addr().String()
+	address := serveAdmin(t, &manySessionsAdmin{count: count})
 
 	output, err := runCLI(t, "sessions", "list", "--subject", "bench", "--authority", address)
 	if err != nil {
@@ -208,16 +194,9 @@ func (a *countedAdmin) RevokeSubject(ctx context.Context, req *sockauthv1.Revoke
 }
 
 func TestRevokeSubjectPrintsCountBeyondList(t *testing.T) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := grpc.NewServer()
-	sockauthv1.RegisterAdminServiceServer(server, &countedAdmin{count: 5000, listed: 3})
-	go server.Serve(listener)
-	defer server.Stop()
+	address := serveAdmin(t, &countedAdmin{count: 5000, listed: 3})
 
-	output, err := runCLI(t, "revoke", "--subject", "bench", "--authority", listener.Addr().String())
+	output, err := runCLI(t, "revoke", "--subject", "bench", "--authority", address)
 	if err != nil {
 		t.Fatalf("revoke --subject: %v", err)
 	}
@@ -233,16 +212,9 @@ func TestRevokeSubjectPrintsCountBeyondList(t *testing.T) {
 }
 
 func TestRevokeSubjectDeadlineSuggestsRetry(t *testing.T) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := grpc.NewServer()
-	sockauthv1.RegisterAdminServiceServer(server, &countedAdmin{count: 5, listed: 5, delay: 10 * time.Second})
-	go server.Serve(listener)
-	defer server.Stop()
+	address := serveAdmin(t, &countedAdmin{count: 5, listed: 5, delay: 10 * time.Second})
 
-	_, err = runCLI(t, "revoke", "--subject", "bench", "--timeout", "200ms", "--authority", listener.Addr().String())
+	_, err := runCLI(t, "revoke", "--subject", "bench", "--timeout", "200ms", "--authority", address)
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("revoke --subject past its deadline = %v, expected DeadlineExceeded", err)
 	}
@@ -268,16 +240,9 @@ func (a *partlyFailingAdmin) RevokeSubject(context.Context, *sockauthv1.RevokeSu
 }
 
 func TestRevokeSubjectErrorReportsCount(t *testing.T) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := grpc.NewServer()
-	sockauthv1.RegisterAdminServiceServer(server, &partlyFailingAdmin{count: 42})
-	go server.Serve(listener)
-	defer server.Stop()
+	address := serveAdmin(t, &partlyFailingAdmin{count: 42})
 
-	_, err = runCLI(t, "revoke", "--subject", "bench", "--authority", listener.Addr().String())
+	_, err := runCLI(t, "revoke", "--subject", "bench", "--authority", address)
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("revoke --subject against a failing authority = %v, expected Unavailable", err)
 	}
@@ -336,18 +301,11 @@ func TestCommandsReportOversizedRequest(t *testing.T) {
 // TestReplyExceedsTellsReplyFromRequest checks replyExceeds on gRPC's own
 // errors: a reply over the client's limit, and a request over the server's.
 func TestReplyExceedsTellsReplyFromRequest(t *testing.T) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const serverLimit = 1 << 10
-	server := grpc.NewServer(grpc.MaxRecvMsgSize(serverLimit))
-	sockauthv1.RegisterAdminServiceServer(server, &manySessionsAdmin{count: 1000})
-	go server.Serve(listener)
-	defer server.Stop()
+	address := serveAdmin(t, &manySessionsAdmin{count: 1000}, grpc.MaxRecvMsgSize(serverLimit))
 
 	const replyLimit = 16 << 10
-	conn, err := grpc.NewClient(listener.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(replyLimit)))
 	if err != nil {
 		t.Fatal(err)

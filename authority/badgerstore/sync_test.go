@@ -592,8 +592,8 @@ func TestStatsAddUpSyncTime(t *testing.T) {
 
 	op := queueCreate(t, store, storetest.NewSession())
 	<-gate.started
-	const held = 20 * time.Millisecond
-	time.Sleep(held)
+	const holdTime = 20 * time.Millisecond
+	time.Sleep(holdTime)
 	gate.release <- nil
 	if err := <-op.done; err != nil {
 		t.Fatalf("write: %v", err)
@@ -603,7 +603,7 @@ func TestStatsAddUpSyncTime(t *testing.T) {
 	if after.Syncs-before.Syncs != 1 || after.Writes-before.Writes != 1 {
 		t.Fatalf("stats went from %+v to %+v, expected one more sync and write", before, after)
 	}
-	if took := after.SyncTime - before.SyncTime; took < held {
-		t.Errorf("SyncTime grew by %v for a sync held %v", took, held)
+	if took := after.SyncTime - before.SyncTime; took < holdTime {
+		t.Errorf("SyncTime grew by %v for a sync held for %v", took, holdTime)
 	}
 }

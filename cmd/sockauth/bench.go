@@ -422,8 +422,9 @@ func runBenchRounds(ctx context.Context, callers []*benchCaller, opts benchOptio
 }
 
 // checkPhaseWrites rejects a phase of an RPC that writes one record per call
-// when the store recorded fewer writes than calls. Then --metrics names the
-// page of another authority, or a page that does not change.
+// when the store recorded fewer writes than calls. Fewer writes mean that
+// --metrics names the page of another authority, or a page that does not
+// change.
 func checkPhaseWrites(call benchCall, phase *benchPhase, opts benchOptions) error {
 	if !call.writesEach || phase.syncs == nil || phase.syncs.writes >= uint64(len(phase.latencies)) {
 		return nil
@@ -715,10 +716,10 @@ func runBenchPhase(ctx context.Context, name string, callers []*benchCaller, opt
 			return nil, err
 		}
 		during, err := after.since(syncsBefore)
-		if err != nil && opts.metrics != "" {
-			return nil, fmt.Errorf("metrics at %s: %w", opts.metrics, err)
-		}
 		if err != nil {
+			if opts.metrics != "" {
+				err = fmt.Errorf("metrics at %s: %w", opts.metrics, err)
+			}
 			return nil, err
 		}
 		phase.syncs = &during

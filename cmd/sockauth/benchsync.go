@@ -80,11 +80,11 @@ func scrapedSyncs(url string, client *http.Client) syncReader {
 	return func(ctx context.Context) (storeSyncs, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			return storeSyncs{}, fmt.Errorf("--metrics %q: %w", url, err)
+			return storeSyncs{}, fmt.Errorf("--metrics %q is not a valid URL: %w", url, err)
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return storeSyncs{}, fmt.Errorf("read the authority's metrics (is sockauth serve running with --metrics-listen at that address?): %w", err)
+			return storeSyncs{}, fmt.Errorf("read the authority's metrics: %w, so check that sockauth serve runs with --metrics-listen at that address", err)
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {

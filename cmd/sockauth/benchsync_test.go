@@ -83,7 +83,7 @@ func TestAuthorityBenchReadsMetricsPage(t *testing.T) {
 }
 
 // TestAuthorityBenchMetricsErrors points --metrics at pages that are not an
-// authority's: each fails before any load with an error that says why.
+// authority's: each fails before any load with an error that names the cause.
 func TestAuthorityBenchMetricsErrors(t *testing.T) {
 	pages := map[string]func(w http.ResponseWriter){
 		"/other": func(w http.ResponseWriter) {

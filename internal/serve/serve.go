@@ -369,10 +369,11 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (authority.Sto
 	}
 }
 
-// grpcServerOptions returns the limits, credentials and interceptors of the
-// gRPC server.
-func grpcServerOptions(cfg Config, log *slog.Logger) ([]grpc.ServerOption, error) {
-	options := []grpc.ServerOption{
+// TransportServerOptions returns the message and stream limits, stream
+// workers and keepalive policy of the authority's gRPC server. Benchmarks
+// that compare another server with the authority use them too.
+func TransportServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
 		// With 2 workers and 64 callers, most calls ran on new goroutines. In
@@ -382,7 +383,12 @@ func grpcServerOptions(cfg Config, log *slog.Logger) ([]grpc.ServerOption, error
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinKeepaliveInterval, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 	}
+}
 
+// grpcServerOptions returns the limits, credentials and interceptors of the
+// gRPC server.
+func grpcServerOptions(cfg Config, log *slog.Logger) ([]grpc.ServerOption, error) {
+	options := TransportServerOptions()
 	if cfg.TLSCert != "" || cfg.TLSKey != "" || cfg.TLSClientCA != "" {
 		config, err := serverTLSConfig(cfg)
 		if err != nil {

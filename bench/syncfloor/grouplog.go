@@ -1,0 +1,213 @@
+//go:build linux
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// writeMode is the way that groupLog puts a record into its file.
+type writeMode string
+
+const (
+	// writePwrite writes each record with pwrite, as a database with its own
+	// log writer does.
+	writePwrite writeMode = "pwrite"
+	// writeMapped copies each record into a shared memory mapping of the
+	// file, as Badger writes its write-ahead logs.
+	writeMapped writeMode = "mmap"
+)
+
+// groupLog appends records to a file of fixed size and makes them durable
+// with group commit. Sync goroutines each sync the file in a loop. Each sync
+// releases the appends that wrote their records before it started and that
+// no other sync took. With one sync goroutine, one sync runs at a time, as in
+// the authority's Badger store.
+//
+// The file is filled with zeros and synced before any append, and appends
+// wrap around to its start, so a sync never has to write file metadata.
+type groupLog struct {
+	file    *os.File
+	mapping []byte // the shared mapping in writeMapped mode, else nil
+	size    int64
+	// sync makes the file's data durable. Tests replace it.
+	sync func() error
+
+	mu      sync.Mutex // guards offset and pending
+	offset  int64
+	pending []chan error
+	// wake receives a value after an append adds to pending. Its buffer of
+	// one keeps a wake-up sent while a sync runs.
+	wake    chan struct{}
+	syncers sync.WaitGroup // the running sync loops
+
+	syncs, writes atomic.Uint64
+	syncNanos     atomic.Int64
+}
+
+// logStats are the counters of a groupLog at one moment.
+type logStats struct {
+	syncs, writes uint64
+	syncTime      time.Duration
+}
+
+// since returns the counts between before and s.
+func (s logStats) since(before logStats) logStats {
+	return logStats{syncs: s.syncs - before.syncs, writes: s.writes - before.writes, syncTime: s.syncTime - before.syncTime}
+}
+
+// openGroupLog creates path with size bytes of zeros, syncs it and its
+// folder, and starts syncers sync loops.
+func openGroupLog(path string, size int64, mode writeMode, syncers int) (*groupLog, error) {
+	if syncers < 1 {
+		return nil, fmt.Errorf("invalid count of sync loops %d: it must be positive", syncers)
+	}
+	l, err := createGroupLog(path, size, mode)
+	if err != nil {
+		return nil, err
+	}
+	l.start(syncers)
+	return l, nil
+}
+
+// createGroupLog creates and fills the log file but starts no sync loop.
+func createGroupLog(path string, size int64, mode writeMode) (*groupLog, error) {
+	if mode != writePwrite && mode != writeMapped {
+		return nil, fmt.Errorf("invalid write mode %q: use %s or %s", mode, writePwrite, writeMapped)
+	}
+	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	l := &groupLog{file: file, size: size, wake: make(chan struct{}, 1)}
+	l.sync = func() error { return unix.Fdatasync(int(file.Fd())) }
+	if err := l.prepare(mode); err != nil {
+		file.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// start starts syncers sync loops.
+func (l *groupLog) start(syncers int) {
+	for range syncers {
+		l.syncers.Go(l.syncLoop)
+	}
+}
+
+// prepare fills the file with zeros, so that its blocks are allocated and
+// written, syncs it and its folder, and maps it in writeMapped mode.
+func (l *groupLog) prepare(mode writeMode) error {
+	zeros := make([]byte, 1<<20)
+	for written := int64(0); written < l.size; written += int64(len(zeros)) {
+		chunk := zeros[:min(int64(len(zeros)), l.size-written)]
+		if _, err := l.file.WriteAt(chunk, written); err != nil {
+			return fmt.Errorf("fill %s: %w", l.file.Name(), err)
+		}
+	}
+	if err := l.file.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", l.file.Name(), err)
+	}
+	if err := syncFolder(l.file.Name()); err != nil {
+		return err
+	}
+	if mode == writeMapped {
+		mapping, err := unix.Mmap(int(l.file.Fd()), 0, int(l.size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			return fmt.Errorf("map %s: %w", l.file.Name(), err)
+		}
+		l.mapping = mapping
+	}
+	return nil
+}
+
+// appendRecord writes record and returns once a sync that started after the
+// write has ended, with that sync's error.
+func (l *groupLog) appendRecord(record []byte) error {
+	if int64(len(record)) > l.size {
+		return fmt.Errorf("a record of %d bytes does not fit a log of %d bytes", len(record), l.size)
+	}
+	done := make(chan error, 1)
+
+	l.mu.Lock()
+	if l.offset+int64(len(record)) > l.size {
+		l.offset = 0
+	}
+	var err error
+	if l.mapping != nil {
+		copy(l.mapping[l.offset:], record)
+	} else {
+		_, err = l.file.WriteAt(record, l.offset)
+	}
+	if err == nil {
+		l.offset += int64(len(record))
+		l.pending = append(l.pending, done)
+	}
+	l.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("write to %s: %w", l.file.Name(), err)
+	}
+
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return <-done
+}
+
+// syncLoop runs until close closes wake. Each pass takes every pending
+// append, syncs the file once and releases them.
+func (l *groupLog) syncLoop() {
+	for range l.wake {
+		l.mu.Lock()
+		batch := l.pending
+		l.pending = nil
+		l.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+
+		start := time.Now()
+		err := l.sync()
+		l.syncNanos.Add(int64(time.Since(start)))
+		l.syncs.Add(1)
+		l.writes.Add(uint64(len(batch)))
+		for _, done := range batch {
+			done <- err
+		}
+	}
+}
+
+func (l *groupLog) stats() logStats {
+	return logStats{syncs: l.syncs.Load(), writes: l.writes.Load(), syncTime: time.Duration(l.syncNanos.Load())}
+}
+
+// close stops the sync loops, which must have no append left to serve, and
+// closes the file.
+func (l *groupLog) close() error {
+	close(l.wake)
+	l.syncers.Wait()
+	var err error
+	if l.mapping != nil {
+		err = unix.Munmap(l.mapping)
+	}
+	return errors.Join(err, l.file.Close())
+}
+
+// syncFolder syncs the folder of path, so that the file's name is durable.
+func syncFolder(path string) error {
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	err = dir.Sync()
+	return errors.Join(err, dir.Close())
+}

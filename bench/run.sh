@@ -18,6 +18,7 @@ trap cleanup EXIT
 npm ci --prefix bench/socket --no-audit --no-fund >/dev/null
 go build -o "$work/sockauth" ./cmd/sockauth
 go build -o "$work/chat-demo" ./cmd/chat-demo
+go build -o "$work/syncfloor" ./bench/syncfloor
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -73,6 +74,15 @@ echo "== rotations and store syncs: sockauth bench authority --callers 64 --coun
 # syncs without a metrics endpoint, whose interceptors would add CPU time to
 # every call of the load above.
 "$work/sockauth" bench authority --callers 64 --count 300 --rounds 7 --rpc Authenticate --phases
+
+echo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== floor of one synced write per call: go run ./bench/syncfloor -callers 64 -count 300 -rounds 5, with GOMAXPROCS unset and then 3"
+# The same transport and the same group-committed fdatasync as the
+# rotations above, without the store: the shares that rotations cannot
+# exceed on this machine with one sync at a time.
+"$work/syncfloor" -callers 64 -count 300 -rounds 5
+GOMAXPROCS=3 "$work/syncfloor" -callers 64 -count 300 -rounds 5
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -299,8 +299,12 @@ func run(ctx context.Context, out io.Writer, opts options) error {
 
 	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase, %d rounds, %d MiB of live heap\n",
 		opts.callers, opts.connections, opts.count, opts.rounds, opts.heapSize>>20)
-	fmt.Fprintf(out, "%d-byte records written with %s into a %d MiB file in %s, synced with fdatasync by %d sync loops\n",
-		opts.recordSize, opts.mode, opts.logSize>>20, dir, opts.syncers)
+	loops := "1 sync loop"
+	if opts.syncers > 1 {
+		loops = fmt.Sprintf("%d sync loops", opts.syncers)
+	}
+	fmt.Fprintf(out, "%d-byte records written with %s into a %d MiB file in %s, synced with fdatasync by %s\n",
+		opts.recordSize, opts.mode, opts.logSize>>20, dir, loops)
 
 	if opts.cpuProfile != "" {
 		stop, err := startCPUProfile(opts.cpuProfile)

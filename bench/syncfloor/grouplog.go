@@ -26,6 +26,19 @@ const (
 	writeMapped writeMode = "mmap"
 )
 
+// logConfig is the layout and sync design of a groupLog.
+type logConfig struct {
+	size    int64
+	mode    writeMode
+	syncers int
+	// overlapAfter, when positive, holds a sync loop back while another
+	// sync runs, until that sync has run for overlapAfter.
+	overlapAfter time.Duration
+}
+
+// errLogClosed is the error of an append to a closed log.
+var errLogClosed = errors.New("the log is closed")
+
 // groupLog appends records to a file of fixed size and makes them durable
 // with group commit. Sync goroutines each sync the file in a loop. Each sync
 // releases the appends that wrote their records before it started and that
@@ -37,13 +50,14 @@ const (
 type groupLog struct {
 	file    *os.File
 	mapping []byte // the shared mapping in writeMapped mode, else nil
-	size    int64
-	// sync makes the file's data durable. Tests replace it.
+	config  logConfig
+	// sync makes the file's data durable. Tests replace it before start.
 	sync func() error
 
-	mu      sync.Mutex // guards offset and pending
+	mu      sync.Mutex // guards offset, pending, closed and the writes to file, mapping and wake
 	offset  int64
 	pending []chan error
+	closed  bool
 	// wake receives a value after an append adds to pending. Its buffer of
 	// one keeps a wake-up sent while a sync runs.
 	wake    chan struct{}
@@ -51,6 +65,8 @@ type groupLog struct {
 
 	syncs, writes atomic.Uint64
 	syncNanos     atomic.Int64
+	running       atomic.Int64 // syncs in progress
+	lastStart     atomic.Int64 // start of the newest sync, in Unix nanoseconds
 }
 
 // logStats are the counters of a groupLog at one moment.
@@ -64,51 +80,54 @@ func (s logStats) since(before logStats) logStats {
 	return logStats{syncs: s.syncs - before.syncs, writes: s.writes - before.writes, syncTime: s.syncTime - before.syncTime}
 }
 
-// openGroupLog creates path with size bytes of zeros, syncs it and its
-// folder, and starts syncers sync loops.
-func openGroupLog(path string, size int64, mode writeMode, syncers int) (*groupLog, error) {
-	if syncers < 1 {
-		return nil, fmt.Errorf("invalid count of sync loops %d: it must be positive", syncers)
-	}
-	l, err := createGroupLog(path, size, mode)
+// openGroupLog creates path with config.size bytes of zeros, syncs it and
+// its folder, and starts the sync loops.
+func openGroupLog(path string, config logConfig) (*groupLog, error) {
+	l, err := createGroupLog(path, config)
 	if err != nil {
 		return nil, err
 	}
-	l.start(syncers)
+	l.start()
 	return l, nil
 }
 
 // createGroupLog creates and fills the log file but starts no sync loop.
-func createGroupLog(path string, size int64, mode writeMode) (*groupLog, error) {
-	if mode != writePwrite && mode != writeMapped {
-		return nil, fmt.Errorf("invalid write mode %q: use %s or %s", mode, writePwrite, writeMapped)
+func createGroupLog(path string, config logConfig) (*groupLog, error) {
+	if config.mode != writePwrite && config.mode != writeMapped {
+		return nil, fmt.Errorf("invalid write mode %q: use %s or %s", config.mode, writePwrite, writeMapped)
+	}
+	if config.syncers < 1 {
+		return nil, fmt.Errorf("invalid count of sync loops %d: it must be positive", config.syncers)
+	}
+	if config.size < 1 {
+		return nil, fmt.Errorf("invalid log size %d: it must be positive", config.size)
 	}
 	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	l := &groupLog{file: file, size: size, wake: make(chan struct{}, 1)}
+	l := &groupLog{file: file, config: config, wake: make(chan struct{}, 1)}
 	l.sync = func() error { return unix.Fdatasync(int(file.Fd())) }
-	if err := l.prepare(mode); err != nil {
+	if err := l.prepare(); err != nil {
 		file.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
-// start starts syncers sync loops.
-func (l *groupLog) start(syncers int) {
-	for range syncers {
+// start starts the sync loops.
+func (l *groupLog) start() {
+	for range l.config.syncers {
 		l.syncers.Go(l.syncLoop)
 	}
 }
 
 // prepare fills the file with zeros, so that its blocks are allocated and
 // written, syncs it and its folder, and maps it in writeMapped mode.
-func (l *groupLog) prepare(mode writeMode) error {
+func (l *groupLog) prepare() error {
 	zeros := make([]byte, 1<<20)
-	for written := int64(0); written < l.size; written += int64(len(zeros)) {
-		chunk := zeros[:min(int64(len(zeros)), l.size-written)]
+	for written := int64(0); written < l.config.size; written += int64(len(zeros)) {
+		chunk := zeros[:min(int64(len(zeros)), l.config.size-written)]
 		if _, err := l.file.WriteAt(chunk, written); err != nil {
 			return fmt.Errorf("fill %s: %w", l.file.Name(), err)
 		}
@@ -119,8 +138,8 @@ func (l *groupLog) prepare(mode writeMode) error {
 	if err := syncFolder(l.file.Name()); err != nil {
 		return err
 	}
-	if mode == writeMapped {
-		mapping, err := unix.Mmap(int(l.file.Fd()), 0, int(l.size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if l.config.mode == writeMapped {
+		mapping, err := unix.Mmap(int(l.file.Fd()), 0, int(l.config.size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 		if err != nil {
 			return fmt.Errorf("map %s: %w", l.file.Name(), err)
 		}
@@ -130,15 +149,20 @@ func (l *groupLog) prepare(mode writeMode) error {
 }
 
 // appendRecord writes record and returns once a sync that started after the
-// write has ended, with that sync's error.
+// write has ended, with that sync's error. After close it returns
+// errLogClosed.
 func (l *groupLog) appendRecord(record []byte) error {
-	if int64(len(record)) > l.size {
-		return fmt.Errorf("a record of %d bytes does not fit a log of %d bytes", len(record), l.size)
+	if int64(len(record)) > l.config.size {
+		return fmt.Errorf("a record of %d bytes does not fit a log of %d bytes", len(record), l.config.size)
 	}
 	done := make(chan error, 1)
 
 	l.mu.Lock()
-	if l.offset+int64(len(record)) > l.size {
+	if l.closed {
+		l.mu.Unlock()
+		return errLogClosed
+	}
+	if l.offset+int64(len(record)) > l.config.size {
 		l.offset = 0
 	}
 	var err error
@@ -150,15 +174,16 @@ func (l *groupLog) appendRecord(record []byte) error {
 	if err == nil {
 		l.offset += int64(len(record))
 		l.pending = append(l.pending, done)
+		// The send happens under mu, so that close never closes wake
+		// between the append and its wake-up.
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
 	}
 	l.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("write to %s: %w", l.file.Name(), err)
-	}
-
-	select {
-	case l.wake <- struct{}{}:
-	default:
 	}
 	return <-done
 }
@@ -167,6 +192,7 @@ func (l *groupLog) appendRecord(record []byte) error {
 // append, syncs the file once and releases them.
 func (l *groupLog) syncLoop() {
 	for range l.wake {
+		l.waitForOverlap()
 		l.mu.Lock()
 		batch := l.pending
 		l.pending = nil
@@ -176,7 +202,10 @@ func (l *groupLog) syncLoop() {
 		}
 
 		start := time.Now()
+		l.running.Add(1)
+		l.lastStart.Store(start.UnixNano())
 		err := l.sync()
+		l.running.Add(-1)
 		l.syncNanos.Add(int64(time.Since(start)))
 		l.syncs.Add(1)
 		l.writes.Add(uint64(len(batch)))
@@ -186,15 +215,44 @@ func (l *groupLog) syncLoop() {
 	}
 }
 
+// waitForOverlap returns once no sync runs, or once the newest sync has run
+// for config.overlapAfter. Without overlapAfter it returns at once.
+func (l *groupLog) waitForOverlap() {
+	if l.config.overlapAfter <= 0 {
+		return
+	}
+	for l.running.Load() > 0 {
+		wait := time.Until(time.Unix(0, l.lastStart.Load()).Add(l.config.overlapAfter))
+		if wait <= 0 {
+			return
+		}
+		// Short sleeps notice a sync that ends before the wait is over.
+		time.Sleep(min(wait, 20*time.Microsecond))
+	}
+}
+
 func (l *groupLog) stats() logStats {
 	return logStats{syncs: l.syncs.Load(), writes: l.writes.Load(), syncTime: time.Duration(l.syncNanos.Load())}
 }
 
-// close stops the sync loops, which must have no append left to serve, and
-// closes the file.
+// close rejects further appends, lets the sync loops release the appends
+// that wait, stops the loops and closes the file. It must be called once.
 func (l *groupLog) close() error {
+	l.mu.Lock()
+	l.closed = true
 	close(l.wake)
+	l.mu.Unlock()
 	l.syncers.Wait()
+
+	// The loops take every append that woke them, so none should be left.
+	l.mu.Lock()
+	left := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	for _, done := range left {
+		done <- errLogClosed
+	}
+
 	var err error
 	if l.mapping != nil {
 		err = unix.Munmap(l.mapping)

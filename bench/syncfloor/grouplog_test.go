@@ -9,13 +9,14 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // durableLog returns a started log whose sync copies the file's contents, so
 // that the copy holds what a real sync would have made durable.
-func durableLog(t *testing.T, mode writeMode, syncers int) (*groupLog, func() []byte) {
+func durableLog(t *testing.T, config logConfig) (*groupLog, func() []byte) {
 	t.Helper()
-	l, err := createGroupLog(filepath.Join(t.TempDir(), "floor.log"), 1<<20, mode)
+	l, err := createGroupLog(filepath.Join(t.TempDir(), "floor.log"), config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +25,7 @@ func durableLog(t *testing.T, mode writeMode, syncers int) (*groupLog, func() []
 		durable []byte
 	)
 	l.sync = func() error {
-		contents := make([]byte, l.size)
+		contents := make([]byte, l.config.size)
 		if _, err := l.file.ReadAt(contents, 0); err != nil {
 			return err
 		}
@@ -37,7 +38,7 @@ func durableLog(t *testing.T, mode writeMode, syncers int) (*groupLog, func() []
 		}
 		return nil
 	}
-	l.start(syncers)
+	l.start()
 	t.Cleanup(func() {
 		if err := l.close(); err != nil {
 			t.Error(err)
@@ -52,12 +53,14 @@ func durableLog(t *testing.T, mode writeMode, syncers int) (*groupLog, func() []
 }
 
 func TestAppendReturnsAfterCoveringSync(t *testing.T) {
-	for _, tc := range []struct {
-		mode    writeMode
-		syncers int
-	}{{writeMapped, 1}, {writePwrite, 1}, {writeMapped, 3}} {
-		t.Run(fmt.Sprintf("%s/%d", tc.mode, tc.syncers), func(t *testing.T) {
-			l, durable := durableLog(t, tc.mode, tc.syncers)
+	for _, config := range []logConfig{
+		{size: 1 << 20, mode: writeMapped, syncers: 1},
+		{size: 1 << 20, mode: writePwrite, syncers: 1},
+		{size: 1 << 20, mode: writeMapped, syncers: 3},
+		{size: 1 << 20, mode: writePwrite, syncers: 2, overlapAfter: 50 * time.Microsecond},
+	} {
+		t.Run(fmt.Sprintf("%s/%d/%s", config.mode, config.syncers, config.overlapAfter), func(t *testing.T) {
+			l, durable := durableLog(t, config)
 			var wg sync.WaitGroup
 			for writer := range 16 {
 				wg.Go(func() {
@@ -88,13 +91,13 @@ func TestAppendReturnsAfterCoveringSync(t *testing.T) {
 }
 
 func TestAppendReturnsSyncError(t *testing.T) {
-	l, err := createGroupLog(filepath.Join(t.TempDir(), "floor.log"), 4096, writePwrite)
+	l, err := createGroupLog(filepath.Join(t.TempDir(), "floor.log"), logConfig{size: 4096, mode: writePwrite, syncers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	failure := errors.New("disk gone")
 	l.sync = func() error { return failure }
-	l.start(1)
+	l.start()
 	defer l.close()
 
 	if err := l.appendRecord([]byte("record")); !errors.Is(err, failure) {
@@ -103,19 +106,30 @@ func TestAppendReturnsSyncError(t *testing.T) {
 }
 
 func TestAppendWrapsAroundLog(t *testing.T) {
-	l, err := openGroupLog(filepath.Join(t.TempDir(), "floor.log"), 100, writeMapped, 1)
+	l, err := openGroupLog(filepath.Join(t.TempDir(), "floor.log"), logConfig{size: 100, mode: writeMapped, syncers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.close()
 
-	for i := range 10 {
+	// Three records of 30 bytes fit, and the fourth goes to the start.
+	for i := range 4 {
 		if err := l.appendRecord(bytes.Repeat([]byte{byte('a' + i)}, 30)); err != nil {
 			t.Fatalf("append %d: %v", i, err)
 		}
 	}
-	if l.offset > l.size {
-		t.Errorf("offset %d is past the end of the %d-byte log", l.offset, l.size)
+	contents := make([]byte, 100)
+	if _, err := l.file.ReadAt(contents, 0); err != nil {
+		t.Fatal(err)
+	}
+	if want := bytes.Repeat([]byte{'d'}, 30); !bytes.Equal(contents[:30], want) {
+		t.Errorf("the log starts with %q after the wrap, want the fourth record %q", contents[:30], want)
+	}
+	if want := bytes.Repeat([]byte{'b'}, 30); !bytes.Equal(contents[30:60], want) {
+		t.Errorf("the second record was overwritten: %q", contents[30:60])
+	}
+	if l.offset != 30 {
+		t.Errorf("offset %d after the wrap, want 30", l.offset)
 	}
 	if err := l.appendRecord(make([]byte, 101)); err == nil {
 		t.Error("a record larger than the log was accepted")
@@ -123,7 +137,55 @@ func TestAppendWrapsAroundLog(t *testing.T) {
 }
 
 func TestCreateGroupLogRejectsMode(t *testing.T) {
-	if _, err := createGroupLog(filepath.Join(t.TempDir(), "floor.log"), 4096, "fsync"); err == nil {
-		t.Error("write mode fsync was accepted")
+	dir := t.TempDir()
+	for name, config := range map[string]logConfig{
+		"write mode fsync": {size: 4096, mode: "fsync", syncers: 1},
+		"no sync loop":     {size: 4096, mode: writePwrite},
+		"empty log":        {mode: writePwrite, syncers: 1},
+	} {
+		if _, err := createGroupLog(filepath.Join(dir, name), config); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestCloseReleasesWaitingAppends(t *testing.T) {
+	l, err := createGroupLog(filepath.Join(t.TempDir(), "floor.log"), logConfig{size: 1 << 20, mode: writeMapped, syncers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first sync holds until close has started, so appends wait in it
+	// and in the pending list when the log closes.
+	syncing, release := make(chan struct{}, 1), make(chan struct{})
+	l.sync = func() error {
+		select {
+		case syncing <- struct{}{}:
+			<-release
+		default:
+		}
+		return nil
+	}
+	l.start()
+
+	results := make(chan error, 20)
+	for range 20 {
+		go func() { results <- l.appendRecord([]byte("record")) }()
+	}
+	<-syncing
+	closed := make(chan error, 1)
+	go func() { closed <- l.close() }()
+	time.Sleep(10 * time.Millisecond)
+	close(release)
+
+	if err := <-closed; err != nil {
+		t.Errorf("close: %v", err)
+	}
+	for range 20 {
+		if err := <-results; err != nil && !errors.Is(err, errLogClosed) {
+			t.Errorf("an append returned %v, want nil or errLogClosed", err)
+		}
+	}
+	if err := l.appendRecord([]byte("late")); !errors.Is(err, errLogClosed) {
+		t.Errorf("an append after close returned %v, want errLogClosed", err)
 	}
 }

@@ -3,9 +3,10 @@
 // Command syncfloor measures how far one durable write per call lowers the
 // rate of gRPC calls on this machine, without the rest of a rotation.
 //
-// It serves the gRPC health service on loopback in this process, with the
-// authority's transport settings. A round runs three phases of concurrent
-// callers, each making Checks of one health service name:
+// It serves the gRPC health service on loopback with the authority's
+// transport settings, by default in a child process as `sockauth serve`
+// runs beside the load generator of `make bench`. A round runs four phases
+// of concurrent callers, each making Checks of one health service name:
 //
 //   - the empty name does no work, as the no-op of `sockauth bench authority`;
 //   - "synced" appends a record to a log file and waits for a group-committed
@@ -30,16 +31,12 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"path/filepath"
-	"runtime"
+	"os/signal"
 	"runtime/pprof"
 	"slices"
 	"sync"
@@ -48,15 +45,16 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/metadata"
 
-	"github.com/o1egl/paseto"
-
-	"github.com/sockauth/sockauth/authority"
 	"github.com/sockauth/sockauth/internal/authclient"
-	"github.com/sockauth/sockauth/internal/serve"
+)
+
+// Limits of the sizes that the flags set.
+const (
+	maxLogMiB  = 1024
+	maxHeapMiB = 4096
 )
 
 // options are the command-line flags.
@@ -66,66 +64,108 @@ type options struct {
 	count       int
 	rounds      int
 	recordSize  int
-	logSize     int64
-	mode        writeMode
-	syncers     int
+	log         logConfig
 	heapSize    int64
 	dir         string
 	cpuProfile  string
 	timeout     time.Duration
+	// inProcess serves in this process instead of a child process.
+	inProcess bool
+	// child makes this process the server of a parent syncfloor process.
+	child bool
 }
 
 func main() {
-	var opts options
-	var mode string
-	var logMiB, heapMiB int
-	flag.IntVar(&opts.callers, "callers", 64, "concurrent callers")
-	flag.IntVar(&opts.connections, "connections", 4, "gRPC connections shared by the callers")
-	flag.IntVar(&opts.count, "count", 300, "calls per caller in each phase")
-	flag.IntVar(&opts.rounds, "rounds", 5, "rounds of phases")
-	flag.IntVar(&opts.recordSize, "record", 128, "bytes written per synced call")
-	flag.IntVar(&logMiB, "log-mib", 8, "size of the log file in MiB; records wrap around to its start")
-	flag.StringVar(&mode, "write", string(writeMapped), "how records reach the file: mmap (as Badger writes its logs) or pwrite")
-	flag.IntVar(&opts.syncers, "syncers", 1, "goroutines that sync the log, each taking the writes waiting when its sync starts; "+
-		"the authority's store runs one")
-	flag.IntVar(&heapMiB, "heap-mib", 10, "MiB of live heap held during the run; the in-process authority of sockauth bench holds about 9 MiB, "+
-		"and a smaller heap makes the garbage collector run more often and lowers the no-op rate")
-	flag.StringVar(&opts.dir, "dir", "", "folder for the log file; empty uses the system's temporary folder")
-	flag.StringVar(&opts.cpuProfile, "cpu-profile", "", "file to write a CPU profile of the rounds to")
-	flag.DurationVar(&opts.timeout, "timeout", 10*time.Second, "deadline of each call")
-	flag.Parse()
-	opts.mode = writeMode(mode)
-	opts.logSize = int64(logMiB) << 20
-	opts.heapSize = int64(heapMiB) << 20
-
-	if err := opts.validate(); err != nil {
+	opts, err := parseOptions(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "syncfloor:", err)
 		os.Exit(2)
 	}
-	if err := run(context.Background(), os.Stdout, opts); err != nil {
+	if opts.child {
+		err = serveChild(opts)
+	} else {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = run(ctx, os.Stdout, opts)
+		stop()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "syncfloor:", err)
 		os.Exit(1)
 	}
 }
 
+// parseOptions parses and checks the command-line flags in args.
+func parseOptions(args []string) (options, error) {
+	var (
+		opts            options
+		mode            string
+		logMiB, heapMiB int
+	)
+	flags := flag.NewFlagSet("syncfloor", flag.ContinueOnError)
+	flags.IntVar(&opts.callers, "callers", 64, "concurrent callers")
+	flags.IntVar(&opts.connections, "connections", 4, "gRPC connections shared by the callers")
+	flags.IntVar(&opts.count, "count", 300, "calls per caller in each phase")
+	flags.IntVar(&opts.rounds, "rounds", 5, "rounds of phases")
+	flags.IntVar(&opts.recordSize, "record", 128, "bytes written per synced call")
+	flags.IntVar(&logMiB, "log-mib", 8, fmt.Sprintf("size of the log file in MiB, at most %d; records wrap around to its start", maxLogMiB))
+	flags.StringVar(&mode, "write", string(writeMapped), "how records reach the file: mmap (as Badger writes its logs) or pwrite")
+	flags.IntVar(&opts.log.syncers, "syncers", 1, "goroutines that sync the log, each taking the writes waiting when its sync starts; "+
+		"the authority's store runs one")
+	flags.DurationVar(&opts.log.overlapAfter, "overlap-after", 0,
+		"with -syncers 2 or more, start another sync while one runs only once that one has run this long; 0 starts it at once")
+	flags.IntVar(&heapMiB, "heap-mib", 10, fmt.Sprintf("MiB of live heap that the server holds, at most %d. The authority "+
+		"held 8 to 16 MB under a rotation load, and a smaller heap makes the garbage collector run more often and lowers the no-op rate", maxHeapMiB))
+	flags.StringVar(&opts.dir, "dir", "", "folder on a disk for the log file; empty uses the system's temporary folder")
+	flags.StringVar(&opts.cpuProfile, "cpu-profile", "", "file to write a CPU profile of the rounds to; with -in-process it covers the server too")
+	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "deadline of each call")
+	flags.BoolVar(&opts.inProcess, "in-process", false, "serve in this process, as `sockauth bench authority` without --authority does")
+	flags.BoolVar(&opts.child, childFlag, false, "serve for a parent syncfloor process; the parent sets this")
+
+	if err := flags.Parse(args); err != nil {
+		return options{}, err
+	}
+	if flags.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected arguments %q: every setting is a flag", flags.Args())
+	}
+	if logMiB < 1 || logMiB > maxLogMiB {
+		return options{}, fmt.Errorf("invalid -log-mib %d: it must be from 1 to %d", logMiB, maxLogMiB)
+	}
+	if heapMiB < 0 || heapMiB > maxHeapMiB {
+		return options{}, fmt.Errorf("invalid -heap-mib %d: it must be from 0 to %d", heapMiB, maxHeapMiB)
+	}
+
+	opts.log.mode = writeMode(mode)
+	opts.log.size = int64(logMiB) << 20
+	opts.heapSize = int64(heapMiB) << 20
+	return opts, opts.validate()
+}
+
 func (o options) validate() error {
-	if o.callers < 1 || o.connections < 1 || o.count < 1 || o.rounds < 1 {
-		return errors.New("invalid counts: -callers, -connections, -count and -rounds must be positive")
+	for _, count := range []struct {
+		flag  string
+		value int
+	}{{"callers", o.callers}, {"connections", o.connections}, {"count", o.count}, {"rounds", o.rounds}, {"syncers", o.log.syncers}} {
+		if count.value < 1 {
+			return fmt.Errorf("invalid -%s %d: it must be positive", count.flag, count.value)
+		}
 	}
-	if o.logSize < 1 {
-		return errors.New("invalid -log-mib: it must be positive")
+	if o.recordSize < 1 || int64(o.recordSize) > o.log.size {
+		return fmt.Errorf("invalid -record %d: it must be positive and fit in the log of %d bytes", o.recordSize, o.log.size)
 	}
-	if o.recordSize < 1 || int64(o.recordSize) > o.logSize {
-		return fmt.Errorf("invalid -record %d: it must be positive and fit in the log of %d bytes", o.recordSize, o.logSize)
+	if o.log.mode != writePwrite && o.log.mode != writeMapped {
+		return fmt.Errorf("invalid -write %q: use %s or %s", o.log.mode, writeMapped, writePwrite)
 	}
-	if o.mode != writePwrite && o.mode != writeMapped {
-		return fmt.Errorf("invalid -write %q: use %s or %s", o.mode, writeMapped, writePwrite)
-	}
-	if o.syncers < 1 {
-		return errors.New("invalid -syncers: it must be positive")
+	if o.log.overlapAfter < 0 {
+		return fmt.Errorf("invalid -overlap-after %s: it must not be negative", o.log.overlapAfter)
 	}
 	if o.heapSize < 0 {
 		return errors.New("invalid -heap-mib: it must not be negative")
+	}
+	if o.timeout <= 0 {
+		return fmt.Errorf("invalid -timeout %s: it must be positive", o.timeout)
 	}
 	return nil
 }
@@ -145,99 +185,15 @@ var (
 	workPhases = []phaseKind{syncedPhase, cryptoPhase, codecPhase}
 )
 
-// floorHealth is the health service of the benchmark server.
-type floorHealth struct {
-	healthpb.UnimplementedHealthServer
-	log    *groupLog
-	record []byte
-	codec  *authority.PasetoV2
-	// token is the token that each synced-crypto and synced-codec call
-	// decodes, and payload and footer are its plaintext parts.
-	token           string
-	payload, footer []byte
-	key             []byte
-	protocol        *paseto.V2
+// floorStats are the counters that a phase reads before and after it.
+type floorStats struct {
+	log logStats
+	// cpu is the CPU time of the server and the callers together.
+	cpu time.Duration
 }
 
-func newFloorHealth(log *groupLog, recordSize int) (*floorHealth, error) {
-	key := make([]byte, authority.KeySize)
-	codec, err := authority.NewPasetoV2(map[string][]byte{"k1": key}, "k1")
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now().Truncate(time.Second)
-	token, err := codec.Encode(authority.Claims{
-		Subject: "bench", SessionID: newTokenID(), TokenID: newTokenID(), Type: authority.TypeSession,
-		Generation: 1, IssuedAt: now, ExpiresAt: now.Add(time.Hour),
-	})
-	if err != nil {
-		return nil, err
-	}
-	h := &floorHealth{log: log, record: make([]byte, recordSize), codec: codec, token: token, key: key, protocol: paseto.NewV2()}
-	if err := h.protocol.Decrypt(token, key, &h.payload, &h.footer); err != nil {
-		return nil, fmt.Errorf("decrypt the benchmark token: %w", err)
-	}
-	return h, nil
-}
-
-func (h *floorHealth) Check(_ context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
-	switch req.GetService() {
-	case noopPhase.service:
-	case syncedPhase.service:
-		if err := h.log.appendRecord(h.record); err != nil {
-			return nil, status.Errorf(codes.Internal, "durable write failed: %v", err)
-		}
-	case cryptoPhase.service:
-		if err := h.cryptToken(); err != nil {
-			return nil, status.Errorf(codes.Internal, "token work failed: %v", err)
-		}
-		if err := h.log.appendRecord(h.record); err != nil {
-			return nil, status.Errorf(codes.Internal, "durable write failed: %v", err)
-		}
-	case codecPhase.service:
-		if err := h.rotateToken(); err != nil {
-			return nil, status.Errorf(codes.Internal, "token work failed: %v", err)
-		}
-		if err := h.log.appendRecord(h.record); err != nil {
-			return nil, status.Errorf(codes.Internal, "durable write failed: %v", err)
-		}
-	default:
-		return nil, status.Errorf(codes.NotFound, "unknown service %q", req.GetService())
-	}
-	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
-}
-
-// rotateToken decodes the held token and encodes its successor, the token
-// work of one Authenticate rotation.
-func (h *floorHealth) rotateToken() error {
-	claims, err := h.codec.Decode(h.token)
-	if err != nil {
-		return err
-	}
-	claims.TokenID = newTokenID()
-	claims.Generation++
-	_, err = h.codec.Encode(claims)
-	return err
-}
-
-// cryptToken decrypts the held token and encrypts its plaintext again, with
-// the PASETO library only.
-func (h *floorHealth) cryptToken() error {
-	var payload []byte
-	if err := h.protocol.Decrypt(h.token, h.key, &payload, nil); err != nil {
-		return err
-	}
-	_, err := h.protocol.Encrypt(h.key, h.payload, h.footer)
-	return err
-}
-
-// newTokenID returns a random id of the size that the authority gives its
-// tokens and sessions.
-func newTokenID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read crashes the program instead of failing.
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
+// statsReader reads the counters of the server and the callers.
+type statsReader func(ctx context.Context) (floorStats, error)
 
 // phase is one measured run of all callers.
 type phase struct {
@@ -252,59 +208,56 @@ func (p phase) rate() float64 { return float64(p.calls) / p.elapsed.Seconds() }
 func (p phase) cpuPerCall() time.Duration { return p.cpu / time.Duration(p.calls) }
 
 func run(ctx context.Context, out io.Writer, opts options) error {
-	// The heap is never written, so it adds no resident memory, but the
-	// garbage collector counts it and paces itself by it.
-	heap := make([]byte, opts.heapSize)
-	defer runtime.KeepAlive(heap)
+	var (
+		addr, dir, where string
+		readStats        statsReader
+	)
+	if opts.inProcess {
+		server, err := startFloorServer(opts)
+		if err != nil {
+			return err
+		}
+		defer server.stop()
+		addr, dir, where = server.addr, server.dir, "in this process"
+		readStats = func(context.Context) (floorStats, error) {
+			cpu, err := processCPU()
+			return floorStats{log: server.log.stats(), cpu: cpu}, err
+		}
+	} else {
+		child, err := startChild(opts)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := child.stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "syncfloor: stopping the server process failed:", err)
+			}
+		}()
+		addr, dir, where = child.addr, child.dir, fmt.Sprintf("in a separate process (pid %d)", child.cmd.Process.Pid)
+	}
 
-	dir, err := os.MkdirTemp(opts.dir, "sockauth-syncfloor-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	log, err := openGroupLog(filepath.Join(dir, "floor.log"), opts.logSize, opts.mode, opts.syncers)
-	if err != nil {
-		return err
-	}
-	health, err := newFloorHealth(log, opts.recordSize)
-	if err != nil {
-		log.close()
-		return err
-	}
-
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.close()
-		return err
-	}
-	server := grpc.NewServer(serve.TransportServerOptions()...)
-	healthpb.RegisterHealthServer(server, health)
-	served := make(chan error, 1)
-	go func() { served <- server.Serve(listener) }()
-	defer func() {
-		server.Stop()
-		<-served
-		log.close()
-	}()
-
+	conns := make([]*grpc.ClientConn, opts.connections)
 	clients := make([]healthpb.HealthClient, opts.connections)
 	for i := range clients {
-		conn, err := authclient.Dial(authclient.Options{Address: listener.Addr().String()})
+		conn, err := authclient.Dial(authclient.Options{Address: addr})
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
+		conns[i] = conn
 		clients[i] = healthpb.NewHealthClient(conn)
 	}
-
-	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase, %d rounds, %d MiB of live heap\n",
-		opts.callers, opts.connections, opts.count, opts.rounds, opts.heapSize>>20)
-	loops := "1 sync loop"
-	if opts.syncers > 1 {
-		loops = fmt.Sprintf("%d sync loops", opts.syncers)
+	if readStats == nil {
+		readStats = remoteStats(clients[0], opts.timeout)
 	}
-	fmt.Fprintf(out, "%d-byte records written with %s into a %d MiB file in %s, synced with fdatasync by %s\n",
-		opts.recordSize, opts.mode, opts.logSize>>20, dir, loops)
+
+	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase, %s, server %s with %d MiB of live heap\n",
+		opts.callers, opts.connections, opts.count, plural(opts.rounds, "round"), where, opts.heapSize>>20)
+	fmt.Fprintf(out, "%d-byte records written with %s into a log file of %d MiB in %s (removed afterwards), "+
+		"synced with fdatasync by %s\n", opts.recordSize, opts.log.mode, opts.log.size>>20, dir, plural(opts.log.syncers, "sync loop"))
+	if opts.log.overlapAfter > 0 {
+		fmt.Fprintf(out, "a sync loop starts a sync while another runs once that one has run %s\n", opts.log.overlapAfter)
+	}
 
 	if opts.cpuProfile != "" {
 		stop, err := startCPUProfile(opts.cpuProfile)
@@ -313,34 +266,54 @@ func run(ctx context.Context, out io.Writer, opts options) error {
 		}
 		defer stop()
 	}
-	noops, work, err := runRounds(ctx, clients, opts, log)
+	noops, work, err := runRounds(ctx, clients, opts, readStats)
 	if err != nil {
 		return err
 	}
 	return printReport(out, noops, work)
 }
 
+// remoteStats returns a statsReader that requests the counters of the
+// server in another process and adds this process's CPU time.
+func remoteStats(client healthpb.HealthClient, timeout time.Duration) statsReader {
+	return func(ctx context.Context) (floorStats, error) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		var trailer metadata.MD
+		if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: statsService}, grpc.Trailer(&trailer)); err != nil {
+			return floorStats{}, fmt.Errorf("read the server's stats: %w", err)
+		}
+		stats, err := readTrailerStats(trailer)
+		if err != nil {
+			return floorStats{}, err
+		}
+		cpu, err := processCPU()
+		stats.cpu += cpu
+		return stats, err
+	}
+}
+
 // runRounds runs opts.rounds rounds, each a no-op phase and then one phase of
 // each kind in workPhases, and a last no-op phase. work[k][i] is the phase of
 // kind workPhases[k] in round i, and noops[i] and noops[i+1] are the no-op
 // phases on either side of round i.
-func runRounds(ctx context.Context, clients []healthpb.HealthClient, opts options, log *groupLog) (noops []phase, work [][]phase, err error) {
+func runRounds(ctx context.Context, clients []healthpb.HealthClient, opts options, readStats statsReader) (noops []phase, work [][]phase, err error) {
 	work = make([][]phase, len(workPhases))
 	for range opts.rounds {
-		p, err := runPhase(ctx, clients, opts, noopPhase, log)
+		p, err := runPhase(ctx, clients, opts, noopPhase, readStats)
 		if err != nil {
 			return nil, nil, err
 		}
 		noops = append(noops, p)
 		for k, kind := range workPhases {
-			p, err := runPhase(ctx, clients, opts, kind, log)
+			p, err := runPhase(ctx, clients, opts, kind, readStats)
 			if err != nil {
 				return nil, nil, err
 			}
 			work[k] = append(work[k], p)
 		}
 	}
-	p, err := runPhase(ctx, clients, opts, noopPhase, log)
+	p, err := runPhase(ctx, clients, opts, noopPhase, readStats)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -350,7 +323,7 @@ func runRounds(ctx context.Context, clients []healthpb.HealthClient, opts option
 // runPhase runs opts.count health checks of kind's service on each of
 // opts.callers goroutines and measures them. The first failed call ends the
 // phase with its error.
-func runPhase(ctx context.Context, clients []healthpb.HealthClient, opts options, kind phaseKind, log *groupLog) (phase, error) {
+func runPhase(ctx context.Context, clients []healthpb.HealthClient, opts options, kind phaseKind, readStats statsReader) (phase, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -360,8 +333,7 @@ func runPhase(ctx context.Context, clients []healthpb.HealthClient, opts options
 	)
 	request := &healthpb.HealthCheckRequest{Service: kind.service}
 
-	syncsBefore := log.stats()
-	cpuBefore, err := processCPU()
+	before, err := readStats(ctx)
 	if err != nil {
 		return phase{}, err
 	}
@@ -386,21 +358,22 @@ func runPhase(ctx context.Context, clients []healthpb.HealthClient, opts options
 		return phase{}, fmt.Errorf("a %s call failed, so the run stopped: %w", kind.label, firstErr)
 	}
 
-	cpuAfter, err := processCPU()
+	after, err := readStats(ctx)
 	if err != nil {
 		return phase{}, err
 	}
 	return phase{
 		calls:   opts.callers * opts.count,
 		elapsed: elapsed,
-		cpu:     cpuAfter - cpuBefore,
-		syncs:   log.stats().since(syncsBefore),
+		cpu:     after.cpu - before.cpu,
+		syncs:   after.log.since(before.log),
 	}, nil
 }
 
 // printReport prints one row per phase kind with the medians over the
 // rounds. Each phase is divided by the faster of the no-op phases just before
-// and just after its round.
+// and just after its round. The no-op row's range compares each no-op phase
+// with the fastest one.
 func printReport(out io.Writer, noops []phase, work [][]phase) error {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "phase\tcalls/s\tof no-op rate\tround range\twrites/sync\tsync\tCPU per call\t")
@@ -410,7 +383,9 @@ func printReport(out io.Writer, noops []phase, work [][]phase) error {
 		rates = append(rates, p.rate())
 		cpus = append(cpus, float64(p.cpuPerCall()))
 	}
-	fmt.Fprintf(w, "%s\t%.0f\t100%%\t\t-\t-\t%s\t\n", noopPhase.label, median(rates), formatCPU(median(cpus)))
+	fastest := slices.Max(rates)
+	fmt.Fprintf(w, "%s\t%.0f\t100%%\t%.0f-100%%\t-\t-\t%s\t\n", noopPhase.label, median(rates),
+		100*slices.Min(rates)/fastest, formatCPU(median(cpus)))
 
 	for k, kind := range workPhases {
 		var rates, ratios, perSync, syncTimes, cpus []float64
@@ -430,13 +405,22 @@ func printReport(out io.Writer, noops []phase, work [][]phase) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(out, "Each column is the median over the rounds. CPU per call is the CPU time of this whole process, "+
-		"callers and server together, divided by the calls.")
+	_, err := fmt.Fprint(out, "Each column is the median over the rounds. writes/sync is the writes that one sync covered, "+
+		"and sync the mean time of one sync.\nCPU per call is the CPU time of the server and the callers together, "+
+		"divided by the calls.\n")
 	return err
 }
 
 func formatCPU(nanos float64) string {
 	return time.Duration(nanos).Round(100 * time.Nanosecond).String()
+}
+
+// plural returns n and noun, with an s for any n but 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // median returns the median of values, or 0 for none.

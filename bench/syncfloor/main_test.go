@@ -5,6 +5,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -12,15 +15,27 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
 
+// TestMain lets the test binary serve as the child process that run starts
+// without -in-process.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-"+childFlag {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
 func smallOptions(t *testing.T) options {
 	return options{
-		callers: 8, connections: 2, count: 20, rounds: 2, recordSize: 128, logSize: 1 << 20,
-		mode: writeMapped, syncers: 1, heapSize: 1 << 20, dir: t.TempDir(), timeout: 10 * time.Second,
+		callers: 8, connections: 2, count: 20, rounds: 2, recordSize: 128,
+		log:      logConfig{size: 1 << 20, mode: writeMapped, syncers: 1},
+		heapSize: 1 << 20, dir: t.TempDir(), timeout: 10 * time.Second, inProcess: true,
 	}
 }
 
@@ -28,52 +43,38 @@ func smallOptions(t *testing.T) options {
 // the no-op rate and its writes per sync.
 var reportRow = regexp.MustCompile(`(?m)^\s*(no-op|synced write[^\d]*?)\s+(\d+)\s+(\d+)%.*?\s(-|\d+\.\d)\s`)
 
-func TestRunReportsEveryPhase(t *testing.T) {
-	for _, mode := range []writeMode{writeMapped, writePwrite} {
-		t.Run(string(mode), func(t *testing.T) {
-			opts := smallOptions(t)
-			opts.mode = mode
-			var out bytes.Buffer
-			if err := run(context.Background(), &out, opts); err != nil {
-				t.Fatal(err)
-			}
-
-			rows := map[string][]string{}
-			for _, match := range reportRow.FindAllStringSubmatch(out.String(), -1) {
-				rows[strings.TrimSpace(match[1])] = match[2:]
-			}
-			for _, kind := range append([]phaseKind{noopPhase}, workPhases...) {
-				row, ok := rows[kind.label]
-				if !ok {
-					t.Errorf("no row for phase %q in:\n%s", kind.label, out.String())
-					continue
-				}
-				if rate, _ := strconv.Atoi(row[0]); rate <= 0 {
-					t.Errorf("phase %q has rate %s", kind.label, row[0])
-				}
-				share, _ := strconv.Atoi(row[1])
-				if share <= 0 || (kind != noopPhase && share > 100) {
-					t.Errorf("phase %q has share %d%% of the no-op rate", kind.label, share)
-				}
-				perSync, err := strconv.ParseFloat(row[2], 64)
-				if kind != noopPhase && (err != nil || perSync < 1) {
-					t.Errorf("phase %q has %s writes per sync, want at least 1", kind.label, row[2])
-				}
-			}
-			if !strings.Contains(out.String(), "written with "+string(mode)) {
-				t.Errorf("the report does not name the write mode %s:\n%s", mode, out.String())
-			}
-		})
+// checkReport checks that the report has a row with plausible figures for
+// every phase.
+func checkReport(t *testing.T, report string) {
+	t.Helper()
+	rows := map[string][]string{}
+	for _, match := range reportRow.FindAllStringSubmatch(report, -1) {
+		rows[strings.TrimSpace(match[1])] = match[2:]
+	}
+	for _, kind := range append([]phaseKind{noopPhase}, workPhases...) {
+		row, ok := rows[kind.label]
+		if !ok {
+			t.Errorf("no row for phase %q in:\n%s", kind.label, report)
+			continue
+		}
+		if rate, _ := strconv.Atoi(row[0]); rate <= 0 {
+			t.Errorf("phase %q has rate %s", kind.label, row[0])
+		}
+		share, _ := strconv.Atoi(row[1])
+		if share <= 0 || (kind != noopPhase && share > 100) {
+			t.Errorf("phase %q has share %d%% of the no-op rate", kind.label, share)
+		}
+		perSync, err := strconv.ParseFloat(row[2], 64)
+		if kind != noopPhase && (err != nil || perSync < 1) {
+			t.Errorf("phase %q has %s writes per sync, want at least 1", kind.label, row[2])
+		}
 	}
 }
 
-func TestRunRemovesLogFolder(t *testing.T) {
-	opts := smallOptions(t)
-	opts.rounds = 1
-	if err := run(context.Background(), &bytes.Buffer{}, opts); err != nil {
-		t.Fatal(err)
-	}
-	left, err := filepath.Glob(filepath.Join(opts.dir, "*"))
+// checkNoFolderLeft fails when dir holds anything.
+func checkNoFolderLeft(t *testing.T, dir string) {
+	t.Helper()
+	left, err := filepath.Glob(filepath.Join(dir, "*"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,8 +83,104 @@ func TestRunRemovesLogFolder(t *testing.T) {
 	}
 }
 
+func TestRunReportsEveryPhase(t *testing.T) {
+	for _, mode := range []writeMode{writeMapped, writePwrite} {
+		t.Run(string(mode), func(t *testing.T) {
+			opts := smallOptions(t)
+			opts.log.mode = mode
+			var out bytes.Buffer
+			if err := run(context.Background(), &out, opts); err != nil {
+				t.Fatal(err)
+			}
+			checkReport(t, out.String())
+			if !strings.Contains(out.String(), "written with "+string(mode)) {
+				t.Errorf("the report does not name the write mode %s:\n%s", mode, out.String())
+			}
+			checkNoFolderLeft(t, opts.dir)
+		})
+	}
+}
+
+func TestRunServesFromChildProcess(t *testing.T) {
+	opts := smallOptions(t)
+	opts.inProcess = false
+	var out bytes.Buffer
+	if err := run(context.Background(), &out, opts); err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, out.String())
+	if !strings.Contains(out.String(), "in a separate process") {
+		t.Errorf("the report does not say that the server ran in a separate process:\n%s", out.String())
+	}
+	checkNoFolderLeft(t, opts.dir)
+}
+
+func TestRunFailedCallsReturnError(t *testing.T) {
+	for _, inProcess := range []bool{true, false} {
+		t.Run("in-process="+strconv.FormatBool(inProcess), func(t *testing.T) {
+			opts := smallOptions(t)
+			opts.inProcess = inProcess
+			// Three sync loops make many short syncs, and with a deadline
+			// of a few milliseconds some calls time out while others still
+			// wait for a sync in the server.
+			opts.callers, opts.count, opts.log.syncers = 32, 200, 3
+			opts.timeout = 3 * time.Millisecond
+			err := run(context.Background(), &bytes.Buffer{}, opts)
+			if err == nil || !strings.Contains(err.Error(), "DeadlineExceeded") {
+				t.Errorf("run returned %v, want a deadline error", err)
+			}
+			checkNoFolderLeft(t, opts.dir)
+		})
+	}
+}
+
+func TestRunStopsWhenCancelled(t *testing.T) {
+	opts := smallOptions(t)
+	opts.inProcess = false
+	opts.count, opts.rounds = 100_000, 1
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := run(ctx, &bytes.Buffer{}, opts); err == nil {
+		t.Error("a cancelled run returned no error")
+	}
+	checkNoFolderLeft(t, opts.dir)
+}
+
+func TestRunRejectsMemoryFileSystem(t *testing.T) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &fs); err != nil || fs.Type != unix.TMPFS_MAGIC {
+		t.Skip("no tmpfs at /dev/shm on this machine")
+	}
+	opts := smallOptions(t)
+	opts.dir = "/dev/shm"
+	err := run(context.Background(), &bytes.Buffer{}, opts)
+	if err == nil || !strings.Contains(err.Error(), "in memory") {
+		t.Errorf("a log on tmpfs returned %v, want an error about memory", err)
+	}
+}
+
+func TestReportDividesByFasterNeighbour(t *testing.T) {
+	second := func(calls int) phase { return phase{calls: calls, elapsed: time.Second, cpu: time.Second} }
+	noops := []phase{second(1000), second(800), second(2000)}
+	work := [][]phase{
+		{second(500), second(500)}, // 500/1000 and 500/2000: 50% and 25%
+		{second(100), second(100)},
+		{second(100), second(100)},
+	}
+	var out bytes.Buffer
+	if err := printReport(&out, noops, work); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`synced write\s+500\s+38%\s+25-50%`).MatchString(out.String()) {
+		t.Errorf("the synced write row does not show a median of 38%% over 25-50%%:\n%s", out.String())
+	}
+	if !regexp.MustCompile(`no-op\s+1000\s+100%\s+40-100%`).MatchString(out.String()) {
+		t.Errorf("the no-op row does not show its median of 1000 and a range of 40-100%%:\n%s", out.String())
+	}
+}
+
 func TestCheckRejectsUnknownService(t *testing.T) {
-	l, err := openGroupLog(filepath.Join(t.TempDir(), "floor.log"), 1<<20, writePwrite, 1)
+	l, err := openGroupLog(filepath.Join(t.TempDir(), "floor.log"), logConfig{size: 1 << 20, mode: writePwrite, syncers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,24 +204,31 @@ func TestCheckRejectsUnknownService(t *testing.T) {
 	}
 }
 
-func TestOptionsValidate(t *testing.T) {
-	valid := smallOptions(t)
-	if err := valid.validate(); err != nil {
-		t.Fatalf("valid options: %v", err)
+func TestParseOptions(t *testing.T) {
+	opts, err := parseOptions(nil)
+	if err != nil {
+		t.Fatalf("defaults: %v", err)
 	}
-	for name, change := range map[string]func(*options){
-		"no callers":         func(o *options) { o.callers = 0 },
-		"no rounds":          func(o *options) { o.rounds = 0 },
-		"record over log":    func(o *options) { o.recordSize = int(o.logSize) + 1 },
-		"empty log":          func(o *options) { o.logSize = 0 },
-		"unknown write mode": func(o *options) { o.mode = "fsync" },
-		"no syncers":         func(o *options) { o.syncers = 0 },
-		"negative heap":      func(o *options) { o.heapSize = -1 },
+	if opts.callers != 64 || opts.log.syncers != 1 || opts.log.mode != writeMapped || opts.inProcess {
+		t.Errorf("unexpected defaults %+v", opts)
+	}
+	for _, args := range [][]string{
+		{"-callers", "0"},
+		{"-rounds", "0"},
+		{"-record", "0"},
+		{"-log-mib", "1", "-record", "1048577"},
+		{"-log-mib", "0"},
+		{"-log-mib", "1025"},
+		{"-write", "fsync"},
+		{"-syncers", "0"},
+		{"-overlap-after", "-1ms"},
+		{"-heap-mib", "-1"},
+		{"-heap-mib", "4097"},
+		{"-timeout", "0"},
+		{"-rounds", "1", "extra"},
 	} {
-		opts := valid
-		change(&opts)
-		if err := opts.validate(); err == nil {
-			t.Errorf("%s: accepted", name)
+		if _, err := parseOptions(args); err == nil || errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%q: accepted", args)
 		}
 	}
 }

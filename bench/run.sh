@@ -77,12 +77,16 @@ echo "== rotations and store syncs: sockauth bench authority --callers 64 --coun
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== floor of one synced write per call: go run ./bench/syncfloor -callers 64 -count 300 -rounds 5, with GOMAXPROCS unset and then 3"
+echo "== floor of one synced write per call: go run ./bench/syncfloor -callers 64 -count 300 -rounds 5, with the server in its own process and then -in-process"
 # The same transport and the same group-committed fdatasync as the
-# rotations above, without the store: the shares that rotations cannot
-# exceed on this machine with one sync at a time.
-"$work/syncfloor" -callers 64 -count 300 -rounds 5
-GOMAXPROCS=3 "$work/syncfloor" -callers 64 -count 300 -rounds 5
+# rotations above, without the store: the first run serves from a separate
+# process as sockauth serve does in the gRPC load, the second compares with
+# the in-process rotations. The log goes into the same folder as the
+# authorities' data.
+ticks=$(cpu_ticks)
+"$work/syncfloor" -callers 64 -count 300 -rounds 5 -dir "$work"
+"$work/syncfloor" -callers 64 -count 300 -rounds 5 -dir "$work" -in-process
+echo "CPU time stolen by the hypervisor during the floor: $(steal_since "$ticks")"
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

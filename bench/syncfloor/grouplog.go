@@ -65,8 +65,12 @@ type groupLog struct {
 
 	syncs, writes atomic.Uint64
 	syncNanos     atomic.Int64
-	running       atomic.Int64 // syncs in progress
-	lastStart     atomic.Int64 // start of the newest sync, in Unix nanoseconds
+
+	// startMu makes the check for a running sync and the start of the next
+	// one a single step.
+	startMu   sync.Mutex
+	running   int       // syncs in progress, guarded by startMu
+	lastStart time.Time // start of the newest sync, guarded by startMu
 }
 
 // logStats are the counters of a groupLog at one moment.
@@ -192,20 +196,20 @@ func (l *groupLog) appendRecord(record []byte) error {
 // append, syncs the file once and releases them.
 func (l *groupLog) syncLoop() {
 	for range l.wake {
-		l.waitForOverlap()
+		// The start is claimed before the batch is taken, so that the batch
+		// holds every write made before the sync starts.
+		start := l.claimStart()
 		l.mu.Lock()
 		batch := l.pending
 		l.pending = nil
 		l.mu.Unlock()
 		if len(batch) == 0 {
+			l.endSync()
 			continue
 		}
 
-		start := time.Now()
-		l.running.Add(1)
-		l.lastStart.Store(start.UnixNano())
 		err := l.sync()
-		l.running.Add(-1)
+		l.endSync()
 		l.syncNanos.Add(int64(time.Since(start)))
 		l.syncs.Add(1)
 		l.writes.Add(uint64(len(batch)))
@@ -215,20 +219,32 @@ func (l *groupLog) syncLoop() {
 	}
 }
 
-// waitForOverlap returns once no sync runs, or once the newest sync has run
-// for config.overlapAfter. Without overlapAfter it returns at once.
-func (l *groupLog) waitForOverlap() {
-	if l.config.overlapAfter <= 0 {
-		return
-	}
-	for l.running.Load() > 0 {
-		wait := time.Until(time.Unix(0, l.lastStart.Load()).Add(l.config.overlapAfter))
+// claimStart records the start of a sync and returns its time. With
+// config.overlapAfter it first waits while another sync runs that started
+// less than overlapAfter ago.
+func (l *groupLog) claimStart() time.Time {
+	l.startMu.Lock()
+	defer l.startMu.Unlock()
+	for l.config.overlapAfter > 0 && l.running > 0 {
+		wait := time.Until(l.lastStart.Add(l.config.overlapAfter))
 		if wait <= 0 {
-			return
+			break
 		}
 		// Short sleeps notice a sync that ends before the wait is over.
+		l.startMu.Unlock()
 		time.Sleep(min(wait, 20*time.Microsecond))
+		l.startMu.Lock()
 	}
+	l.running++
+	l.lastStart = time.Now()
+	return l.lastStart
+}
+
+// endSync records the end of a sync that claimStart started.
+func (l *groupLog) endSync() {
+	l.startMu.Lock()
+	l.running--
+	l.startMu.Unlock()
 }
 
 func (l *groupLog) stats() logStats {

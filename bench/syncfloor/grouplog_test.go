@@ -189,3 +189,56 @@ func TestCloseReleasesWaitingAppends(t *testing.T) {
 		t.Errorf("an append after close returned %v, want errLogClosed", err)
 	}
 }
+
+func TestOverlapAfterHoldsSecondSync(t *testing.T) {
+	const overlapAfter = 2 * time.Millisecond
+	l, err := createGroupLog(filepath.Join(t.TempDir(), "floor.log"),
+		logConfig{size: 1 << 20, mode: writePwrite, syncers: 2, overlapAfter: overlapAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		running  = map[int]time.Time{}
+		next     int
+		overlaps int
+	)
+	l.sync = func() error {
+		mu.Lock()
+		id, now := next, time.Now()
+		next++
+		for _, started := range running {
+			overlaps++
+			// The claim comes a moment before the sync, so allow a tenth.
+			if gap := now.Sub(started); gap < overlapAfter*9/10 {
+				t.Errorf("a sync started %s after a running one, want at least %s", gap, overlapAfter)
+			}
+		}
+		running[id] = now
+		mu.Unlock()
+
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		delete(running, id)
+		mu.Unlock()
+		return nil
+	}
+	l.start()
+	defer l.close()
+
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 20 {
+				if err := l.appendRecord([]byte("record")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if overlaps == 0 {
+		t.Error("no two syncs overlapped, so the test checked nothing")
+	}
+}

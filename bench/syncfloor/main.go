@@ -24,7 +24,9 @@
 // make: a file filled and synced beforehand, so that no sync writes metadata,
 // small records, no tokens in the messages, and no lookup, encoding or lock
 // of a store. The shares are therefore bounds on what rotations can reach on
-// the same machine, disk and file system with the same sync design.
+// the same machine, disk and file system, with the same sync design and the
+// same layout of processes. One process gives lower shares than two, because
+// its no-op calls are faster.
 //
 //	go run ./bench/syncfloor -callers 64 -count 300 -rounds 5
 package main
@@ -87,7 +89,11 @@ func main() {
 	if opts.child {
 		err = serveChild(opts)
 	} else {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		// A broken standard output and a hangup end the run like an
+		// interrupt, so that it removes its folder. After the first signal
+		// the default handling returns, and a second one ends the program.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+		context.AfterFunc(ctx, stop)
 		err = run(ctx, os.Stdout, opts)
 		stop()
 	}
@@ -122,7 +128,7 @@ func parseOptions(args []string) (options, error) {
 	flags.StringVar(&opts.cpuProfile, "cpu-profile", "", "file to write a CPU profile of the rounds to; with -in-process it covers the server too")
 	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "deadline of each call")
 	flags.BoolVar(&opts.inProcess, "in-process", false, "serve in this process, as `sockauth bench authority` without --authority does")
-	flags.BoolVar(&opts.child, childFlag, false, "serve for a parent syncfloor process; the parent sets this")
+	flags.BoolVar(&opts.child, childFlag, false, "internal: serve for a parent syncfloor process, which sets this flag")
 
 	if err := flags.Parse(args); err != nil {
 		return options{}, err
@@ -160,6 +166,9 @@ func (o options) validate() error {
 	}
 	if o.log.overlapAfter < 0 {
 		return fmt.Errorf("invalid -overlap-after %s: it must not be negative", o.log.overlapAfter)
+	}
+	if o.log.overlapAfter > 0 && o.log.syncers < 2 {
+		return fmt.Errorf("invalid -overlap-after %s with -syncers %d: it needs 2 or more sync loops", o.log.overlapAfter, o.log.syncers)
 	}
 	if o.heapSize < 0 {
 		return errors.New("invalid -heap-mib: it must not be negative")
@@ -207,11 +216,23 @@ func (p phase) rate() float64 { return float64(p.calls) / p.elapsed.Seconds() }
 
 func (p phase) cpuPerCall() time.Duration { return p.cpu / time.Duration(p.calls) }
 
-func run(ctx context.Context, out io.Writer, opts options) error {
+func run(ctx context.Context, out io.Writer, opts options) (err error) {
 	var (
 		addr, dir, where string
 		readStats        statsReader
 	)
+	// Bad folders and profile paths fail here, before a server starts.
+	if err := checkFileSystem(opts.dir); err != nil {
+		return err
+	}
+	if opts.cpuProfile != "" {
+		stop, err := startCPUProfile(opts.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
 	if opts.inProcess {
 		server, err := startFloorServer(opts)
 		if err != nil {
@@ -224,13 +245,13 @@ func run(ctx context.Context, out io.Writer, opts options) error {
 			return floorStats{log: server.log.stats(), cpu: cpu}, err
 		}
 	} else {
-		child, err := startChild(opts)
+		child, err := startChild(ctx, opts)
 		if err != nil {
 			return err
 		}
 		defer func() {
-			if err := child.stop(); err != nil {
-				fmt.Fprintln(os.Stderr, "syncfloor: stopping the server process failed:", err)
+			if stopErr := child.stop(); stopErr != nil {
+				err = errors.Join(err, fmt.Errorf("stopping the server process failed: %w", stopErr))
 			}
 		}()
 		addr, dir, where = child.addr, child.dir, fmt.Sprintf("in a separate process (pid %d)", child.cmd.Process.Pid)
@@ -250,6 +271,12 @@ func run(ctx context.Context, out io.Writer, opts options) error {
 	if readStats == nil {
 		readStats = remoteStats(clients[0], opts.timeout)
 	}
+	// Each connection opens before the first phase starts its clock.
+	for _, client := range clients {
+		if err := checkOnce(ctx, client, opts.timeout); err != nil {
+			return err
+		}
+	}
 
 	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase, %s, server %s with %d MiB of live heap\n",
 		opts.callers, opts.connections, opts.count, plural(opts.rounds, "round"), where, opts.heapSize>>20)
@@ -259,18 +286,21 @@ func run(ctx context.Context, out io.Writer, opts options) error {
 		fmt.Fprintf(out, "a sync loop starts a sync while another runs once that one has run %s\n", opts.log.overlapAfter)
 	}
 
-	if opts.cpuProfile != "" {
-		stop, err := startCPUProfile(opts.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
 	noops, work, err := runRounds(ctx, clients, opts, readStats)
 	if err != nil {
 		return err
 	}
 	return printReport(out, noops, work)
+}
+
+// checkOnce makes one no-op call, which opens the client's connection.
+func checkOnce(ctx context.Context, client healthpb.HealthClient, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		return fmt.Errorf("connect to the benchmark server: %w", err)
+	}
+	return nil
 }
 
 // remoteStats returns a statsReader that requests the counters of the
@@ -323,8 +353,8 @@ func runRounds(ctx context.Context, clients []healthpb.HealthClient, opts option
 // runPhase runs opts.count health checks of kind's service on each of
 // opts.callers goroutines and measures them. The first failed call ends the
 // phase with its error.
-func runPhase(ctx context.Context, clients []healthpb.HealthClient, opts options, kind phaseKind, readStats statsReader) (phase, error) {
-	ctx, cancel := context.WithCancel(ctx)
+func runPhase(parent context.Context, clients []healthpb.HealthClient, opts options, kind phaseKind, readStats statsReader) (phase, error) {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	var (
 		wg       sync.WaitGroup
@@ -354,6 +384,9 @@ func runPhase(ctx context.Context, clients []healthpb.HealthClient, opts options
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	if cause := context.Cause(parent); cause != nil {
+		return phase{}, fmt.Errorf("interrupted during a %s phase: %w", kind.label, cause)
+	}
 	if firstErr != nil {
 		return phase{}, fmt.Errorf("a %s call failed, so the run stopped: %w", kind.label, firstErr)
 	}

@@ -104,6 +104,11 @@ func TestRunReportsEveryPhase(t *testing.T) {
 func TestRunServesFromChildProcess(t *testing.T) {
 	opts := smallOptions(t)
 	opts.inProcess = false
+	// The child prints the folder's path, which may hold spaces.
+	opts.dir = filepath.Join(opts.dir, "with space")
+	if err := os.Mkdir(opts.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	var out bytes.Buffer
 	if err := run(context.Background(), &out, opts); err != nil {
 		t.Fatal(err)
@@ -222,6 +227,7 @@ func TestParseOptions(t *testing.T) {
 		{"-write", "fsync"},
 		{"-syncers", "0"},
 		{"-overlap-after", "-1ms"},
+		{"-overlap-after", "1ms", "-syncers", "1"},
 		{"-heap-mib", "-1"},
 		{"-heap-mib", "4097"},
 		{"-timeout", "0"},
@@ -229,6 +235,18 @@ func TestParseOptions(t *testing.T) {
 	} {
 		if _, err := parseOptions(args); err == nil || errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%q: accepted", args)
+		}
+	}
+}
+
+func TestParseListening(t *testing.T) {
+	addr, dir, ok := parseListening("listening 127.0.0.1:4000 \"/tmp/a b/sockauth-syncfloor-1\"\n")
+	if !ok || addr != "127.0.0.1:4000" || dir != "/tmp/a b/sockauth-syncfloor-1" {
+		t.Errorf("got %q, %q, %v", addr, dir, ok)
+	}
+	for _, line := range []string{"", "listening\n", "listening 127.0.0.1:4000\n", "listening 127.0.0.1:4000 /tmp/x\n", "serving 127.0.0.1:4000 \"/tmp\"\n"} {
+		if _, _, ok := parseListening(line); ok {
+			t.Errorf("%q was accepted", line)
 		}
 	}
 }

@@ -248,12 +248,12 @@ func checkFileSystem(dir string) error {
 const childFlag = "child"
 
 // serveChild serves the benchmark server for the parent process: it prints
-// "listening ADDR DIR" on standard output and serves until its standard
-// input ends or it receives SIGTERM.
+// "listening ADDR DIR", with DIR quoted as a Go string, on standard output
+// and serves until its standard input ends or it receives SIGTERM.
 func serveChild(opts options) error {
 	// The parent stops this process by closing its input, also after an
-	// interrupt that reaches the whole process group.
-	signal.Ignore(os.Interrupt)
+	// interrupt or a hangup that reaches the whole process group.
+	signal.Ignore(os.Interrupt, syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 
@@ -261,7 +261,7 @@ func serveChild(opts options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("listening %s %s\n", s.addr, s.dir)
+	fmt.Printf("listening %s %q\n", s.addr, s.dir)
 
 	inputEnded := make(chan struct{})
 	go func() {
@@ -283,8 +283,9 @@ type childServer struct {
 }
 
 // startChild runs this program as a child process that serves the
-// benchmark server, and returns once the child listens.
-func startChild(opts options) (*childServer, error) {
+// benchmark server, and returns once the child listens. When ctx ends first,
+// it kills the child.
+func startChild(ctx context.Context, opts options) (*childServer, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find this program to start the server process: %w", err)
@@ -297,20 +298,53 @@ func startChild(opts options) (*childServer, error) {
 	}
 	output, err := cmd.StdoutPipe()
 	if err != nil {
+		input.Close()
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
+		input.Close()
 		return nil, fmt.Errorf("start the server process: %w", err)
 	}
 
-	line, readErr := bufio.NewReader(output).ReadString('\n')
-	fields := strings.Fields(line)
-	if readErr != nil || len(fields) != 3 || fields[0] != "listening" {
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(output).ReadString('\n')
+		lines <- line
+	}()
+	var line string
+	select {
+	case line = <-lines:
+	case <-ctx.Done():
 		input.Close()
-		waitErr := cmd.Wait()
-		return nil, fmt.Errorf("the server process did not start (it printed %q): %w", line, errors.Join(readErr, waitErr))
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("interrupted while the server process started: %w", context.Cause(ctx))
 	}
-	return &childServer{addr: fields[1], dir: fields[2], cmd: cmd, input: input}, nil
+
+	addr, dir, ok := parseListening(line)
+	if !ok {
+		input.Close()
+		if waitErr := cmd.Wait(); waitErr != nil {
+			return nil, fmt.Errorf("the server process exited before it listened (%v); its error is above", waitErr)
+		}
+		return nil, fmt.Errorf("the server process printed %q instead of its address", line)
+	}
+	return &childServer{addr: addr, dir: dir, cmd: cmd, input: input}, nil
+}
+
+// parseListening parses the line "listening ADDR DIR" that serveChild
+// prints.
+func parseListening(line string) (addr, dir string, ok bool) {
+	rest, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "listening ")
+	if !ok {
+		return "", "", false
+	}
+	addr, quoted, ok := strings.Cut(rest, " ")
+	if !ok {
+		return "", "", false
+	}
+	dir, err := strconv.Unquote(quoted)
+	return addr, dir, err == nil && addr != "" && dir != ""
 }
 
 // childArgs returns the flags that make a child serve with opts.

@@ -39,7 +39,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"slices"
 	"sync"
 	"syscall"
@@ -51,6 +50,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/sockauth/sockauth/internal/authclient"
+	"github.com/sockauth/sockauth/internal/cpuprofile"
 )
 
 // Limits of the sizes that the flags set.
@@ -226,28 +226,28 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 		return err
 	}
 	if opts.cpuProfile != "" {
-		stop, err := startCPUProfile(opts.cpuProfile)
-		if err != nil {
-			return err
+		stop, startErr := cpuprofile.Start(opts.cpuProfile)
+		if startErr != nil {
+			return startErr
 		}
-		defer stop()
+		defer func() { err = errors.Join(err, stop()) }()
 	}
 
 	if opts.inProcess {
-		server, err := startFloorServer(opts)
-		if err != nil {
-			return err
+		server, startErr := startFloorServer(opts)
+		if startErr != nil {
+			return startErr
 		}
-		defer server.stop()
+		defer func() { err = errors.Join(err, server.stop()) }()
 		addr, dir, where = server.addr, server.dir, "in this process"
 		readStats = func(context.Context) (floorStats, error) {
 			cpu, err := processCPU()
 			return floorStats{log: server.log.stats(), cpu: cpu}, err
 		}
 	} else {
-		child, err := startChild(ctx, opts)
-		if err != nil {
-			return err
+		child, startErr := startChild(ctx, opts)
+		if startErr != nil {
+			return startErr
 		}
 		defer func() {
 			if stopErr := child.stop(); stopErr != nil {
@@ -476,23 +476,4 @@ func processCPU() (time.Duration, error) {
 		return 0, fmt.Errorf("read the process's CPU time: %w", err)
 	}
 	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano()), nil
-}
-
-// startCPUProfile starts writing a CPU profile to path and returns the
-// function that stops it and closes the file.
-func startCPUProfile(path string) (func(), error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("create the CPU profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start the CPU profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "syncfloor: writing the CPU profile failed:", err)
-		}
-	}, nil
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 	"github.com/sockauth/sockauth/internal/authclient"
+	"github.com/sockauth/sockauth/internal/cpuprofile"
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
@@ -284,11 +284,15 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 	}
 
 	if opts.cpuProfile != "" {
-		stop, err := startCPUProfile(opts.cpuProfile)
+		stop, err := cpuprofile.Start(opts.cpuProfile)
 		if err != nil {
 			return err
 		}
-		defer stop()
+		defer func() {
+			if err := stop(); err != nil {
+				slog.Error("writing the CPU profile failed", "file", opts.cpuProfile, "error", err)
+			}
+		}()
 	}
 	rounds, ceilings, err := runBenchRounds(ctx, callers, opts)
 	if err != nil {
@@ -302,25 +306,6 @@ var benchNoop = benchCall{"health.Check (no-op)", "Check", func(ctx context.Cont
 	_, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{})
 	return err
 }, false}
-
-// startCPUProfile starts writing a CPU profile to path and returns the
-// function that stops it and closes the file.
-func startCPUProfile(path string) (func(), error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("create the CPU profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start the CPU profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			slog.Error("writing the CPU profile failed", "file", path, "error", err)
-		}
-	}, nil
-}
 
 // benchRPCNames returns the names that --rpc accepts, in the order of a round.
 func benchRPCNames() []string {

@@ -1,0 +1,31 @@
+package cpuprofile
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestStartWritesProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	stop, err := Start(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size() == 0 {
+		t.Error("the profile is empty")
+	}
+}
+
+func TestStartRejectsMissingFolder(t *testing.T) {
+	if _, err := Start(filepath.Join(t.TempDir(), "missing", "cpu.prof")); err == nil {
+		t.Error("a profile in a missing folder was accepted")
+	}
+}

@@ -34,6 +34,10 @@ type logConfig struct {
 	// overlapAfter, when positive, holds a sync loop back while another
 	// sync runs, until that sync has run for overlapAfter.
 	overlapAfter time.Duration
+	// sparse creates the file by truncating it, as Badger creates its
+	// write-ahead logs, so that the first write to each block allocates it
+	// and the sync that covers it writes file metadata too.
+	sparse bool
 }
 
 // errLogClosed is the error of an append to a closed log.
@@ -45,8 +49,9 @@ var errLogClosed = errors.New("the log is closed")
 // no other sync took. With one sync goroutine, one sync runs at a time, as in
 // the authority's Badger store.
 //
-// The file is filled with zeros and synced before any append, and appends
-// wrap around to its start, so a sync never has to write file metadata.
+// Unless config.sparse is set, the file is filled with zeros and synced
+// before any append, and appends wrap around to its start, so a sync never
+// has to write file metadata.
 type groupLog struct {
 	file    *os.File
 	mapping []byte // the shared mapping in writeMapped mode, else nil
@@ -127,14 +132,15 @@ func (l *groupLog) start() {
 }
 
 // prepare fills the file with zeros, so that its blocks are allocated and
-// written, syncs it and its folder, and maps it in writeMapped mode.
+// written, or only sets its size when config.sparse is set. It syncs the file
+// and its folder, and maps the file in writeMapped mode.
 func (l *groupLog) prepare() error {
-	zeros := make([]byte, 1<<20)
-	for written := int64(0); written < l.config.size; written += int64(len(zeros)) {
-		chunk := zeros[:min(int64(len(zeros)), l.config.size-written)]
-		if _, err := l.file.WriteAt(chunk, written); err != nil {
-			return fmt.Errorf("fill %s: %w", l.file.Name(), err)
+	if l.config.sparse {
+		if err := l.file.Truncate(l.config.size); err != nil {
+			return fmt.Errorf("set the size of %s: %w", l.file.Name(), err)
 		}
+	} else if err := l.fill(); err != nil {
+		return err
 	}
 	if err := l.file.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", l.file.Name(), err)
@@ -148,6 +154,18 @@ func (l *groupLog) prepare() error {
 			return fmt.Errorf("map %s: %w", l.file.Name(), err)
 		}
 		l.mapping = mapping
+	}
+	return nil
+}
+
+// fill writes zeros over the whole file.
+func (l *groupLog) fill() error {
+	zeros := make([]byte, 1<<20)
+	for written := int64(0); written < l.config.size; written += int64(len(zeros)) {
+		chunk := zeros[:min(int64(len(zeros)), l.config.size-written)]
+		if _, err := l.file.WriteAt(chunk, written); err != nil {
+			return fmt.Errorf("fill %s: %w", l.file.Name(), err)
+		}
 	}
 	return nil
 }

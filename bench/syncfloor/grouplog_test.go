@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // durableLog returns a started log whose sync copies the file's contents, so
@@ -240,5 +242,33 @@ func TestOverlapAfterHoldsSecondSync(t *testing.T) {
 	wg.Wait()
 	if overlaps == 0 {
 		t.Error("no two syncs overlapped, so the test checked nothing")
+	}
+}
+
+func TestSparseLogHasNoBlocks(t *testing.T) {
+	dir := t.TempDir()
+	for _, sparse := range []bool{false, true} {
+		path := filepath.Join(dir, fmt.Sprintf("sparse-%v.log", sparse))
+		l, err := openGroupLog(path, logConfig{size: 1 << 20, mode: writeMapped, syncers: 1, sparse: sparse})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stat unix.Stat_t
+		if err := unix.Stat(path, &stat); err != nil {
+			t.Fatal(err)
+		}
+		if stat.Size != 1<<20 {
+			t.Errorf("sparse=%v: size %d, want 1 MiB", sparse, stat.Size)
+		}
+		// Blocks counts 512-byte units.
+		if allocated := stat.Blocks * 512; sparse && allocated != 0 || !sparse && allocated < 1<<20 {
+			t.Errorf("sparse=%v: %d bytes allocated", sparse, allocated)
+		}
+		if err := l.appendRecord([]byte("record")); err != nil {
+			t.Errorf("sparse=%v: %v", sparse, err)
+		}
+		if err := l.close(); err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -120,6 +120,8 @@ func parseOptions(args []string) (options, error) {
 	flags.StringVar(&mode, "write", string(writeMapped), "how records reach the file: mmap (as Badger writes its logs) or pwrite")
 	flags.IntVar(&opts.log.syncers, "syncers", 1, "goroutines that sync the log, each taking the writes waiting when its sync starts; "+
 		"the authority's store runs one")
+	flags.BoolVar(&opts.log.sparse, "sparse", false, "create the log by setting its size instead of filling it, as Badger creates its "+
+		"write-ahead logs, so that syncs also write the allocation of new blocks; use a large -log-mib so that records do not wrap around")
 	flags.DurationVar(&opts.log.overlapAfter, "overlap-after", 0,
 		"with -syncers 2 or more, start another sync while one runs only once that one has run this long; 0 starts it at once")
 	flags.IntVar(&heapMiB, "heap-mib", 10, fmt.Sprintf("MiB of live heap that the server holds, at most %d. The authority "+
@@ -280,8 +282,12 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 
 	fmt.Fprintf(out, "%d callers, %d connections, %d calls per caller and phase, %s, server %s with %d MiB of live heap\n",
 		opts.callers, opts.connections, opts.count, plural(opts.rounds, "round"), where, opts.heapSize>>20)
-	fmt.Fprintf(out, "%d-byte records written with %s into a log file of %d MiB in %s (removed afterwards), "+
-		"synced with fdatasync by %s\n", opts.recordSize, opts.log.mode, opts.log.size>>20, dir, plural(opts.log.syncers, "sync loop"))
+	layout := "filled"
+	if opts.log.sparse {
+		layout = "sparse"
+	}
+	fmt.Fprintf(out, "%d-byte records written with %s into a %s log file of %d MiB in %s (removed afterwards), "+
+		"synced with fdatasync by %s\n", opts.recordSize, opts.log.mode, layout, opts.log.size>>20, dir, plural(opts.log.syncers, "sync loop"))
 	if opts.log.overlapAfter > 0 {
 		fmt.Fprintf(out, "a sync loop starts a sync while another runs once that one has run %s\n", opts.log.overlapAfter)
 	}

@@ -356,6 +356,7 @@ func childArgs(opts options) []string {
 		"-write", string(opts.log.mode),
 		"-syncers", strconv.Itoa(opts.log.syncers),
 		"-overlap-after", opts.log.overlapAfter.String(),
+		"-sparse=" + strconv.FormatBool(opts.log.sparse),
 		"-heap-mib", strconv.FormatInt(opts.heapSize>>20, 10),
 		"-dir", opts.dir,
 	}

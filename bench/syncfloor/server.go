@@ -173,8 +173,9 @@ type floorServer struct {
 	log    *groupLog
 	server *grpc.Server
 	served chan error
-	// heap is never written, so it adds no pages of its own, but the garbage
-	// collector counts it and sets its goal by it.
+	// heap is never written, so it adds no pages of its own. The garbage
+	// collector counts it as live, so the garbage between two collections,
+	// and the resident memory with it, grows by up to its size.
 	heap []byte
 }
 

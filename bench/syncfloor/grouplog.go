@@ -65,8 +65,8 @@ type groupLog struct {
 	closed  bool
 	// wake receives a value after an append adds to pending. Its buffer of
 	// one keeps a wake-up sent while a sync runs.
-	wake    chan struct{}
-	syncers sync.WaitGroup // the running sync loops
+	wake  chan struct{}
+	loops sync.WaitGroup // the running sync loops
 
 	syncs, writes atomic.Uint64
 	syncNanos     atomic.Int64
@@ -127,7 +127,7 @@ func createGroupLog(path string, config logConfig) (*groupLog, error) {
 // start starts the sync loops.
 func (l *groupLog) start() {
 	for range l.config.syncers {
-		l.syncers.Go(l.syncLoop)
+		l.loops.Go(l.syncLoop)
 	}
 }
 
@@ -276,7 +276,7 @@ func (l *groupLog) close() error {
 	l.closed = true
 	close(l.wake)
 	l.mu.Unlock()
-	l.syncers.Wait()
+	l.loops.Wait()
 
 	// The loops take every append that woke them, so none should be left.
 	l.mu.Lock()

@@ -50,7 +50,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/sockauth/sockauth/internal/authclient"
-	"github.com/sockauth/sockauth/internal/cpuprofile"
+	"github.com/sockauth/sockauth/internal/cputime"
 )
 
 // Limits of the sizes that the flags set.
@@ -172,9 +172,6 @@ func (o options) validate() error {
 	if o.log.overlapAfter > 0 && o.log.syncers < 2 {
 		return fmt.Errorf("invalid -overlap-after %s with -syncers %d: it needs 2 or more sync loops", o.log.overlapAfter, o.log.syncers)
 	}
-	if o.heapSize < 0 {
-		return errors.New("invalid -heap-mib: it must not be negative")
-	}
 	if o.timeout <= 0 {
 		return fmt.Errorf("invalid -timeout %s: it must be positive", o.timeout)
 	}
@@ -228,7 +225,7 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 		return err
 	}
 	if opts.cpuProfile != "" {
-		stop, startErr := cpuprofile.Start(opts.cpuProfile)
+		stop, startErr := cputime.StartProfile(opts.cpuProfile)
 		if startErr != nil {
 			return startErr
 		}
@@ -259,7 +256,6 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 		addr, dir, where = child.addr, child.dir, fmt.Sprintf("in a separate process (pid %d)", child.cmd.Process.Pid)
 	}
 
-	conns := make([]*grpc.ClientConn, opts.connections)
 	clients := make([]healthpb.HealthClient, opts.connections)
 	for i := range clients {
 		conn, err := authclient.Dial(authclient.Options{Address: addr})
@@ -267,7 +263,6 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 			return err
 		}
 		defer conn.Close()
-		conns[i] = conn
 		clients[i] = healthpb.NewHealthClient(conn)
 	}
 	if readStats == nil {
@@ -276,7 +271,7 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 	// Each connection opens before the first phase starts its clock.
 	for _, client := range clients {
 		if err := checkOnce(ctx, client, opts.timeout); err != nil {
-			return err
+			return interruption(ctx, err)
 		}
 	}
 
@@ -294,9 +289,18 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 
 	noops, work, err := runRounds(ctx, clients, opts, readStats)
 	if err != nil {
-		return err
+		return interruption(ctx, err)
 	}
 	return printReport(out, noops, work)
+}
+
+// interruption returns err, or the cause of ctx's end when ctx has ended,
+// because the calls then fail only as a consequence of the interruption.
+func interruption(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil {
+		return fmt.Errorf("interrupted: %w", cause)
+	}
+	return err
 }
 
 // checkOnce makes one no-op call, which opens the client's connection.
@@ -359,8 +363,8 @@ func runRounds(ctx context.Context, clients []healthpb.HealthClient, opts option
 // runPhase runs opts.count health checks of kind's service on each of
 // opts.callers goroutines and measures them. The first failed call ends the
 // phase with its error.
-func runPhase(parent context.Context, clients []healthpb.HealthClient, opts options, kind phaseKind, readStats statsReader) (phase, error) {
-	ctx, cancel := context.WithCancel(parent)
+func runPhase(ctx context.Context, clients []healthpb.HealthClient, opts options, kind phaseKind, readStats statsReader) (phase, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
 		wg       sync.WaitGroup
@@ -390,9 +394,6 @@ func runPhase(parent context.Context, clients []healthpb.HealthClient, opts opti
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	if cause := context.Cause(parent); cause != nil {
-		return phase{}, fmt.Errorf("interrupted during a %s phase: %w", kind.label, cause)
-	}
 	if firstErr != nil {
 		return phase{}, fmt.Errorf("a %s call failed, so the run stopped: %w", kind.label, firstErr)
 	}
@@ -477,9 +478,9 @@ func median(values []float64) float64 {
 
 // processCPU returns the user and system CPU time that this process has used.
 func processCPU() (time.Duration, error) {
-	var usage syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
-		return 0, fmt.Errorf("read the process's CPU time: %w", err)
+	cpu, ok := cputime.Process()
+	if !ok {
+		return 0, errors.New("reading the process's CPU time with getrusage failed")
 	}
-	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano()), nil
+	return cpu, nil
 }

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,10 +23,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// mainEnv makes the test binary run the command, for tests of its signal
+// handling.
+const mainEnv = "SYNCFLOOR_TEST_MAIN"
+
 // TestMain lets the test binary serve as the child process that run starts
-// without -in-process.
+// without -in-process, and run the command when mainEnv is set.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "-"+childFlag {
+	if len(os.Args) > 1 && os.Args[1] == "-"+childFlag || os.Getenv(mainEnv) != "" {
 		main()
 		return
 	}
@@ -145,10 +151,54 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	opts.count, opts.rounds = 100_000, 1
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if err := run(ctx, &bytes.Buffer{}, opts); err == nil {
-		t.Error("a cancelled run returned no error")
+	err := run(ctx, &bytes.Buffer{}, opts)
+	if err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("a cancelled run returned %v, want an error that says it was interrupted", err)
 	}
 	checkNoFolderLeft(t, opts.dir)
+}
+
+func TestSignalsRemoveLogFolder(t *testing.T) {
+	for _, signal := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(signal.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-callers", "8", "-count", "1000000", "-rounds", "1", "-dir", dir)
+			cmd.Env = append(os.Environ(), mainEnv+"=1")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+
+			// The signal comes once the child has created the log folder.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				if folders, _ := filepath.Glob(filepath.Join(dir, "sockauth-syncfloor-*")); len(folders) > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					cmd.Wait()
+					t.Fatalf("no log folder appeared within 30 s; the command wrote %q", stderr.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond)
+			if err := cmd.Process.Signal(signal); err != nil {
+				t.Fatal(err)
+			}
+
+			err := cmd.Wait()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Errorf("the command ended with %v, want exit status 1", err)
+			}
+			if !strings.Contains(stderr.String(), "interrupted") {
+				t.Errorf("the command wrote %q, want a message that it was interrupted", stderr.String())
+			}
+			checkNoFolderLeft(t, dir)
+		})
+	}
 }
 
 func TestRunRejectsMemoryFileSystem(t *testing.T) {

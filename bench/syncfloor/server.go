@@ -182,9 +182,6 @@ type floorServer struct {
 // startFloorServer creates the log in a new folder under opts.dir and serves
 // the health service on a loopback port.
 func startFloorServer(opts options) (*floorServer, error) {
-	if err := checkFileSystem(opts.dir); err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp(opts.dir, "sockauth-syncfloor-")
 	if err != nil {
 		return nil, fmt.Errorf("-dir %q: %w", opts.dir, err)
@@ -285,7 +282,7 @@ type childServer struct {
 
 // startChild runs this program as a child process that serves the
 // benchmark server, and returns once the child listens. When ctx ends first,
-// it kills the child.
+// it stops the child and removes its folder.
 func startChild(ctx context.Context, opts options) (*childServer, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -316,10 +313,15 @@ func startChild(ctx context.Context, opts options) (*childServer, error) {
 	select {
 	case line = <-lines:
 	case <-ctx.Done():
-		input.Close()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("interrupted while the server process started: %w", context.Cause(ctx))
+		child := &childServer{cmd: cmd, input: input}
+		// A child that has created its folder removes it once its input
+		// ends, and stop removes it too once the line names it.
+		select {
+		case line := <-lines:
+			_, child.dir, _ = parseListening(line)
+		default:
+		}
+		return nil, errors.Join(fmt.Errorf("interrupted while the server process started: %w", context.Cause(ctx)), child.stop())
 	}
 
 	addr, dir, ok := parseListening(line)
@@ -364,7 +366,8 @@ func childArgs(opts options) []string {
 }
 
 // stop ends the child's input and waits for it to remove its folder and
-// exit. It kills a child that takes longer than 30 s.
+// exit. It kills a child that takes longer than 30 s, and then removes the
+// folder itself when c.dir names it.
 func (c *childServer) stop() error {
 	c.input.Close()
 	exited := make(chan error, 1)

@@ -22,7 +22,7 @@ import (
 
 	sockauthv1 "github.com/sockauth/sockauth/gen/sockauth/v1"
 	"github.com/sockauth/sockauth/internal/authclient"
-	"github.com/sockauth/sockauth/internal/cpuprofile"
+	"github.com/sockauth/sockauth/internal/cputime"
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
@@ -284,7 +284,7 @@ func runAuthorityBench(ctx context.Context, out io.Writer, opts benchOptions) er
 	}
 
 	if opts.cpuProfile != "" {
-		stop, err := cpuprofile.Start(opts.cpuProfile)
+		stop, err := cputime.StartProfile(opts.cpuProfile)
 		if err != nil {
 			return err
 		}
@@ -651,7 +651,7 @@ func runBenchPhase(ctx context.Context, name string, callers []*benchCaller, opt
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	cpuBefore, cpuOK := processCPU()
+	cpuBefore, cpuOK := cputime.Process()
 	var (
 		mu       sync.Mutex // guards phase and firstErr
 		firstErr error
@@ -692,7 +692,7 @@ func runBenchPhase(ctx context.Context, name string, callers []*benchCaller, opt
 		return nil, fmt.Errorf("%s failed after %d successful calls, so the run stopped: %w",
 			name, len(phase.latencies), firstErr)
 	}
-	if cpuAfter, ok := processCPU(); ok && cpuOK {
+	if cpuAfter, ok := cputime.Process(); ok && cpuOK {
 		phase.cpu = cpuAfter - cpuBefore
 	}
 	if opts.readSyncs != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sockauth/sockauth/internal/cputime"
 )
 
 // phaseAt returns a phase of calls that each took one millisecond and ran at
@@ -79,7 +81,7 @@ func TestAuthorityBenchRuns(t *testing.T) {
 	}
 	report := out.String()
 	rows := []string{"health.Check (no-op)", "IssueCode", "Authenticate (rotation)", "ConfirmRotation", "Verify", "2 rounds"}
-	if _, ok := processCPU(); ok {
+	if _, ok := cputime.Process(); ok {
 		rows = append(rows, "CPU per call")
 	}
 	for _, row := range rows {

@@ -1,4 +1,4 @@
-package cpuprofile
+package cputime
 
 import (
 	"os"
@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-func TestStartWritesProfile(t *testing.T) {
+func TestStartProfileWritesFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cpu.prof")
-	stop, err := Start(path)
+	stop, err := StartProfile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,8 +24,8 @@ func TestStartWritesProfile(t *testing.T) {
 	}
 }
 
-func TestStartRejectsMissingFolder(t *testing.T) {
-	if _, err := Start(filepath.Join(t.TempDir(), "missing", "cpu.prof")); err == nil {
+func TestStartProfileRejectsMissingFolder(t *testing.T) {
+	if _, err := StartProfile(filepath.Join(t.TempDir(), "missing", "cpu.prof")); err == nil {
 		t.Error("a profile in a missing folder was accepted")
 	}
 }

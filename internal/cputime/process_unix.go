@@ -1,15 +1,15 @@
 //go:build unix
 
-package main
+package cputime
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPU returns the user and system CPU time that this process has used,
-// and true.
-func processCPU() (time.Duration, bool) {
+// Process returns the user and system CPU time that this process has used,
+// and true, or false when getrusage fails.
+func Process() (time.Duration, bool) {
 	var usage syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
 		return 0, false

@@ -1,6 +1,6 @@
-// Package cpuprofile writes CPU profiles of the benchmark commands for go
-// tool pprof.
-package cpuprofile
+// Package cputime reads the CPU time of this process and writes CPU profiles
+// for go tool pprof, for the benchmark commands.
+package cputime
 
 import (
 	"errors"
@@ -9,10 +9,10 @@ import (
 	"runtime/pprof"
 )
 
-// Start starts writing a CPU profile of this process to path and returns the
+// StartProfile starts writing a CPU profile of this process to path and returns the
 // function that stops the profile and closes the file, with the error of
 // that close.
-func Start(path string) (stop func() error, err error) {
+func StartProfile(path string) (stop func() error, err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("create the CPU profile: %w", err)

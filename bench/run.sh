@@ -77,16 +77,17 @@ echo "== rotations and store syncs: sockauth bench authority --callers 64 --coun
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== floor of one synced write per call: go run ./bench/syncfloor -callers 64 -count 300 -rounds 5 -dir DATA, with the server in its own process and then -in-process"
+echo "== floor of one synced write per call: go run ./bench/syncfloor -callers 64 -count 300 -rounds 5 -store -dir DATA, with the server in its own process and then -in-process"
 # The same transport and the same group-committed fdatasync as the
-# rotations above, without the store: the first run serves from a separate
-# process as sockauth serve does in the gRPC load, the second compares with
-# the in-process rotations. The log goes into the same folder as the
-# authorities' data. The floor rejects a folder on tmpfs, and the sections
+# rotations above, first into a plain log and then, with -store, into the
+# authority's Badger store and into Badger with its own synced writes: the
+# first run serves from a separate process as sockauth serve does in the
+# gRPC load, the second compares with the in-process rotations. The files go
+# into the same folder as the authorities' data. The floor rejects a folder on tmpfs, and the sections
 # after it still run then.
 ticks=$(cpu_ticks)
-"$work/syncfloor" -callers 64 -count 300 -rounds 5 -dir "$work" || echo "the floor did not run"
-"$work/syncfloor" -callers 64 -count 300 -rounds 5 -dir "$work" -in-process || echo "the floor did not run"
+"$work/syncfloor" -callers 64 -count 300 -rounds 5 -store -dir "$work" || echo "the floor did not run"
+"$work/syncfloor" -callers 64 -count 300 -rounds 5 -store -dir "$work" -in-process || echo "the floor did not run"
 echo "CPU time stolen by the hypervisor during the floor: $(steal_since "$ticks")"
 
 echo

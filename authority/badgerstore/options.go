@@ -48,3 +48,13 @@ func badgerOptions(dir string, opts Options) badger.Options {
 	}
 	return badgerOpts
 }
+
+// BadgerOptions returns the Badger options that Open uses for a Store in
+// dir with opts, SyncWrites off included. Benchmarks use them to compare the
+// store with Badger alone.
+func BadgerOptions(dir string, opts Options) badger.Options {
+	if opts.Logger == nil {
+		opts.Logger = DefaultOptions().Logger
+	}
+	return badgerOptions(dir, opts)
+}

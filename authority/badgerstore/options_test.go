@@ -26,3 +26,26 @@ func TestBadgerOptionsKeepTablesSmall(t *testing.T) {
 		t.Error("Badger syncs every transaction itself, which the store's sync stage already does once per group")
 	}
 }
+
+func TestExportedBadgerOptionsMatchOpen(t *testing.T) {
+	dir := t.TempDir()
+	store, err := Open(dir, Options{Logger: DefaultOptions().Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := store.db.Opts()
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without a logger the defaults' logger receives Badger's messages.
+	exported := BadgerOptions(dir, Options{})
+	if exported.Logger == nil {
+		t.Error("no logger")
+	}
+	if exported.MemTableSize != opened.MemTableSize || exported.Compression != opened.Compression ||
+		exported.ValueThreshold != opened.ValueThreshold || exported.SyncWrites != opened.SyncWrites ||
+		exported.BlockCacheSize != opened.BlockCacheSize || exported.BloomFalsePositive != opened.BloomFalsePositive {
+		t.Errorf("BadgerOptions differ from the options that Open used:\n%+v\n%+v", exported, opened)
+	}
+}

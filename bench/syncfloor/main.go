@@ -19,6 +19,16 @@
 //     decodes a token, claims and all, and encodes the next one with a new
 //     random token id, the whole token work of a rotation.
 //
+// With -store a round has two more phases, which do the same token work and
+// write to Badger instead of the log:
+//
+//   - "store-codec" loads a session from the authority's Badger store and
+//     stores its rotated record with CompareAndSwap, as a rotation does, so
+//     that the store's own group-committed sync covers it;
+//   - "badger-codec" reads and writes one key in a Badger database with the
+//     store's options and Badger's own synced writes instead of the store's
+//     sync stage.
+//
 // The command prints each phase's rate as a share of the faster no-op phase
 // beside it. The log is the cheapest durable write that the authority could
 // make: a file filled and synced beforehand, so that no sync writes metadata,
@@ -26,7 +36,11 @@
 // of a store. The shares are therefore bounds on what rotations can reach on
 // the same machine, disk and file system, with the same sync design and the
 // same layout of processes. One process gives lower shares than two, because
-// its no-op calls are faster.
+// its no-op calls are faster. The store phases keep each rotated session in
+// Badger as the authority does, so they leave out only the service's checks,
+// the tokens in the messages and the metrics. With -store the server's heap
+// also holds the caches of two Badger databases, which changes the no-op
+// rate too, so compare shares only within one run.
 //
 //	go run ./bench/syncfloor -callers 64 -count 300 -rounds 5
 package main
@@ -71,6 +85,9 @@ type options struct {
 	dir         string
 	cpuProfile  string
 	timeout     time.Duration
+	// store adds the phase that stores each rotation in the authority's
+	// Badger store instead of the log.
+	store bool
 	// inProcess serves in this process instead of a child process.
 	inProcess bool
 	// child makes this process the server of a parent syncfloor process.
@@ -129,6 +146,8 @@ func parseOptions(args []string) (options, error) {
 	flags.StringVar(&opts.dir, "dir", "", "folder on a disk for the log file; empty uses the system's temporary folder")
 	flags.StringVar(&opts.cpuProfile, "cpu-profile", "", "file to write a CPU profile of the rounds to; with -in-process it covers the server too")
 	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "deadline of each call")
+	flags.BoolVar(&opts.store, "store", false, "add a phase that does the token work and stores a rotated session record "+
+		"in the authority's Badger store, with its syncs, instead of appending to the log")
 	flags.BoolVar(&opts.inProcess, "in-process", false, "serve in this process, as `sockauth bench authority` without --authority does")
 	flags.BoolVar(&opts.child, childFlag, false, "internal: serve for a parent syncfloor process, which sets this flag")
 
@@ -189,9 +208,18 @@ var (
 	syncedPhase = phaseKind{"synced write", "synced"}
 	cryptoPhase = phaseKind{"synced write + PASETO crypto", "synced-crypto"}
 	codecPhase  = phaseKind{"synced write + token codec", "synced-codec"}
-	// workPhases are the phases of a round after its no-op phase.
-	workPhases = []phaseKind{syncedPhase, cryptoPhase, codecPhase}
+	storePhase  = phaseKind{"Badger store + token codec", "store-codec"}
+	rawPhase    = phaseKind{"Badger synced writes + token codec", "badger-codec"}
 )
+
+// workPhases returns the phases of a round after its no-op phase.
+func (o options) workPhases() []phaseKind {
+	kinds := []phaseKind{syncedPhase, cryptoPhase, codecPhase}
+	if o.store {
+		kinds = append(kinds, storePhase, rawPhase)
+	}
+	return kinds
+}
 
 // floorStats are the counters that a phase reads before and after it.
 type floorStats struct {
@@ -241,7 +269,7 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 		addr, dir, where = server.addr, server.dir, "in this process"
 		readStats = func(context.Context) (floorStats, error) {
 			cpu, err := processCPU()
-			return floorStats{log: server.log.stats(), cpu: cpu}, err
+			return floorStats{log: server.health.stats(), cpu: cpu}, err
 		}
 	} else {
 		child, startErr := startChild(ctx, opts)
@@ -283,6 +311,9 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 	}
 	fmt.Fprintf(out, "%d-byte records written with %s into a %s log file of %d MiB in %s (removed afterwards), "+
 		"synced with fdatasync by %s\n", opts.recordSize, opts.log.mode, layout, opts.log.size>>20, dir, plural(opts.log.syncers, "sync loop"))
+	if opts.store {
+		fmt.Fprintf(out, "the store phases rotate %d sessions in Badger databases in the same folder\n", opts.callers)
+	}
 	if opts.log.overlapAfter > 0 {
 		fmt.Fprintf(out, "a sync loop starts a sync while another runs once that one has run %s\n", opts.log.overlapAfter)
 	}
@@ -291,7 +322,7 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 	if err != nil {
 		return interruption(ctx, err)
 	}
-	return printReport(out, noops, work)
+	return printReport(out, opts.workPhases(), noops, work)
 }
 
 // interruption returns err, or the cause of ctx's end when ctx has ended,
@@ -338,6 +369,7 @@ func remoteStats(client healthpb.HealthClient, timeout time.Duration) statsReade
 // kind workPhases[k] in round i, and noops[i] and noops[i+1] are the no-op
 // phases on either side of round i.
 func runRounds(ctx context.Context, clients []healthpb.HealthClient, opts options, readStats statsReader) (noops []phase, work [][]phase, err error) {
+	workPhases := opts.workPhases()
 	work = make([][]phase, len(workPhases))
 	for range opts.rounds {
 		p, err := runPhase(ctx, clients, opts, noopPhase, readStats)
@@ -414,7 +446,7 @@ func runPhase(ctx context.Context, clients []healthpb.HealthClient, opts options
 // rounds. Each phase is divided by the faster of the no-op phases just before
 // and just after its round. The no-op row's range compares each no-op phase
 // with the fastest one.
-func printReport(out io.Writer, noops []phase, work [][]phase) error {
+func printReport(out io.Writer, workPhases []phaseKind, noops []phase, work [][]phase) error {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "phase\tcalls/s\tof no-op rate\tround range\twrites/sync\tsync\tCPU per call\t")
 
@@ -438,9 +470,14 @@ func printReport(out io.Writer, noops []phase, work [][]phase) error {
 				syncTimes = append(syncTimes, float64(p.syncs.syncTime)/float64(p.syncs.syncs))
 			}
 		}
-		fmt.Fprintf(w, "%s\t%.0f\t%.0f%%\t%.0f-%.0f%%\t%.1f\t%s\t%s\t\n", kind.label, median(rates), 100*median(ratios),
-			100*slices.Min(ratios), 100*slices.Max(ratios), median(perSync),
-			time.Duration(median(syncTimes)).Round(time.Microsecond), formatCPU(median(cpus)))
+		// Badger's own synced writes count no syncs here.
+		writesPerSync, syncTime := "-", "-"
+		if len(perSync) > 0 {
+			writesPerSync = fmt.Sprintf("%.1f", median(perSync))
+			syncTime = time.Duration(median(syncTimes)).Round(time.Microsecond).String()
+		}
+		fmt.Fprintf(w, "%s\t%.0f\t%.0f%%\t%.0f-%.0f%%\t%s\t%s\t%s\t\n", kind.label, median(rates), 100*median(ratios),
+			100*slices.Min(ratios), 100*slices.Max(ratios), writesPerSync, syncTime, formatCPU(median(cpus)))
 	}
 	if err := w.Flush(); err != nil {
 		return err

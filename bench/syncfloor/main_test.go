@@ -47,17 +47,17 @@ func smallOptions(t *testing.T) options {
 
 // reportRow matches a row of the report: the phase, its rate, its share of
 // the no-op rate and its writes per sync.
-var reportRow = regexp.MustCompile(`(?m)^\s*(no-op|synced write[^\d]*?)\s+(\d+)\s+(\d+)%.*?\s(-|\d+\.\d)\s`)
+var reportRow = regexp.MustCompile(`(?m)^\s*(no-op|synced write[^\d]*?|Badger [^\d]*?)\s+(\d+)\s+(\d+)%.*?\s(-|\d+\.\d)\s`)
 
 // checkReport checks that the report has a row with plausible figures for
-// every phase.
-func checkReport(t *testing.T, report string) {
+// every phase of opts.
+func checkReport(t *testing.T, report string, opts options) {
 	t.Helper()
 	rows := map[string][]string{}
 	for _, match := range reportRow.FindAllStringSubmatch(report, -1) {
 		rows[strings.TrimSpace(match[1])] = match[2:]
 	}
-	for _, kind := range append([]phaseKind{noopPhase}, workPhases...) {
+	for _, kind := range append([]phaseKind{noopPhase}, opts.workPhases()...) {
 		row, ok := rows[kind.label]
 		if !ok {
 			t.Errorf("no row for phase %q in:\n%s", kind.label, report)
@@ -71,7 +71,12 @@ func checkReport(t *testing.T, report string) {
 			t.Errorf("phase %q has share %d%% of the no-op rate", kind.label, share)
 		}
 		perSync, err := strconv.ParseFloat(row[2], 64)
-		if kind != noopPhase && (err != nil || perSync < 1) {
+		switch {
+		case kind == rawPhase:
+			if row[2] != "-" {
+				t.Errorf("phase %q has %s writes per sync, want - because Badger's syncs are not counted", kind.label, row[2])
+			}
+		case kind != noopPhase && (err != nil || perSync < 1):
 			t.Errorf("phase %q has %s writes per sync, want at least 1", kind.label, row[2])
 		}
 	}
@@ -90,15 +95,21 @@ func checkNoFolderLeft(t *testing.T, dir string) {
 }
 
 func TestRunReportsEveryPhase(t *testing.T) {
-	for _, mode := range []writeMode{writeMapped, writePwrite} {
-		t.Run(string(mode), func(t *testing.T) {
+	for _, test := range []struct {
+		name  string
+		mode  writeMode
+		store bool
+	}{{"mmap", writeMapped, false}, {"pwrite", writePwrite, false}, {"store", writeMapped, true}} {
+		t.Run(test.name, func(t *testing.T) {
 			opts := smallOptions(t)
-			opts.log.mode = mode
+			opts.log.mode = test.mode
+			opts.store = test.store
+			mode := test.mode
 			var out bytes.Buffer
 			if err := run(context.Background(), &out, opts); err != nil {
 				t.Fatal(err)
 			}
-			checkReport(t, out.String())
+			checkReport(t, out.String(), opts)
 			if !strings.Contains(out.String(), "written with "+string(mode)) {
 				t.Errorf("the report does not name the write mode %s:\n%s", mode, out.String())
 			}
@@ -110,6 +121,8 @@ func TestRunReportsEveryPhase(t *testing.T) {
 func TestRunServesFromChildProcess(t *testing.T) {
 	opts := smallOptions(t)
 	opts.inProcess = false
+	// The child opens the stores only when the parent passes -store on.
+	opts.store = true
 	// The child prints the folder's path, which may hold spaces.
 	opts.dir = filepath.Join(opts.dir, "with space")
 	if err := os.Mkdir(opts.dir, 0o700); err != nil {
@@ -119,7 +132,7 @@ func TestRunServesFromChildProcess(t *testing.T) {
 	if err := run(context.Background(), &out, opts); err != nil {
 		t.Fatal(err)
 	}
-	checkReport(t, out.String())
+	checkReport(t, out.String(), opts)
 	if !strings.Contains(out.String(), "in a separate process") {
 		t.Errorf("the report does not say that the server ran in a separate process:\n%s", out.String())
 	}
@@ -216,18 +229,28 @@ func TestRunRejectsMemoryFileSystem(t *testing.T) {
 
 func TestReportDividesByFasterNeighbour(t *testing.T) {
 	second := func(calls int) phase { return phase{calls: calls, elapsed: time.Second, cpu: time.Second} }
+	synced := func(calls int) phase {
+		p := second(calls)
+		p.syncs = logStats{syncs: 10, writes: uint64(calls), syncTime: 10 * time.Millisecond}
+		return p
+	}
 	noops := []phase{second(1000), second(800), second(2000)}
+	kinds := []phaseKind{syncedPhase, cryptoPhase, rawPhase}
 	work := [][]phase{
-		{second(500), second(500)}, // 500/1000 and 500/2000: 50% and 25%
-		{second(100), second(100)},
+		{synced(500), synced(500)}, // 500/1000 and 500/2000: 50% and 25%
+		{synced(100), synced(100)},
 		{second(100), second(100)},
 	}
 	var out bytes.Buffer
-	if err := printReport(&out, noops, work); err != nil {
+	if err := printReport(&out, kinds, noops, work); err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`synced write\s+500\s+38%\s+25-50%`).MatchString(out.String()) {
-		t.Errorf("the synced write row does not show a median of 38%% over 25-50%%:\n%s", out.String())
+	if !regexp.MustCompile(`synced write\s+500\s+38%\s+25-50%\s+50\.0\s+1ms\s`).MatchString(out.String()) {
+		t.Errorf("the synced write row does not show a median of 38%% over 25-50%% and 50 writes per 1 ms sync:\n%s", out.String())
+	}
+	// A phase whose syncs are not counted shows none.
+	if !regexp.MustCompile(`Badger synced writes \+ token codec\s+100\s+8%\s+5-10%\s+-\s+-\s`).MatchString(out.String()) {
+		t.Errorf("the row of Badger's own synced writes does not show its share and no syncs:\n%s", out.String())
 	}
 	if !regexp.MustCompile(`no-op\s+1000\s+100%\s+40-100%`).MatchString(out.String()) {
 		t.Errorf("the no-op row does not show its median of 1000 and a range of 40-100%%:\n%s", out.String())
@@ -249,13 +272,21 @@ func TestCheckRejectsUnknownService(t *testing.T) {
 	if status.Code(err) != codes.NotFound {
 		t.Errorf("an unknown service returned %v, want NotFound", err)
 	}
-	for _, kind := range workPhases {
+	logPhases := options{}.workPhases()
+	for _, kind := range logPhases {
 		if _, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: kind.service}); err != nil {
 			t.Errorf("service %q: %v", kind.service, err)
 		}
 	}
-	if writes := l.stats().writes; writes != uint64(len(workPhases)) {
-		t.Errorf("%d synced writes, want one per work phase (%d)", writes, len(workPhases))
+	if writes := l.stats().writes; writes != uint64(len(logPhases)) {
+		t.Errorf("%d synced writes, want one per work phase (%d)", writes, len(logPhases))
+	}
+	// Without -store the server has no store to write to.
+	for _, kind := range []phaseKind{storePhase, rawPhase} {
+		_, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: kind.service})
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("service %q without -store returned %v, want FailedPrecondition", kind.service, err)
+		}
 	}
 }
 
@@ -264,7 +295,7 @@ func TestParseOptions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	if opts.callers != 64 || opts.log.syncers != 1 || opts.log.mode != writeMapped || opts.inProcess {
+	if opts.callers != 64 || opts.log.syncers != 1 || opts.log.mode != writeMapped || opts.inProcess || opts.store {
 		t.Errorf("unexpected defaults %+v", opts)
 	}
 	for _, args := range [][]string{

@@ -57,6 +57,8 @@ type floorHealth struct {
 	payload, footer []byte
 	key             []byte
 	protocol        *paseto.V2
+	// store is the Badger store of the store phase, or nil without -store.
+	store *sessionStore
 }
 
 func newFloorHealth(log *groupLog, recordSize int) (*floorHealth, error) {
@@ -100,6 +102,26 @@ func (h *floorHealth) Check(ctx context.Context, req *healthpb.HealthCheckReques
 		}
 		if err := h.appendRecord(); err != nil {
 			return nil, err
+		}
+	case storePhase.service:
+		if h.store == nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "the server runs without -store")
+		}
+		if err := h.rotateToken(); err != nil {
+			return nil, status.Errorf(codes.Internal, "token work failed: %v", err)
+		}
+		if err := h.store.rotate(ctx); err != nil {
+			return nil, status.Errorf(codes.Internal, "store write failed: %v", err)
+		}
+	case rawPhase.service:
+		if h.store == nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "the server runs without -store")
+		}
+		if err := h.rotateToken(); err != nil {
+			return nil, status.Errorf(codes.Internal, "token work failed: %v", err)
+		}
+		if err := h.store.badger.rotate(ctx); err != nil {
+			return nil, status.Errorf(codes.Internal, "badger write failed: %v", err)
 		}
 	case statsService:
 		if err := h.sendStats(ctx); err != nil {
@@ -149,13 +171,26 @@ func (h *floorHealth) sendStats(ctx context.Context) error {
 	if err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
-	stats := h.log.stats()
+	stats := h.stats()
 	return grpc.SetTrailer(ctx, metadata.Pairs(
 		trailerSyncs, strconv.FormatUint(stats.syncs, 10),
 		trailerWrites, strconv.FormatUint(stats.writes, 10),
 		trailerSyncNanos, strconv.FormatInt(int64(stats.syncTime), 10),
 		trailerCPUNanos, strconv.FormatInt(int64(cpu), 10),
 	))
+}
+
+// stats returns the syncs of the log and of the store together; each phase
+// writes to one of them only.
+func (h *floorHealth) stats() logStats {
+	stats := h.log.stats()
+	if h.store != nil {
+		storeStats := h.store.stats()
+		stats.syncs += storeStats.syncs
+		stats.writes += storeStats.writes
+		stats.syncTime += storeStats.syncTime
+	}
+	return stats
 }
 
 // newTokenID returns a random id of the size that the authority gives its
@@ -171,6 +206,7 @@ type floorServer struct {
 	addr   string
 	dir    string
 	log    *groupLog
+	health *floorHealth
 	server *grpc.Server
 	served chan error
 	// heap is never written, so it adds no pages of its own. The garbage
@@ -193,11 +229,15 @@ func startFloorServer(opts options) (*floorServer, error) {
 		return nil, err
 	}
 	health, err := newFloorHealth(s.log, opts.recordSize)
+	if err == nil && opts.store {
+		health.store, err = openSessionStore(filepath.Join(dir, "badger"), opts.callers)
+	}
 	if err != nil {
 		s.log.close()
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	s.health = health
 
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -219,6 +259,9 @@ func (s *floorServer) stop() error {
 	s.server.Stop()
 	<-s.served
 	err := s.log.close()
+	if s.health.store != nil {
+		err = errors.Join(err, s.health.store.store.Close(), s.health.store.badger.db.Close())
+	}
 	runtime.KeepAlive(s.heap)
 	return errors.Join(err, os.RemoveAll(s.dir))
 }
@@ -362,6 +405,8 @@ func childArgs(opts options) []string {
 		"-sparse=" + strconv.FormatBool(opts.log.sparse),
 		"-heap-mib", strconv.FormatInt(opts.heapSize>>20, 10),
 		"-dir", opts.dir,
+		"-store=" + strconv.FormatBool(opts.store),
+		"-callers", strconv.Itoa(opts.callers),
 	}
 }
 

@@ -1,0 +1,98 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/sockauth/sockauth/authority"
+)
+
+func TestSessionStoreRotatesEachSession(t *testing.T) {
+	ctx := context.Background()
+	s, err := openSessionStore(filepath.Join(t.TempDir(), "badger"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := errors.Join(s.store.Close(), s.badger.db.Close()); err != nil {
+			t.Error(err)
+		}
+	}()
+
+	before := map[string]*authority.Session{}
+	for range 2 {
+		id := <-s.ids
+		session, err := s.store.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[id] = session
+		s.ids <- id
+	}
+	// Each rotation takes the session that waited longest, so four
+	// rotations rotate each session twice.
+	for range 4 {
+		if err := s.rotate(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, old := range before {
+		got, err := s.store.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Version != old.Version+2 || got.Generation != old.Generation+2 {
+			t.Errorf("session %s: version %d and generation %d, want %d and %d",
+				id, got.Version, got.Generation, old.Version+2, old.Generation+2)
+		}
+		if got.CurrentTokenID == old.CurrentTokenID || got.PreviousTokenID == old.CurrentTokenID || got.PreviousTokenID == "" {
+			t.Errorf("session %s kept its token ids after two rotations: %+v", id, got)
+		}
+	}
+	if stats := s.stats(); stats.writes != 6 || stats.syncs == 0 {
+		t.Errorf("store counters %+v, want 6 writes (2 creations, 4 rotations) and some syncs", stats)
+	}
+}
+
+func TestSyncedBadgerWritesRecord(t *testing.T) {
+	s, err := openSessionStore(filepath.Join(t.TempDir(), "badger"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := errors.Join(s.store.Close(), s.badger.db.Close()); err != nil {
+			t.Error(err)
+		}
+	}()
+	b := s.badger
+	if !b.db.Opts().SyncWrites {
+		t.Error("the database does not sync its writes")
+	}
+	key := <-b.keys
+	b.keys <- key
+	if err := b.rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	err = b.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		return item.Value(func(value []byte) error {
+			if !bytes.Equal(value, b.value) {
+				t.Errorf("stored %d bytes, want the %d-byte record", len(value), len(b.value))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -41,7 +41,7 @@ func TestExportedBadgerOptionsMatchOpen(t *testing.T) {
 	// Without a logger the defaults' logger receives Badger's messages.
 	exported := BadgerOptions(dir, Options{})
 	if exported.Logger == nil {
-		t.Error("no logger")
+		t.Error("BadgerOptions without a logger returned options without one")
 	}
 	if exported.MemTableSize != opened.MemTableSize || exported.Compression != opened.Compression ||
 		exported.ValueThreshold != opened.ValueThreshold || exported.SyncWrites != opened.SyncWrites ||

@@ -85,8 +85,8 @@ type options struct {
 	dir         string
 	cpuProfile  string
 	timeout     time.Duration
-	// store adds the phase that stores each rotation in the authority's
-	// Badger store instead of the log.
+	// store adds the phases that write each rotation to Badger instead of
+	// the log.
 	store bool
 	// inProcess serves in this process instead of a child process.
 	inProcess bool

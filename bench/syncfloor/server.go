@@ -105,7 +105,7 @@ func (h *floorHealth) Check(ctx context.Context, req *healthpb.HealthCheckReques
 		}
 	case storePhase.service:
 		if h.store == nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "the server runs without -store")
+			return nil, status.Errorf(codes.FailedPrecondition, "service %q needs a server started with -store", req.GetService())
 		}
 		if err := h.rotateToken(); err != nil {
 			return nil, status.Errorf(codes.Internal, "token work failed: %v", err)
@@ -115,7 +115,7 @@ func (h *floorHealth) Check(ctx context.Context, req *healthpb.HealthCheckReques
 		}
 	case rawPhase.service:
 		if h.store == nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "the server runs without -store")
+			return nil, status.Errorf(codes.FailedPrecondition, "service %q needs a server started with -store", req.GetService())
 		}
 		if err := h.rotateToken(); err != nil {
 			return nil, status.Errorf(codes.Internal, "token work failed: %v", err)

@@ -19,7 +19,8 @@ import (
 // sessionStore is the authority's Badger store with one session per caller,
 // which the store phase rotates as Authenticate does.
 type sessionStore struct {
-	store  *badgerstore.Store
+	store *badgerstore.Store
+	// badger is the database of the phase with Badger's own synced writes.
 	badger *syncedBadger
 	// ids holds the ids of the sessions that no call is rotating, so that
 	// no two calls rotate one session at once.
@@ -27,7 +28,8 @@ type sessionStore struct {
 }
 
 // openSessionStore opens the store in dir as `sockauth serve` opens its own,
-// and creates sessions sessions in it.
+// creates the given number of sessions in it, and opens the database of
+// Badger's own synced writes beside it.
 func openSessionStore(dir string, sessions int) (*sessionStore, error) {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	store, err := badgerstore.Open(dir, badgerstore.Options{Logger: logger})

@@ -14,17 +14,25 @@ import (
 	"github.com/sockauth/sockauth/authority"
 )
 
-func TestSessionStoreRotatesEachSession(t *testing.T) {
-	ctx := context.Background()
-	s, err := openSessionStore(filepath.Join(t.TempDir(), "badger"), 2)
+// openTestStore opens the databases of the store phases with the given
+// number of sessions, and closes them when the test ends.
+func openTestStore(t *testing.T, sessions int) *sessionStore {
+	t.Helper()
+	s, err := openSessionStore(filepath.Join(t.TempDir(), "badger"), sessions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if err := errors.Join(s.store.Close(), s.badger.db.Close()); err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	return s
+}
+
+func TestSessionStoreRotatesEachSession(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t, 2)
 
 	before := map[string]*authority.Session{}
 	for range 2 {
@@ -62,16 +70,7 @@ func TestSessionStoreRotatesEachSession(t *testing.T) {
 }
 
 func TestSyncedBadgerWritesRecord(t *testing.T) {
-	s, err := openSessionStore(filepath.Join(t.TempDir(), "badger"), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := errors.Join(s.store.Close(), s.badger.db.Close()); err != nil {
-			t.Error(err)
-		}
-	}()
-	b := s.badger
+	b := openTestStore(t, 1).badger
 	if !b.db.Opts().SyncWrites {
 		t.Error("the database does not sync its writes")
 	}
@@ -80,7 +79,7 @@ func TestSyncedBadgerWritesRecord(t *testing.T) {
 	if err := b.rotate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	err = b.db.View(func(txn *badger.Txn) error {
+	err := b.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
 		if err != nil {
 			return err

@@ -143,12 +143,14 @@ func parseOptions(args []string) (options, error) {
 		"with -syncers 2 or more, start another sync while one runs only once that one has run this long; 0 starts it at once")
 	flags.IntVar(&heapMiB, "heap-mib", 10, fmt.Sprintf("MiB of live heap that the server holds, at most %d. The authority "+
 		"held 8 to 16 MB under a rotation load, and a smaller heap makes the garbage collector run more often and lowers the no-op rate", maxHeapMiB))
-	flags.StringVar(&opts.dir, "dir", "", "folder on a disk for the log file; empty uses the system's temporary folder")
+	flags.StringVar(&opts.dir, "dir", "", "folder on a disk for the log file and, with -store, the Badger databases; "+
+		"empty uses the system's temporary folder")
 	flags.StringVar(&opts.cpuProfile, "cpu-profile", "", "file to write a CPU profile of the rounds to; with -in-process it covers the server too")
 	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "deadline of each call")
-	flags.BoolVar(&opts.store, "store", false, "add a phase that does the token work and stores a rotated session record "+
-		"in the authority's Badger store, with its syncs, instead of appending to the log")
-	flags.BoolVar(&opts.inProcess, "in-process", false, "serve in this process, as `sockauth bench authority` without --authority does")
+	flags.BoolVar(&opts.store, "store", false, "add two phases that do the token work and then, instead of appending to the log, "+
+		"rotate a session record in the authority's Badger store or write a key with Badger's own synced writes; "+
+		"-write, -record, -sparse, -syncers and -overlap-after apply to the log only")
+	flags.BoolVar(&opts.inProcess, "in-process", false, "serve in this process, as sockauth bench authority without --authority does")
 	flags.BoolVar(&opts.child, childFlag, false, "internal: serve for a parent syncfloor process, which sets this flag")
 
 	if err := flags.Parse(args); err != nil {
@@ -312,7 +314,8 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 	fmt.Fprintf(out, "%d-byte records written with %s into a %s log file of %d MiB in %s (removed afterwards), "+
 		"synced with fdatasync by %s\n", opts.recordSize, opts.log.mode, layout, opts.log.size>>20, dir, plural(opts.log.syncers, "sync loop"))
 	if opts.store {
-		fmt.Fprintf(out, "the store phases rotate %d sessions in Badger databases in the same folder\n", opts.callers)
+		fmt.Fprintf(out, "the store phases write to Badger databases in the same folder: %d sessions in the authority's store, "+
+			"synced by its one sync loop, and as many keys with Badger's own synced writes\n", opts.callers)
 	}
 	if opts.log.overlapAfter > 0 {
 		fmt.Fprintf(out, "a sync loop starts a sync while another runs once that one has run %s\n", opts.log.overlapAfter)
@@ -483,7 +486,7 @@ func printReport(out io.Writer, workPhases []phaseKind, noops []phase, work [][]
 		return err
 	}
 	_, err := fmt.Fprint(out, "Each column is the median over the rounds. writes/sync is the writes that one sync covered, "+
-		"and sync the mean time of one sync.\nCPU per call is the CPU time of the server and the callers together, "+
+		"and sync the mean time of one sync; - marks Badger's own synced writes, whose syncs are not counted.\nCPU per call is the CPU time of the server and the callers together, "+
 		"divided by the calls.\n")
 	return err
 }

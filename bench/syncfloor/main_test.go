@@ -320,6 +320,27 @@ func TestParseOptions(t *testing.T) {
 	}
 }
 
+func TestChildArgsKeepOptions(t *testing.T) {
+	// The child makes no calls, so its arguments leave the load settings
+	// at their defaults, which opts repeats.
+	opts := options{
+		callers: 7, connections: 4, count: 300, rounds: 5, recordSize: 64,
+		log:      logConfig{size: 2 << 20, mode: writePwrite, syncers: 2, overlapAfter: time.Millisecond, sparse: true},
+		heapSize: 3 << 20, dir: "/tmp/a b", timeout: 10 * time.Second, store: true,
+	}
+	got, err := parseOptions(childArgs(opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.child {
+		t.Error("the child's arguments do not make it serve as a child")
+	}
+	got.child = false
+	if got != opts {
+		t.Errorf("the child parsed\n%+v\nfrom its arguments, want\n%+v", got, opts)
+	}
+}
+
 func TestParseListening(t *testing.T) {
 	addr, dir, ok := parseListening("listening 127.0.0.1:4000 \"/tmp/a b/sockauth-syncfloor-1\"\n")
 	if !ok || addr != "127.0.0.1:4000" || dir != "/tmp/a b/sockauth-syncfloor-1" {

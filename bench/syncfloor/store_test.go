@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/sockauth/sockauth/authority"
 )
@@ -93,5 +94,67 @@ func TestSyncedBadgerWritesRecord(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStorePhasesWriteWhereTheySay checks that each store phase writes to
+// its own database and to nothing else.
+func TestStorePhasesWriteWhereTheySay(t *testing.T) {
+	l, err := openGroupLog(filepath.Join(t.TempDir(), "floor.log"), logConfig{size: 1 << 20, mode: writePwrite, syncers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	health, err := newFloorHealth(l, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	health.store = openTestStore(t, 1)
+	key := <-health.store.badger.keys
+	health.store.badger.keys <- key
+	keyVersion := func() uint64 {
+		var version uint64
+		err := health.store.badger.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(key)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			version = item.Version()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return version
+	}
+	check := func(kind phaseKind) {
+		t.Helper()
+		if _, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: kind.service}); err != nil {
+			t.Fatalf("service %q: %v", kind.service, err)
+		}
+	}
+
+	logWrites, storeWrites := l.stats().writes, health.store.stats().writes
+	check(storePhase)
+	if got := health.store.stats().writes; got != storeWrites+1 {
+		t.Errorf("the store phase made %d store writes, want 1", got-storeWrites)
+	}
+	if got := l.stats().writes; got != logWrites {
+		t.Errorf("the store phase made %d log writes, want none", got-logWrites)
+	}
+
+	version := keyVersion()
+	check(rawPhase)
+	if got := keyVersion(); got <= version {
+		t.Errorf("the Badger phase left its key at version %d, want a version above %d", got, version)
+	}
+	if got := health.store.stats().writes; got != storeWrites+1 {
+		t.Errorf("the Badger phase made %d store writes, want none", got-storeWrites-1)
+	}
+	if got := l.stats().writes; got != logWrites {
+		t.Errorf("the Badger phase made %d log writes, want none", got-logWrites)
 	}
 }

@@ -494,11 +494,16 @@ func (l badgerLogger) Warningf(format string, args ...any) {
 	l.log.Warn("badger: " + trimNewline(fmt.Sprintf(format, args...)))
 }
 
-func (l badgerLogger) Infof(format string, args ...any) {
-	l.log.Debug("badger: " + trimNewline(fmt.Sprintf(format, args...)))
-}
+func (l badgerLogger) Infof(format string, args ...any) { l.debugf(format, args...) }
 
-func (l badgerLogger) Debugf(format string, args ...any) {
+func (l badgerLogger) Debugf(format string, args ...any) { l.debugf(format, args...) }
+
+// debugf formats a line only when debug logging is on, because Badger's
+// write goroutine logs several debug lines for every batch of writes.
+func (l badgerLogger) debugf(format string, args ...any) {
+	if !l.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
 	l.log.Debug("badger: " + trimNewline(fmt.Sprintf(format, args...)))
 }
 

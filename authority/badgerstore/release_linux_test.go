@@ -180,12 +180,11 @@ func fillQuietTables(t *testing.T, store *Store) []string {
 	return ids
 }
 
-// releaseUntilSteady runs passes of the release of written tables until a
-// pass leaves no table page resident in dir, or until five passes have run,
-// and returns the resident pages after the last one. The caller waits for
-// steady tables before the first pass. A compaction that runs
-// during a pass reads its tables back in after the release, and the tables
-// it writes wait for the next pass.
+// releaseUntilSteady runs up to five passes of the release of written
+// tables, each after steady tables, until none of dir's table pages stays
+// resident, and returns the resident pages after the last pass. A
+// compaction during a pass reads its tables back in, and the tables that it
+// writes wait for the next pass. The caller waits before the first pass.
 func releaseUntilSteady(t *testing.T, store *Store, dir string) map[uint64]int {
 	t.Helper()
 	var resident map[uint64]int
@@ -204,12 +203,9 @@ func releaseUntilSteady(t *testing.T, store *Store, dir string) map[uint64]int {
 }
 
 // waitForSteadyTables waits until Badger's set of tables has stayed the
-// same for 2.5 s. Flatten leaves level 0 alone when its score is exactly 1,
-// as with two tables there, and returns without waiting for the flush of a
-// memtable that was already full. Badger's compactors, which Flatten
-// restarts, each wait up to 1 s before their first compaction (badger
-// v4.9.6, levelsController.runCompactor), and a compaction reads its tables
-// back in after a test has released them.
+// same for 2.5 s. Flatten leaves two level-0 tables alone, because their
+// score is exactly 1, and the compactors that it restarts compact them only
+// after a random wait of up to 1 s (badger v4.9.6, runCompactor).
 func waitForSteadyTables(t *testing.T, store *Store) {
 	t.Helper()
 	const steadyFor = 2500 * time.Millisecond

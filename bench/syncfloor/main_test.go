@@ -261,18 +261,30 @@ func TestReportDividesByFasterNeighbour(t *testing.T) {
 	}
 }
 
-func TestCheckRejectsUnknownService(t *testing.T) {
+// newTestHealth returns the health service of a server without -store, on a
+// small log that is closed when the test ends.
+func newTestHealth(t *testing.T) (*floorHealth, *groupLog) {
+	t.Helper()
 	l, err := openGroupLog(filepath.Join(t.TempDir(), "floor.log"), logConfig{size: 1 << 20, mode: writePwrite, syncers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.close()
+	t.Cleanup(func() {
+		if err := l.close(); err != nil {
+			t.Error(err)
+		}
+	})
 	health, err := newFloorHealth(l, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return health, l
+}
 
-	_, err = health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "sockauth.v1.AuthorityService"})
+func TestCheckRejectsUnknownService(t *testing.T) {
+	health, l := newTestHealth(t)
+
+	_, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "sockauth.v1.AuthorityService"})
 	if status.Code(err) != codes.NotFound {
 		t.Errorf("an unknown service returned %v, want NotFound", err)
 	}

@@ -103,25 +103,9 @@ func (h *floorHealth) Check(ctx context.Context, req *healthpb.HealthCheckReques
 		if err := h.appendRecord(); err != nil {
 			return nil, err
 		}
-	case storePhase.service:
-		if h.store == nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "service %q needs a server started with -store", req.GetService())
-		}
-		if err := h.rotateToken(); err != nil {
-			return nil, status.Errorf(codes.Internal, "token work failed: %v", err)
-		}
-		if err := h.store.rotate(ctx); err != nil {
-			return nil, status.Errorf(codes.Internal, "store write failed: %v", err)
-		}
-	case rawPhase.service:
-		if h.store == nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "service %q needs a server started with -store", req.GetService())
-		}
-		if err := h.rotateToken(); err != nil {
-			return nil, status.Errorf(codes.Internal, "token work failed: %v", err)
-		}
-		if err := h.store.badger.rotate(ctx); err != nil {
-			return nil, status.Errorf(codes.Internal, "badger write failed: %v", err)
+	case storePhase.service, rawPhase.service:
+		if err := h.rotateInBadger(ctx, req.GetService()); err != nil {
+			return nil, err
 		}
 	case statsService:
 		if err := h.sendStats(ctx); err != nil {
@@ -164,6 +148,25 @@ func (h *floorHealth) rotateToken() error {
 	return err
 }
 
+// rotateInBadger does the token work of a rotation and writes it to the
+// store, or with Badger's own synced writes for rawPhase.
+func (h *floorHealth) rotateInBadger(ctx context.Context, service string) error {
+	if h.store == nil {
+		return status.Errorf(codes.FailedPrecondition, "service %q needs a server started with -store", service)
+	}
+	if err := h.rotateToken(); err != nil {
+		return status.Errorf(codes.Internal, "token work failed: %v", err)
+	}
+	write := h.store.rotate
+	if service == rawPhase.service {
+		write = h.store.badger.rotate
+	}
+	if err := write(ctx); err != nil {
+		return status.Errorf(codes.Internal, "badger write of service %q failed: %v", service, err)
+	}
+	return nil
+}
+
 // sendStats puts the log's counters and this process's CPU time into the
 // call's trailer.
 func (h *floorHealth) sendStats(ctx context.Context) error {
@@ -180,8 +183,8 @@ func (h *floorHealth) sendStats(ctx context.Context) error {
 	))
 }
 
-// stats returns the syncs of the log and of the store together; each phase
-// writes to one of them only.
+// stats returns the counters of the log and of the store added together,
+// because each phase writes to only one of them.
 func (h *floorHealth) stats() logStats {
 	stats := h.log.stats()
 	if h.store != nil {
@@ -260,7 +263,7 @@ func (s *floorServer) stop() error {
 	<-s.served
 	err := s.log.close()
 	if s.health.store != nil {
-		err = errors.Join(err, s.health.store.store.Close(), s.health.store.badger.db.Close())
+		err = errors.Join(err, s.health.store.close())
 	}
 	runtime.KeepAlive(s.heap)
 	return errors.Join(err, os.RemoveAll(s.dir))

@@ -41,20 +41,31 @@ func openSessionStore(dir string, sessions int) (*sessionStore, error) {
 	if err != nil {
 		return nil, errors.Join(err, store.Close())
 	}
-	now := time.Now().Truncate(time.Second)
 	for range sessions {
-		session := &authority.Session{
-			ID: newTokenID(), Subject: "bench", Claims: map[string]string{"role": "member"},
-			CurrentTokenID: newTokenID(), CurrentIssuedAt: now, CurrentExpiresAt: now.Add(time.Hour),
-			RotatedAt: now, Generation: 1, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour),
-			RetainUntil: now.Add(25 * time.Hour), Version: 1,
-		}
+		session := newBenchSession()
 		if err := store.Create(context.Background(), session); err != nil {
-			return nil, errors.Join(fmt.Errorf("create a benchmark session: %w", err), store.Close())
+			return nil, errors.Join(fmt.Errorf("create a benchmark session: %w", err), s.close())
 		}
 		s.ids <- session.ID
 	}
 	return s, nil
+}
+
+// newBenchSession returns a new live session with one claim, as a login
+// creates it.
+func newBenchSession() *authority.Session {
+	now := time.Now().Truncate(time.Second)
+	return &authority.Session{
+		ID: newTokenID(), Subject: "bench", Claims: map[string]string{"role": "member"},
+		CurrentTokenID: newTokenID(), CurrentIssuedAt: now, CurrentExpiresAt: now.Add(time.Hour),
+		RotatedAt: now, Generation: 1, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour),
+		RetainUntil: now.Add(25 * time.Hour), Version: 1,
+	}
+}
+
+// close closes both databases.
+func (s *sessionStore) close() error {
+	return errors.Join(s.store.Close(), s.badger.db.Close())
 }
 
 // rotate loads a session and stores its successor record, as a rotation
@@ -85,6 +96,7 @@ func (s *sessionStore) rotate(ctx context.Context) error {
 	return s.store.CompareAndSwap(ctx, session.Version, &next)
 }
 
+// stats returns the store's counters of writes and syncs.
 func (s *sessionStore) stats() logStats {
 	stats := s.store.Stats()
 	return logStats{syncs: stats.Syncs, writes: stats.Writes, syncTime: stats.SyncTime}
@@ -99,18 +111,18 @@ type syncedBadger struct {
 	value []byte
 }
 
+// openSyncedBadger opens a database in dir with the store's options and
+// SyncWrites on, and picks the given number of keys.
 func openSyncedBadger(dir string, keys int, logger *slog.Logger) (*syncedBadger, error) {
 	db, err := badger.Open(badgerstore.BadgerOptions(dir, badgerstore.Options{Logger: logger}).WithSyncWrites(true))
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().Truncate(time.Second)
-	value, err := authority.MarshalSession(&authority.Session{
-		ID: newTokenID(), Subject: "bench", Claims: map[string]string{"role": "member"},
-		CurrentTokenID: newTokenID(), PreviousTokenID: newTokenID(), CurrentIssuedAt: now, CurrentExpiresAt: now.Add(time.Hour),
-		RotatedAt: time.Now(), Generation: 2, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour),
-		RetainUntil: now.Add(25 * time.Hour), Version: 2,
-	})
+	// The record of a session after one rotation.
+	rotated := newBenchSession()
+	rotated.PreviousTokenID, rotated.RotatedAt = newTokenID(), time.Now()
+	rotated.Generation, rotated.Version = 2, 2
+	value, err := authority.MarshalSession(rotated)
 	if err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
@@ -131,11 +143,11 @@ func (b *syncedBadger) rotate(ctx context.Context) error {
 		return ctx.Err()
 	}
 	defer func() { b.keys <- key }()
-	err := b.db.Update(func(txn *badger.Txn) error {
+
+	return b.db.Update(func(txn *badger.Txn) error {
 		if _, err := txn.Get(key); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
 		return txn.Set(key, b.value)
 	})
-	return err
 }

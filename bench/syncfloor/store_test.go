@@ -24,7 +24,7 @@ func openTestStore(t *testing.T, sessions int) *sessionStore {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := errors.Join(s.store.Close(), s.badger.db.Close()); err != nil {
+		if err := s.close(); err != nil {
 			t.Error(err)
 		}
 	})
@@ -97,18 +97,10 @@ func TestSyncedBadgerWritesRecord(t *testing.T) {
 	}
 }
 
-// TestStorePhasesWriteWhereTheySay checks that each store phase writes to
+// TestStorePhasesWriteOwnDatabase checks that each store phase writes to
 // its own database and to nothing else.
-func TestStorePhasesWriteWhereTheySay(t *testing.T) {
-	l, err := openGroupLog(filepath.Join(t.TempDir(), "floor.log"), logConfig{size: 1 << 20, mode: writePwrite, syncers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.close()
-	health, err := newFloorHealth(l, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+func TestStorePhasesWriteOwnDatabase(t *testing.T) {
+	health, l := newTestHealth(t)
 	health.store = openTestStore(t, 1)
 	key := <-health.store.badger.keys
 	health.store.badger.keys <- key

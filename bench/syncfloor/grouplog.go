@@ -56,8 +56,9 @@ type groupLog struct {
 	file    *os.File
 	mapping []byte // the shared mapping in writeMapped mode, else nil
 	config  logConfig
-	// sync makes the file's data durable. Tests replace it before start.
-	sync func() error
+	// sync makes the file's data durable. claimed is the time that
+	// claimStart returned for this sync. Tests replace sync before start.
+	sync func(claimed time.Time) error
 
 	mu      sync.Mutex // guards offset, pending, closed and the writes to file, mapping and wake
 	offset  int64
@@ -116,7 +117,7 @@ func createGroupLog(path string, config logConfig) (*groupLog, error) {
 		return nil, err
 	}
 	l := &groupLog{file: file, config: config, wake: make(chan struct{}, 1)}
-	l.sync = func() error { return unix.Fdatasync(int(file.Fd())) }
+	l.sync = func(time.Time) error { return unix.Fdatasync(int(file.Fd())) }
 	if err := l.prepare(); err != nil {
 		file.Close()
 		return nil, err
@@ -226,7 +227,7 @@ func (l *groupLog) syncLoop() {
 			continue
 		}
 
-		err := l.sync()
+		err := l.sync(start)
 		l.endSync()
 		l.syncNanos.Add(int64(time.Since(start)))
 		l.syncs.Add(1)

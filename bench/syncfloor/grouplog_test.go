@@ -26,7 +26,7 @@ func durableLog(t *testing.T, config logConfig) (*groupLog, func() []byte) {
 		mu      sync.Mutex
 		durable []byte
 	)
-	l.sync = func() error {
+	l.sync = func(time.Time) error {
 		contents := make([]byte, l.config.size)
 		if _, err := l.file.ReadAt(contents, 0); err != nil {
 			return err
@@ -98,7 +98,7 @@ func TestAppendReturnsSyncError(t *testing.T) {
 		t.Fatal(err)
 	}
 	failure := errors.New("disk gone")
-	l.sync = func() error { return failure }
+	l.sync = func(time.Time) error { return failure }
 	l.start()
 	defer l.close()
 
@@ -159,7 +159,7 @@ func TestCloseReleasesWaitingAppends(t *testing.T) {
 	// The first sync holds until close has started, so appends wait in it
 	// and in the pending list when the log closes.
 	syncing, release := make(chan struct{}, 1), make(chan struct{})
-	l.sync = func() error {
+	l.sync = func(time.Time) error {
 		select {
 		case syncing <- struct{}{}:
 			<-release
@@ -205,18 +205,19 @@ func TestOverlapAfterHoldsSecondSync(t *testing.T) {
 		next     int
 		overlaps int
 	)
-	l.sync = func() error {
+	l.sync = func(claimed time.Time) error {
 		mu.Lock()
-		id, now := next, time.Now()
+		id := next
 		next++
-		for _, started := range running {
+		// A loop can be delayed between its claim and its sync, so the
+		// gap is taken between claims, in either order.
+		for _, other := range running {
 			overlaps++
-			// The claim comes a moment before the sync, so allow a tenth.
-			if gap := now.Sub(started); gap < overlapAfter*9/10 {
-				t.Errorf("a sync started %s after a running one, want at least %s", gap, overlapAfter)
+			if gap := claimed.Sub(other).Abs(); gap < overlapAfter {
+				t.Errorf("two syncs overlapped with claims %s apart, want at least %s", gap, overlapAfter)
 			}
 		}
-		running[id] = now
+		running[id] = claimed
 		mu.Unlock()
 
 		time.Sleep(5 * time.Millisecond)

@@ -19,12 +19,17 @@
 //     decodes a token, claims and all, and encodes the next one with a new
 //     random token id, the whole token work of a rotation.
 //
-// With -store a round has two more phases, which do the same token work and
-// write to Badger instead of the log:
+// With -store a round has three more phases, which do the same token work
+// and write to Badger instead of the log:
 //
 //   - "store-codec" loads a session from the authority's Badger store and
 //     stores its rotated record with CompareAndSwap, as a rotation does, so
 //     that the store's own group-committed sync covers it;
+//   - "group-codec" writes one key per call into a transaction that the
+//     waiting calls share, in a Badger database with the store's options,
+//     commits it and syncs the memtable's write-ahead log once for all of
+//     them. That is the store's sync design without the store's own work:
+//     no version check, record encoding, cache or marks of unsynced sessions;
 //   - "badger-codec" reads and writes one key in a Badger database with the
 //     store's options and Badger's own synced writes instead of the store's
 //     sync stage.
@@ -39,7 +44,7 @@
 // its no-op calls are faster. The store phases keep each rotated session in
 // Badger as the authority does, so they leave out only the service's checks,
 // the tokens in the messages and the metrics. With -store the server's heap
-// also holds the caches of two Badger databases, which changes the no-op
+// also holds the caches of three Badger databases, which changes the no-op
 // rate too, so compare shares only within one run.
 //
 //	go run ./bench/syncfloor -callers 64 -count 300 -rounds 5
@@ -147,8 +152,9 @@ func parseOptions(args []string) (options, error) {
 		"empty uses the system's temporary folder")
 	flags.StringVar(&opts.cpuProfile, "cpu-profile", "", "file to write a CPU profile of the rounds to; with -in-process it covers the server too")
 	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "deadline of each call")
-	flags.BoolVar(&opts.store, "store", false, "add two phases that do the token work and then, instead of appending to the log, "+
-		"rotate a session record in the authority's Badger store or write a key with Badger's own synced writes; "+
+	flags.BoolVar(&opts.store, "store", false, "add three phases that do the token work and then, instead of appending to the log, "+
+		"rotate a session record in the authority's Badger store, write a key with the store's group commit alone, "+
+		"or write a key with Badger's own synced writes; "+
 		"-write, -record, -sparse, -syncers and -overlap-after apply to the log only")
 	flags.BoolVar(&opts.inProcess, "in-process", false, "serve in this process, as sockauth bench authority without --authority does")
 	flags.BoolVar(&opts.child, childFlag, false, "internal: serve for a parent syncfloor process, which sets this flag")
@@ -211,6 +217,7 @@ var (
 	cryptoPhase = phaseKind{"synced write + PASETO crypto", "synced-crypto"}
 	codecPhase  = phaseKind{"synced write + token codec", "synced-codec"}
 	storePhase  = phaseKind{"Badger store + token codec", "store-codec"}
+	groupPhase  = phaseKind{"Badger group commit + token codec", "group-codec"}
 	rawPhase    = phaseKind{"Badger synced writes + token codec", "badger-codec"}
 )
 
@@ -218,7 +225,7 @@ var (
 func (o options) workPhases() []phaseKind {
 	kinds := []phaseKind{syncedPhase, cryptoPhase, codecPhase}
 	if o.store {
-		kinds = append(kinds, storePhase, rawPhase)
+		kinds = append(kinds, storePhase, groupPhase, rawPhase)
 	}
 	return kinds
 }

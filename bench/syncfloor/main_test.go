@@ -298,7 +298,7 @@ func TestCheckRejectsUnknownService(t *testing.T) {
 		t.Errorf("%d synced writes, want one per work phase (%d)", writes, len(logPhases))
 	}
 	// Without -store the server has no store to write to.
-	for _, kind := range []phaseKind{storePhase, rawPhase} {
+	for _, kind := range []phaseKind{storePhase, groupPhase, rawPhase} {
 		_, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: kind.service})
 		if status.Code(err) != codes.FailedPrecondition {
 			t.Errorf("service %q without -store returned %v, want FailedPrecondition", kind.service, err)

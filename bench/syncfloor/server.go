@@ -103,7 +103,7 @@ func (h *floorHealth) Check(ctx context.Context, req *healthpb.HealthCheckReques
 		if err := h.appendRecord(); err != nil {
 			return nil, err
 		}
-	case storePhase.service, rawPhase.service:
+	case storePhase.service, groupPhase.service, rawPhase.service:
 		if err := h.rotateInBadger(ctx, req.GetService()); err != nil {
 			return nil, err
 		}
@@ -149,7 +149,8 @@ func (h *floorHealth) rotateToken() error {
 }
 
 // rotateInBadger does the token work of a rotation and writes it to the
-// store, or with Badger's own synced writes for rawPhase.
+// database of the phase of service: the store, the group-commit database
+// or the database with Badger's own synced writes.
 func (h *floorHealth) rotateInBadger(ctx context.Context, service string) error {
 	if h.store == nil {
 		return status.Errorf(codes.FailedPrecondition, "service %q needs a server started with -store", service)
@@ -158,7 +159,10 @@ func (h *floorHealth) rotateInBadger(ctx context.Context, service string) error 
 		return status.Errorf(codes.Internal, "token work failed: %v", err)
 	}
 	write := h.store.rotate
-	if service == rawPhase.service {
+	switch service {
+	case groupPhase.service:
+		write = h.store.group.rotate
+	case rawPhase.service:
 		write = h.store.badger.rotate
 	}
 	if err := write(ctx); err != nil {

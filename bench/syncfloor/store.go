@@ -6,11 +6,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
 
 	"github.com/sockauth/sockauth/authority"
 	"github.com/sockauth/sockauth/authority/badgerstore"
@@ -20,16 +27,18 @@ import (
 // which the store phase rotates as Authenticate does.
 type sessionStore struct {
 	store *badgerstore.Store
-	// badger is the database of the phase with Badger's own synced writes.
+	// badger is the database of the phase with Badger's own synced writes,
+	// and group that of the phase with the store's group commit alone.
 	badger *syncedBadger
+	group  *groupBadger
 	// ids holds the ids of the sessions that no call is rotating, so that
 	// no two calls rotate one session at once.
 	ids chan string
 }
 
 // openSessionStore opens the store in dir as `sockauth serve` opens its own,
-// creates the given number of sessions in it, and opens the database of
-// Badger's own synced writes beside it.
+// creates the given number of sessions in it, and opens the databases of
+// the two other Badger phases beside it.
 func openSessionStore(dir string, sessions int) (*sessionStore, error) {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	store, err := badgerstore.Open(dir, badgerstore.Options{Logger: logger})
@@ -40,6 +49,10 @@ func openSessionStore(dir string, sessions int) (*sessionStore, error) {
 	s.badger, err = openSyncedBadger(dir+"-synced", sessions, logger)
 	if err != nil {
 		return nil, errors.Join(err, store.Close())
+	}
+	s.group, err = openGroupBadger(dir+"-group", sessions, logger)
+	if err != nil {
+		return nil, errors.Join(err, store.Close(), s.badger.db.Close())
 	}
 	for range sessions {
 		session := newBenchSession()
@@ -63,9 +76,22 @@ func newBenchSession() *authority.Session {
 	}
 }
 
-// close closes both databases.
+// rotatedRecord returns the encoded record of a session after one
+// rotation.
+func rotatedRecord() ([]byte, error) {
+	rotated := newBenchSession()
+	rotated.PreviousTokenID, rotated.RotatedAt = newTokenID(), time.Now()
+	rotated.Generation, rotated.Version = 2, 2
+	return authority.MarshalSession(rotated)
+}
+
+// close closes the three databases.
 func (s *sessionStore) close() error {
-	return errors.Join(s.store.Close(), s.badger.db.Close())
+	err := errors.Join(s.store.Close(), s.badger.db.Close())
+	if s.group != nil {
+		err = errors.Join(err, s.group.close())
+	}
+	return err
 }
 
 // rotate loads a session and stores its successor record, as a rotation
@@ -96,10 +122,13 @@ func (s *sessionStore) rotate(ctx context.Context) error {
 	return s.store.CompareAndSwap(ctx, session.Version, &next)
 }
 
-// stats returns the store's counters of writes and syncs.
+// stats returns the counters of writes and syncs of the store and of the
+// group-commit database, added together.
 func (s *sessionStore) stats() logStats {
 	stats := s.store.Stats()
-	return logStats{syncs: stats.Syncs, writes: stats.Writes, syncTime: stats.SyncTime}
+	group := s.group.stats()
+	return logStats{syncs: stats.Syncs + group.syncs, writes: stats.Writes + group.writes,
+		syncTime: stats.SyncTime + group.syncTime}
 }
 
 // syncedBadger is a Badger database with Badger's own synced writes and the
@@ -118,11 +147,7 @@ func openSyncedBadger(dir string, keys int, logger *slog.Logger) (*syncedBadger,
 	if err != nil {
 		return nil, err
 	}
-	// The record of a session after one rotation.
-	rotated := newBenchSession()
-	rotated.PreviousTokenID, rotated.RotatedAt = newTokenID(), time.Now()
-	rotated.Generation, rotated.Version = 2, 2
-	value, err := authority.MarshalSession(rotated)
+	value, err := rotatedRecord()
 	if err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
@@ -150,4 +175,241 @@ func (b *syncedBadger) rotate(ctx context.Context) error {
 		}
 		return txn.Set(key, b.value)
 	})
+}
+
+// maxGroupWrites bounds the writes of one transaction of groupBadger, as
+// the store bounds its own.
+const maxGroupWrites = 256
+
+// groupBadger is a Badger database with the store's options that commits
+// the writes of every waiting call in one transaction and then syncs the
+// memtable's write-ahead log once for all of them, as the store's sync stage
+// does. It leaves out the store's own work: the version check, the record's
+// encoding, the cache and the marks of unsynced sessions.
+type groupBadger struct {
+	db    *badger.DB
+	dir   string
+	keys  chan []byte
+	value []byte
+
+	mu sync.Mutex // guards the fields below and the sends to wake
+	// txn is the open transaction, or nil, and open are the calls that wrote
+	// to it. committed are the calls of transactions committed by a writer
+	// because txn was full, which the next sync covers.
+	txn       *badger.Txn
+	open      []chan error
+	committed []chan error
+	closed    bool
+	// wake receives a value after a write, and closes when the database
+	// closes.
+	wake    chan struct{}
+	stopped chan struct{}
+
+	// wal is the newest write-ahead log of a memtable, which only the sync
+	// loop uses, and walID its number.
+	wal   *os.File
+	walID uint64
+
+	syncs, writes atomic.Uint64
+	syncNanos     atomic.Int64
+}
+
+// openGroupBadger opens a database in dir with the store's options, picks
+// the given number of keys and starts the sync loop.
+func openGroupBadger(dir string, keys int, logger *slog.Logger) (*groupBadger, error) {
+	db, err := badger.Open(badgerstore.BadgerOptions(dir, badgerstore.Options{Logger: logger}))
+	if err != nil {
+		return nil, err
+	}
+	value, err := rotatedRecord()
+	if err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	g := &groupBadger{db: db, dir: dir, keys: make(chan []byte, keys), value: value,
+		wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	for range keys {
+		g.keys <- []byte("s/" + newTokenID())
+	}
+	if err := g.openNewestWAL(); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	go g.syncLoop()
+	return g, nil
+}
+
+// openNewestWAL opens the memtable log with the highest number in the
+// database's folder.
+func (g *groupBadger) openNewestWAL() error {
+	names, err := os.ReadDir(g.dir)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, entry := range names {
+		digits, ok := strings.CutSuffix(entry.Name(), ".mem")
+		if !ok {
+			continue
+		}
+		id, err := strconv.ParseUint(digits, 10, 64)
+		if err == nil && (!found || id > g.walID) {
+			g.walID, found = id, true
+		}
+	}
+	if !found {
+		return fmt.Errorf("no memtable log (*.mem) in %s", g.dir)
+	}
+	g.wal, err = os.Open(g.walPath(g.walID))
+	return err
+}
+
+// walPath returns the path of memtable log id, named as badger v4.9.6
+// names it.
+func (g *groupBadger) walPath(id uint64) string {
+	return filepath.Join(g.dir, fmt.Sprintf("%05d.mem", id))
+}
+
+// rotate writes the key of one caller into the open transaction and waits
+// until a sync covers it.
+func (g *groupBadger) rotate(ctx context.Context) error {
+	var key []byte
+	select {
+	case key = <-g.keys:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { g.keys <- key }()
+
+	done := make(chan error, 1)
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return errLogClosed
+	}
+	err := g.setLocked(key)
+	if err == nil {
+		g.open = append(g.open, done)
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+	g.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return <-done
+}
+
+// setLocked sets key in the open transaction, and first commits a full one.
+func (g *groupBadger) setLocked(key []byte) error {
+	if len(g.open) >= maxGroupWrites {
+		if err := g.commitLocked(); err != nil {
+			return err
+		}
+	}
+	if g.txn == nil {
+		g.txn = g.db.NewTransaction(true)
+	}
+	return g.txn.Set(key, g.value)
+}
+
+// commitLocked commits the open transaction in memory. Its calls then wait
+// for the next sync, or receive the commit's error.
+func (g *groupBadger) commitLocked() error {
+	txn, open := g.txn, g.open
+	g.txn, g.open = nil, nil
+	if txn == nil {
+		return nil
+	}
+	if err := txn.Commit(); err != nil {
+		err = fmt.Errorf("commit to badger: %w", err)
+		for _, done := range open {
+			done <- err
+		}
+		return err
+	}
+	g.writes.Add(uint64(len(open)))
+	g.committed = append(g.committed, open...)
+	return nil
+}
+
+// syncLoop commits the open transaction, syncs the memtable's log and
+// releases the calls, until close closes wake.
+func (g *groupBadger) syncLoop() {
+	defer close(g.stopped)
+	for range g.wake {
+		g.mu.Lock()
+		err := g.commitLocked()
+		waiters := g.committed
+		g.committed = nil
+		g.mu.Unlock()
+		if len(waiters) == 0 {
+			continue
+		}
+
+		start := time.Now()
+		if err == nil {
+			err = g.syncWAL()
+		}
+		g.syncNanos.Add(int64(time.Since(start)))
+		g.syncs.Add(1)
+		for _, done := range waiters {
+			done <- err
+		}
+	}
+}
+
+// syncWAL syncs the newest memtable log. When Badger has started a new one
+// since the last sync, it syncs the older one first and then moves on.
+func (g *groupBadger) syncWAL() error {
+	for {
+		next := g.walPath(g.walID + 1)
+		if _, err := os.Lstat(next); errors.Is(err, fs.ErrNotExist) {
+			break
+		} else if err != nil {
+			return err
+		}
+		if err := g.syncAndClose(); err != nil {
+			return err
+		}
+		wal, err := os.Open(next)
+		if err != nil {
+			return err
+		}
+		g.wal, g.walID = wal, g.walID+1
+	}
+	return unix.Fdatasync(int(g.wal.Fd()))
+}
+
+// syncAndClose syncs and closes the open memtable log.
+func (g *groupBadger) syncAndClose() error {
+	err := unix.Fdatasync(int(g.wal.Fd()))
+	return errors.Join(err, g.wal.Close())
+}
+
+// stats returns the counters of writes and syncs.
+func (g *groupBadger) stats() logStats {
+	return logStats{syncs: g.syncs.Load(), writes: g.writes.Load(), syncTime: time.Duration(g.syncNanos.Load())}
+}
+
+// close stops the sync loop, fails the writes it did not take and closes
+// the database. It must be called once.
+func (g *groupBadger) close() error {
+	g.mu.Lock()
+	g.closed = true
+	close(g.wake)
+	g.mu.Unlock()
+	<-g.stopped
+
+	g.mu.Lock()
+	left := append(g.committed, g.open...)
+	if g.txn != nil {
+		g.txn.Discard()
+	}
+	g.txn, g.open, g.committed = nil, nil, nil
+	g.mu.Unlock()
+	for _, done := range left {
+		done <- errLogClosed
+	}
+	return errors.Join(g.wal.Close(), g.db.Close())
 }

@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -129,13 +131,26 @@ func TestStorePhasesWriteOwnDatabase(t *testing.T) {
 		}
 	}
 
-	logWrites, storeWrites := l.stats().writes, health.store.stats().writes
+	storeWrites := func() uint64 { return health.store.store.Stats().Writes }
+	groupWrites := func() uint64 { return health.store.group.stats().writes }
+	logWrites, storeBefore, groupBefore := l.stats().writes, storeWrites(), groupWrites()
 	check(storePhase)
-	if got := health.store.stats().writes; got != storeWrites+1 {
-		t.Errorf("the store phase made %d store writes, want 1", got-storeWrites)
+	if got := storeWrites(); got != storeBefore+1 {
+		t.Errorf("the store phase made %d store writes, want 1", got-storeBefore)
+	}
+	if got := groupWrites(); got != groupBefore {
+		t.Errorf("the store phase made %d group-commit writes, want none", got-groupBefore)
 	}
 	if got := l.stats().writes; got != logWrites {
 		t.Errorf("the store phase made %d log writes, want none", got-logWrites)
+	}
+
+	check(groupPhase)
+	if got := groupWrites(); got != groupBefore+1 {
+		t.Errorf("the group-commit phase made %d group-commit writes, want 1", got-groupBefore)
+	}
+	if got := storeWrites(); got != storeBefore+1 {
+		t.Errorf("the group-commit phase made %d store writes, want none", got-storeBefore-1)
 	}
 
 	version := keyVersion()
@@ -143,10 +158,90 @@ func TestStorePhasesWriteOwnDatabase(t *testing.T) {
 	if got := keyVersion(); got <= version {
 		t.Errorf("the Badger phase left its key at version %d, want a version above %d", got, version)
 	}
-	if got := health.store.stats().writes; got != storeWrites+1 {
-		t.Errorf("the Badger phase made %d store writes, want none", got-storeWrites-1)
+	if got := storeWrites(); got != storeBefore+1 {
+		t.Errorf("the Badger phase made %d store writes, want none", got-storeBefore-1)
+	}
+	if got := groupWrites(); got != groupBefore+1 {
+		t.Errorf("the Badger phase made %d group-commit writes, want none", got-groupBefore-1)
 	}
 	if got := l.stats().writes; got != logWrites {
 		t.Errorf("the Badger phase made %d log writes, want none", got-logWrites)
+	}
+}
+
+func TestGroupBadgerSharesSyncs(t *testing.T) {
+	g := openTestStore(t, 32).group
+	if g.db.Opts().SyncWrites {
+		t.Error("the group-commit database syncs each write itself")
+	}
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for range 10 {
+				if err := g.rotate(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	stats := g.stats()
+	if stats.writes != 320 {
+		t.Errorf("%d writes counted, want 320", stats.writes)
+	}
+	if stats.syncs == 0 || stats.syncs >= stats.writes {
+		t.Errorf("%d syncs for %d writes, want at least one and fewer than the writes", stats.syncs, stats.writes)
+	}
+	key := <-g.keys
+	g.keys <- key
+	err := g.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		return item.Value(func(value []byte) error {
+			if !bytes.Equal(value, g.value) {
+				t.Errorf("stored %d bytes, want the %d-byte record", len(value), len(g.value))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGroupBadgerFollowsNewLogs checks that a sync moves on to the memtable
+// logs that Badger created since the last one.
+func TestGroupBadgerFollowsNewLogs(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"00003.mem", "00004.mem", "00005.mem", "00001.vlog"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("log"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := &groupBadger{dir: dir}
+	if err := g.openNewestWAL(); err != nil {
+		t.Fatal(err)
+	}
+	if g.walID != 5 {
+		t.Errorf("opened memtable log %d, want the newest, 5", g.walID)
+	}
+
+	for _, id := range []uint64{6, 7} {
+		if err := os.WriteFile(g.walPath(id), []byte("log"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.syncWAL(); err != nil {
+		t.Fatal(err)
+	}
+	if g.walID != 7 || g.wal.Name() != filepath.Join(dir, "00007.mem") {
+		t.Errorf("after a sync the open log is %d (%s), want 7", g.walID, g.wal.Name())
+	}
+	if err := g.wal.Close(); err != nil {
+		t.Error(err)
 	}
 }

@@ -79,11 +79,11 @@ echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== floor of one synced write per call: go run ./bench/syncfloor -callers 64 -count 300 -rounds 5 -store -dir DATA, with the server in its own process and then -in-process"
 # The same transport and the same group-committed fdatasync as the
-# rotations above, first into a plain log. With -store two more phases
-# write to the authority's Badger store and to Badger with its own synced
-# writes. The first run serves from a separate process as sockauth serve
-# does in the gRPC load, and the second compares with the in-process
-# rotations. The files go
+# rotations above, first into a plain log. With -store three more phases
+# write to the authority's Badger store, to Badger with the store's group
+# commit alone, and to Badger with its own synced writes. The first run
+# serves from a separate process as sockauth serve does in the gRPC load,
+# and the second compares with the in-process rotations. The files go
 # into the same folder as the authorities' data. The floor rejects a folder on tmpfs, and the sections
 # after it still run then.
 ticks=$(cpu_ticks)

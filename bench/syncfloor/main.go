@@ -322,7 +322,8 @@ func run(ctx context.Context, out io.Writer, opts options) (err error) {
 		"synced with fdatasync by %s\n", opts.recordSize, opts.log.mode, layout, opts.log.size>>20, dir, plural(opts.log.syncers, "sync loop"))
 	if opts.store {
 		fmt.Fprintf(out, "the store phases write to Badger databases in the same folder: %d sessions in the authority's store, "+
-			"synced by its one sync loop, and as many keys with Badger's own synced writes\n", opts.callers)
+			"synced by its one sync loop, as many keys committed in shared transactions and synced by one loop, "+
+			"and as many keys with Badger's own synced writes\n", opts.callers)
 	}
 	if opts.log.overlapAfter > 0 {
 		fmt.Fprintf(out, "a sync loop starts a sync while another runs once that one has run %s\n", opts.log.overlapAfter)

@@ -200,6 +200,10 @@ type groupBadger struct {
 	open      []chan error
 	committed []chan error
 	closed    bool
+	// failed is the error of the first failed sync. Later writes fail with
+	// it, as the store rejects writes once a sync failed, because the
+	// kernel may have dropped the pages that the sync did not write.
+	failed error
 	// wake receives a value after a write, and closes when the database
 	// closes.
 	wake    chan struct{}
@@ -209,6 +213,10 @@ type groupBadger struct {
 	// loop uses, and walID its number.
 	wal   *os.File
 	walID uint64
+	// syncFile makes a file's data durable, and syncName the name of the
+	// file at a path. Tests replace them before the first write.
+	syncFile func(*os.File) error
+	syncName func(path string) error
 
 	syncs, writes atomic.Uint64
 	syncNanos     atomic.Int64
@@ -226,7 +234,8 @@ func openGroupBadger(dir string, keys int, logger *slog.Logger) (*groupBadger, e
 		return nil, errors.Join(err, db.Close())
 	}
 	g := &groupBadger{db: db, dir: dir, keys: make(chan []byte, keys), value: value,
-		wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+		wake: make(chan struct{}, 1), stopped: make(chan struct{}),
+		syncFile: fdatasync, syncName: syncFolder}
 	for range keys {
 		g.keys <- []byte("s/" + newTokenID())
 	}
@@ -285,6 +294,10 @@ func (g *groupBadger) rotate(ctx context.Context) error {
 		g.mu.Unlock()
 		return errLogClosed
 	}
+	if g.failed != nil {
+		g.mu.Unlock()
+		return g.failed
+	}
 	err := g.setLocked(key)
 	if err == nil {
 		g.open = append(g.open, done)
@@ -334,12 +347,14 @@ func (g *groupBadger) commitLocked() error {
 }
 
 // syncLoop commits the open transaction, syncs the memtable's log and
-// releases the calls, until close closes wake.
+// releases the calls, until close closes wake. A failed commit fails only
+// its own calls, which never reach the sync, and the calls of earlier
+// commits still wait for it.
 func (g *groupBadger) syncLoop() {
 	defer close(g.stopped)
 	for range g.wake {
 		g.mu.Lock()
-		err := g.commitLocked()
+		_ = g.commitLocked() // the calls of a failed commit received its error
 		waiters := g.committed
 		g.committed = nil
 		g.mu.Unlock()
@@ -348,43 +363,55 @@ func (g *groupBadger) syncLoop() {
 		}
 
 		start := time.Now()
-		if err == nil {
-			err = g.syncWAL()
+		err := g.syncWAL()
+		if err != nil {
+			err = fmt.Errorf("sync the memtable log of %s: %w", g.dir, err)
+			g.mu.Lock()
+			if g.failed == nil {
+				g.failed = fmt.Errorf("writes are rejected since a sync failed: %w", err)
+			}
+			g.mu.Unlock()
+		} else {
+			g.syncNanos.Add(int64(time.Since(start)))
+			g.syncs.Add(1)
 		}
-		g.syncNanos.Add(int64(time.Since(start)))
-		g.syncs.Add(1)
 		for _, done := range waiters {
 			done <- err
 		}
 	}
 }
 
-// syncWAL syncs the newest memtable log. When Badger has started a new one
-// since the last sync, it syncs the older one first and then moves on.
+// syncWAL syncs the newest memtable log. When Badger has started newer ones
+// since the last sync, it opens the next one, syncs the older one, syncs the
+// folder for the new file's name and moves on.
 func (g *groupBadger) syncWAL() error {
 	for {
-		next := g.walPath(g.walID + 1)
-		if _, err := os.Lstat(next); errors.Is(err, fs.ErrNotExist) {
+		path := g.walPath(g.walID + 1)
+		next, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
 			break
-		} else if err != nil {
-			return err
 		}
-		if err := g.syncAndClose(); err != nil {
-			return err
-		}
-		wal, err := os.Open(next)
 		if err != nil {
 			return err
 		}
-		g.wal, g.walID = wal, g.walID+1
+		err = errors.Join(g.syncFile(g.wal), g.syncName(path))
+		if err != nil {
+			return errors.Join(err, next.Close())
+		}
+		// The older log is durable now, so an error in closing it loses
+		// nothing.
+		_ = g.wal.Close()
+		g.wal, g.walID = next, g.walID+1
 	}
-	return unix.Fdatasync(int(g.wal.Fd()))
+	return g.syncFile(g.wal)
 }
 
-// syncAndClose syncs and closes the open memtable log.
-func (g *groupBadger) syncAndClose() error {
-	err := unix.Fdatasync(int(g.wal.Fd()))
-	return errors.Join(err, g.wal.Close())
+// fdatasync makes the data of f durable.
+func fdatasync(f *os.File) error {
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", f.Name(), err)
+	}
+	return nil
 }
 
 // stats returns the counters of writes and syncs.

@@ -6,10 +6,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -131,41 +134,38 @@ func TestStorePhasesWriteOwnDatabase(t *testing.T) {
 		}
 	}
 
-	storeWrites := func() uint64 { return health.store.store.Stats().Writes }
-	groupWrites := func() uint64 { return health.store.group.stats().writes }
-	logWrites, storeBefore, groupBefore := l.stats().writes, storeWrites(), groupWrites()
-	check(storePhase)
-	if got := storeWrites(); got != storeBefore+1 {
-		t.Errorf("the store phase made %d store writes, want 1", got-storeBefore)
+	// Each phase must write once to its own database and to no other one.
+	writes := func() map[string]uint64 {
+		return map[string]uint64{
+			"store":        health.store.store.Stats().Writes,
+			"group-commit": health.store.group.stats().writes,
+			"log":          l.stats().writes,
+			"Badger key":   keyVersion(),
+		}
 	}
-	if got := groupWrites(); got != groupBefore {
-		t.Errorf("the store phase made %d group-commit writes, want none", got-groupBefore)
-	}
-	if got := l.stats().writes; got != logWrites {
-		t.Errorf("the store phase made %d log writes, want none", got-logWrites)
-	}
-
-	check(groupPhase)
-	if got := groupWrites(); got != groupBefore+1 {
-		t.Errorf("the group-commit phase made %d group-commit writes, want 1", got-groupBefore)
-	}
-	if got := storeWrites(); got != storeBefore+1 {
-		t.Errorf("the group-commit phase made %d store writes, want none", got-storeBefore-1)
-	}
-
-	version := keyVersion()
-	check(rawPhase)
-	if got := keyVersion(); got <= version {
-		t.Errorf("the Badger phase left its key at version %d, want a version above %d", got, version)
-	}
-	if got := storeWrites(); got != storeBefore+1 {
-		t.Errorf("the Badger phase made %d store writes, want none", got-storeBefore-1)
-	}
-	if got := groupWrites(); got != groupBefore+1 {
-		t.Errorf("the Badger phase made %d group-commit writes, want none", got-groupBefore-1)
-	}
-	if got := l.stats().writes; got != logWrites {
-		t.Errorf("the Badger phase made %d log writes, want none", got-logWrites)
+	for _, test := range []struct {
+		kind phaseKind
+		own  string
+	}{
+		{storePhase, "store"},
+		{groupPhase, "group-commit"},
+		{rawPhase, "Badger key"},
+	} {
+		before := writes()
+		check(test.kind)
+		after := writes()
+		for name, count := range after {
+			switch {
+			case name == test.own && count <= before[name]:
+				t.Errorf("phase %q did not write to the %s database (count %d before and %d after)",
+					test.kind.label, name, before[name], count)
+			case name == test.own && name != "Badger key" && count != before[name]+1:
+				t.Errorf("phase %q made %d %s writes, want 1", test.kind.label, count-before[name], name)
+			case name != test.own && count != before[name]:
+				t.Errorf("phase %q wrote to the %s database (count %d before and %d after)",
+					test.kind.label, name, before[name], count)
+			}
+		}
 	}
 }
 
@@ -214,7 +214,8 @@ func TestGroupBadgerSharesSyncs(t *testing.T) {
 }
 
 // TestGroupBadgerFollowsNewLogs checks that a sync moves on to the memtable
-// logs that Badger created since the last one.
+// logs that Badger created since the last one, after syncing each older log
+// and the name of each newer one.
 func TestGroupBadgerFollowsNewLogs(t *testing.T) {
 	dir := t.TempDir()
 	for _, name := range []string{"00003.mem", "00004.mem", "00005.mem", "00001.vlog"} {
@@ -222,7 +223,17 @@ func TestGroupBadgerFollowsNewLogs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	g := &groupBadger{dir: dir}
+	var synced []string
+	g := &groupBadger{dir: dir,
+		syncFile: func(f *os.File) error {
+			synced = append(synced, "data "+filepath.Base(f.Name()))
+			return nil
+		},
+		syncName: func(path string) error {
+			synced = append(synced, "name "+filepath.Base(path))
+			return nil
+		},
+	}
 	if err := g.openNewestWAL(); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +252,106 @@ func TestGroupBadgerFollowsNewLogs(t *testing.T) {
 	if g.walID != 7 || g.wal.Name() != filepath.Join(dir, "00007.mem") {
 		t.Errorf("after a sync the open log is %d (%s), want 7", g.walID, g.wal.Name())
 	}
+	want := []string{"data 00005.mem", "name 00006.mem", "data 00006.mem", "name 00007.mem", "data 00007.mem"}
+	if !slices.Equal(synced, want) {
+		t.Errorf("synced %q, want %q", synced, want)
+	}
 	if err := g.wal.Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestGroupBadgerWaitsForSync checks that a write returns only after a sync
+// of the memtable's log has ended.
+func TestGroupBadgerWaitsForSync(t *testing.T) {
+	g := openTestStore(t, 1).group
+	syncing, blocked := make(chan string, 1), make(chan struct{})
+	// The sync must end before the store closes, also when the test fails.
+	release := sync.OnceFunc(func() { close(blocked) })
+	t.Cleanup(release)
+	g.syncFile = func(f *os.File) error {
+		syncing <- f.Name()
+		<-blocked
+		return fdatasync(f)
+	}
+
+	returned := make(chan error, 1)
+	go func() { returned <- g.rotate(context.Background()) }()
+	select {
+	case name := <-syncing:
+		if filepath.Ext(name) != ".mem" {
+			t.Errorf("synced %s, want a memtable log", name)
+		}
+	case err := <-returned:
+		t.Fatalf("the write returned (%v) without a sync", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no sync started within 10 s of the write")
+	}
+	select {
+	case err := <-returned:
+		t.Fatalf("the write returned (%v) while its sync was still running", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	if err := <-returned; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGroupBadgerRejectsWritesAfterFailedSync checks that the writes of a
+// failed sync and every later write fail.
+func TestGroupBadgerRejectsWritesAfterFailedSync(t *testing.T) {
+	g := openTestStore(t, 1).group
+	diskGone := errors.New("disk gone")
+	syncs := 0
+	g.syncFile = func(*os.File) error {
+		syncs++
+		return diskGone
+	}
+
+	if err := g.rotate(context.Background()); !errors.Is(err, diskGone) {
+		t.Errorf("write during a failed sync returned %v, want %v", err, diskGone)
+	}
+	if err := g.rotate(context.Background()); !errors.Is(err, diskGone) {
+		t.Errorf("write after a failed sync returned %v, want %v", err, diskGone)
+	}
+	if syncs != 1 {
+		t.Errorf("%d syncs, want 1: a write after a failed sync must not start another", syncs)
+	}
+	if stats := g.stats(); stats.syncs != 0 || stats.writes != 1 {
+		t.Errorf("counters %+v, want 1 write and no successful sync", stats)
+	}
+}
+
+// TestGroupBadgerMovesToNewMemtableLog fills a memtable of a real Badger
+// database, so that Badger starts a new log, and checks that the syncs
+// follow it.
+func TestGroupBadgerMovesToNewMemtableLog(t *testing.T) {
+	const callers = 32
+	g := openTestStore(t, callers).group
+	// Records just below the value threshold stay in the memtable's log and
+	// fill a 4 MiB memtable in about 4,400 writes.
+	g.value = bytes.Repeat([]byte{'v'}, 1000)
+	first := g.walID
+
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range 250 {
+				if err := g.rotate(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// The last writes' sync looked for newer logs, so the open log is the
+	// newest one.
+	if g.walID <= first {
+		t.Fatalf("8,000 writes of 1 KB left the syncs on memtable log %d", first)
+	}
+	if _, err := os.Lstat(g.walPath(g.walID + 1)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the syncs stayed on log %d although log %d exists (%v)", g.walID, g.walID+1, err)
 	}
 }

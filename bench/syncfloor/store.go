@@ -131,6 +131,17 @@ func (s *sessionStore) stats() logStats {
 		syncTime: stats.SyncTime + group.syncTime}
 }
 
+// takeKey takes a key that no other call writes, waiting for one until ctx
+// ends. The caller puts it back when its write is done.
+func takeKey(ctx context.Context, keys chan []byte) ([]byte, error) {
+	select {
+	case key := <-keys:
+		return key, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // syncedBadger is a Badger database with Badger's own synced writes and the
 // store's options, with one key per caller.
 type syncedBadger struct {
@@ -161,11 +172,9 @@ func openSyncedBadger(dir string, keys int, logger *slog.Logger) (*syncedBadger,
 // rotate reads a key and writes it again in one transaction, which Badger
 // commits with a sync.
 func (b *syncedBadger) rotate(ctx context.Context) error {
-	var key []byte
-	select {
-	case key = <-b.keys:
-	case <-ctx.Done():
-		return ctx.Err()
+	key, err := takeKey(ctx, b.keys)
+	if err != nil {
+		return err
 	}
 	defer func() { b.keys <- key }()
 
@@ -280,11 +289,9 @@ func (g *groupBadger) walPath(id uint64) string {
 // rotate writes the key of one caller into the open transaction and waits
 // until a sync covers it.
 func (g *groupBadger) rotate(ctx context.Context) error {
-	var key []byte
-	select {
-	case key = <-g.keys:
-	case <-ctx.Done():
-		return ctx.Err()
+	key, err := takeKey(ctx, g.keys)
+	if err != nil {
+		return err
 	}
 	defer func() { g.keys <- key }()
 
@@ -298,7 +305,7 @@ func (g *groupBadger) rotate(ctx context.Context) error {
 		g.mu.Unlock()
 		return g.failed
 	}
-	err := g.setLocked(key)
+	err = g.setLocked(key)
 	if err == nil {
 		g.open = append(g.open, done)
 		select {

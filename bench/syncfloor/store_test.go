@@ -85,14 +85,20 @@ func TestSyncedBadgerWritesRecord(t *testing.T) {
 	if err := b.rotate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	err := b.db.View(func(txn *badger.Txn) error {
+	checkStoredValue(t, b.db, key, b.value)
+}
+
+// checkStoredValue fails unless db holds want under key.
+func checkStoredValue(t *testing.T, db *badger.DB, key, want []byte) {
+	t.Helper()
+	err := db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
 		if err != nil {
 			return err
 		}
 		return item.Value(func(value []byte) error {
-			if !bytes.Equal(value, b.value) {
-				t.Errorf("stored %d bytes, want the %d-byte record", len(value), len(b.value))
+			if !bytes.Equal(value, want) {
+				t.Errorf("stored %d bytes under %s, want the %d-byte record", len(value), key, len(want))
 			}
 			return nil
 		})
@@ -196,21 +202,7 @@ func TestGroupBadgerSharesSyncs(t *testing.T) {
 	}
 	key := <-g.keys
 	g.keys <- key
-	err := g.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		if err != nil {
-			return err
-		}
-		return item.Value(func(value []byte) error {
-			if !bytes.Equal(value, g.value) {
-				t.Errorf("stored %d bytes, want the %d-byte record", len(value), len(g.value))
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	checkStoredValue(t, g.db, key, g.value)
 }
 
 // TestGroupBadgerFollowsNewLogs checks that a sync moves on to the memtable

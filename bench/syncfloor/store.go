@@ -131,6 +131,15 @@ func (s *sessionStore) stats() logStats {
 		syncTime: stats.SyncTime + group.syncTime}
 }
 
+// newKeys returns a channel that contains the given number of random keys.
+func newKeys(count int) chan []byte {
+	keys := make(chan []byte, count)
+	for range count {
+		keys <- []byte("s/" + newTokenID())
+	}
+	return keys
+}
+
 // takeKey takes a key that no other call writes, waiting for one until ctx
 // ends. The caller puts it back when its write is done.
 func takeKey(ctx context.Context, keys chan []byte) ([]byte, error) {
@@ -162,11 +171,7 @@ func openSyncedBadger(dir string, keys int, logger *slog.Logger) (*syncedBadger,
 	if err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
-	b := &syncedBadger{db: db, keys: make(chan []byte, keys), value: value}
-	for range keys {
-		b.keys <- []byte("s/" + newTokenID())
-	}
-	return b, nil
+	return &syncedBadger{db: db, keys: newKeys(keys), value: value}, nil
 }
 
 // rotate reads a key and writes it again in one transaction, which Badger
@@ -242,12 +247,9 @@ func openGroupBadger(dir string, keys int, logger *slog.Logger) (*groupBadger, e
 	if err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
-	g := &groupBadger{db: db, dir: dir, keys: make(chan []byte, keys), value: value,
+	g := &groupBadger{db: db, dir: dir, keys: newKeys(keys), value: value,
 		wake: make(chan struct{}, 1), stopped: make(chan struct{}),
 		syncFile: fdatasync, syncName: syncFolder}
-	for range keys {
-		g.keys <- []byte("s/" + newTokenID())
-	}
 	if err := g.openNewestWAL(); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
@@ -274,7 +276,7 @@ func (g *groupBadger) openNewestWAL() error {
 		}
 	}
 	if !found {
-		return fmt.Errorf("no memtable log (*.mem) in %s", g.dir)
+		return fmt.Errorf("no memtable log (*.mem) found in %s after Badger opened it", g.dir)
 	}
 	g.wal, err = os.Open(g.walPath(g.walID))
 	return err

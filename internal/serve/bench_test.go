@@ -10,9 +10,10 @@ import (
 	"github.com/sockauth/sockauth/internal/serve"
 )
 
-// benchSetups are the authorities that each gRPC benchmark runs against: one
-// without metrics, and one with the Prometheus endpoint, whose interceptors
-// count and time every call.
+// benchSetups are the authorities that each gRPC benchmark runs against, as
+// two sub-benchmarks: one without metrics, and one with the Prometheus
+// endpoint on. The latter adds an interceptor that counts and times every
+// call, and the service's token counters.
 var benchSetups = []struct {
 	name string
 	cfg  serve.Config
@@ -37,17 +38,17 @@ func runSetups(b *testing.B, bench func(b *testing.B, cfg serve.Config)) {
 	}
 }
 
-func benchToken(b *testing.B, client sockauthv1.AuthorityServiceClient) string {
-	b.Helper()
+// benchToken logs in and returns the session token of a new session.
+func benchToken(client sockauthv1.AuthorityServiceClient) (string, error) {
 	code, err := client.IssueCode(context.Background(), &sockauthv1.IssueCodeRequest{Subject: "bench"})
 	if err != nil {
-		b.Fatal(err)
+		return "", err
 	}
 	reply, err := client.Authenticate(context.Background(), &sockauthv1.AuthenticateRequest{Token: code.GetCode()})
 	if err != nil {
-		b.Fatal(err)
+		return "", err
 	}
-	return reply.GetToken()
+	return reply.GetToken(), nil
 }
 
 // BenchmarkGRPCHealthCheck is the transport's ceiling for the benchmarks
@@ -75,7 +76,12 @@ func runTokenCalls(b *testing.B, call func(client sockauthv1.AuthorityServiceCli
 		client, _ := benchClient(b, cfg)
 		b.SetParallelism(32)
 		b.RunParallel(func(pb *testing.PB) {
-			token := benchToken(b, client)
+			// RunParallel's goroutines may not call b.Fatal.
+			token, err := benchToken(client)
+			if err != nil {
+				b.Error(err)
+				return
+			}
 			for pb.Next() {
 				next, err := call(client, token)
 				if err != nil {

@@ -8,8 +8,9 @@ import (
 	"google.golang.org/grpc"
 )
 
-// BenchmarkMetricsInterceptor measures what the metrics' interceptor adds to
-// each unary call: it wraps a handler that does nothing.
+// BenchmarkMetricsInterceptor measures the metrics interceptor alone around a
+// handler that does nothing. It leaves out the call's info and closure that
+// gRPC allocates once any interceptor is set, and contention between calls.
 func BenchmarkMetricsInterceptor(b *testing.B) {
 	m, err := newMetricsServer(slog.New(slog.DiscardHandler))
 	if err != nil {

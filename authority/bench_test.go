@@ -2,8 +2,6 @@ package authority_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"runtime"
 	"testing"
 	"time"
@@ -98,15 +96,10 @@ func benchSession(b *testing.B, service *authority.Service) string {
 // BenchmarkMarshalSession measures the encoding of a session record after
 // a rotation, which the store does for every write.
 func BenchmarkMarshalSession(b *testing.B) {
-	newID := func() string {
-		id := make([]byte, 16)
-		rand.Read(id)
-		return base64.RawURLEncoding.EncodeToString(id)
-	}
 	now := time.Now().Truncate(time.Second)
 	session := &authority.Session{
-		ID: newID(), Subject: "alice", Claims: map[string]string{"role": "member"},
-		CurrentTokenID: newID(), PreviousTokenID: newID(), CurrentIssuedAt: now, CurrentExpiresAt: now.Add(time.Hour),
+		ID: authority.NewID(), Subject: "alice", Claims: map[string]string{"role": "member"},
+		CurrentTokenID: authority.NewID(), PreviousTokenID: authority.NewID(), CurrentIssuedAt: now, CurrentExpiresAt: now.Add(time.Hour),
 		RotatedAt: time.Now(), Generation: 7, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour),
 		RetainUntil: now.Add(25 * time.Hour), Version: 7,
 	}

@@ -17,3 +17,6 @@ func NewStoreCollectorWithClock(counter SessionCounter, logger *slog.Logger, now
 		desc:    prometheus.NewDesc("sockauth_sessions_stored", "Session records in the store.", nil, nil),
 	}
 }
+
+// NewID returns a new random id, as the service makes for sid and jti.
+var NewID = newID

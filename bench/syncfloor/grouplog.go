@@ -69,8 +69,7 @@ type groupLog struct {
 	wake  chan struct{}
 	loops sync.WaitGroup // the running sync loops
 
-	syncs, writes atomic.Uint64
-	syncNanos     atomic.Int64
+	syncCounters
 
 	// startMu makes the check for a running sync and the start of the next
 	// one a single step.
@@ -79,7 +78,25 @@ type groupLog struct {
 	lastStart time.Time // start of the newest sync, guarded by startMu
 }
 
-// logStats are the counters of a groupLog at one moment.
+// syncCounters counts the writes and syncs of a log. It is safe for
+// concurrent use.
+type syncCounters struct {
+	syncs, writes atomic.Uint64
+	syncNanos     atomic.Int64
+}
+
+// addSync counts one sync that took d.
+func (c *syncCounters) addSync(d time.Duration) {
+	c.syncNanos.Add(int64(d))
+	c.syncs.Add(1)
+}
+
+// stats returns the counters at this moment.
+func (c *syncCounters) stats() logStats {
+	return logStats{syncs: c.syncs.Load(), writes: c.writes.Load(), syncTime: time.Duration(c.syncNanos.Load())}
+}
+
+// logStats are the counters of a log at one moment.
 type logStats struct {
 	syncs, writes uint64
 	syncTime      time.Duration
@@ -229,8 +246,7 @@ func (l *groupLog) syncLoop() {
 
 		err := l.sync(start)
 		l.endSync()
-		l.syncNanos.Add(int64(time.Since(start)))
-		l.syncs.Add(1)
+		l.addSync(time.Since(start))
 		l.writes.Add(uint64(len(batch)))
 		for _, done := range batch {
 			done <- err
@@ -264,10 +280,6 @@ func (l *groupLog) endSync() {
 	l.startMu.Lock()
 	l.running--
 	l.startMu.Unlock()
-}
-
-func (l *groupLog) stats() logStats {
-	return logStats{syncs: l.syncs.Load(), writes: l.writes.Load(), syncTime: time.Duration(l.syncNanos.Load())}
 }
 
 // close rejects further appends, lets the sync loops release the appends

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -232,8 +231,7 @@ type groupBadger struct {
 	syncFile func(*os.File) error
 	syncName func(path string) error
 
-	syncs, writes atomic.Uint64
-	syncNanos     atomic.Int64
+	syncCounters
 }
 
 // openGroupBadger opens a database in dir with the store's options, picks
@@ -364,10 +362,18 @@ func (g *groupBadger) syncLoop() {
 	for range g.wake {
 		g.mu.Lock()
 		_ = g.commitLocked() // the calls of a failed commit received its error
-		waiters := g.committed
+		waiters, failed := g.committed, g.failed
 		g.committed = nil
 		g.mu.Unlock()
 		if len(waiters) == 0 {
+			continue
+		}
+		// Writes committed after a failed sync fail too, as in the store:
+		// a later sync that succeeds does not bring back the lost pages.
+		if failed != nil {
+			for _, done := range waiters {
+				done <- failed
+			}
 			continue
 		}
 
@@ -381,8 +387,7 @@ func (g *groupBadger) syncLoop() {
 			}
 			g.mu.Unlock()
 		} else {
-			g.syncNanos.Add(int64(time.Since(start)))
-			g.syncs.Add(1)
+			g.addSync(time.Since(start))
 		}
 		for _, done := range waiters {
 			done <- err
@@ -421,11 +426,6 @@ func fdatasync(f *os.File) error {
 		return fmt.Errorf("sync %s: %w", f.Name(), err)
 	}
 	return nil
-}
-
-// stats returns the counters of writes and syncs.
-func (g *groupBadger) stats() logStats {
-	return logStats{syncs: g.syncs.Load(), writes: g.writes.Load(), syncTime: time.Duration(g.syncNanos.Load())}
 }
 
 // close stops the sync loop, fails the writes it did not take and closes

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,18 +181,7 @@ func TestGroupBadgerSharesSyncs(t *testing.T) {
 	if g.db.Opts().SyncWrites {
 		t.Error("the group-commit database syncs each write itself")
 	}
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Go(func() {
-			for range 10 {
-				if err := g.rotate(context.Background()); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	rotateConcurrently(t, g, 32, 10)
 
 	stats := g.stats()
 	if stats.writes != 320 {
@@ -315,6 +305,62 @@ func TestGroupBadgerRejectsWritesAfterFailedSync(t *testing.T) {
 	}
 }
 
+func TestGroupBadgerFailsWaitingWrites(t *testing.T) {
+	g := openTestStore(t, 2).group
+	diskGone := errors.New("disk gone")
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var syncs atomic.Int32
+	g.syncFile = func(*os.File) error {
+		if syncs.Add(1) > 1 {
+			return nil
+		}
+		close(entered)
+		<-release
+		return diskGone
+	}
+
+	first := make(chan error, 1)
+	go func() { first <- g.rotate(context.Background()) }()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no sync started within 10 s of the first write")
+	}
+	second := make(chan error, 1)
+	go func() { second <- g.rotate(context.Background()) }()
+	waitForOpenWrites(t, g, 1)
+	close(release)
+
+	if err := <-first; !errors.Is(err, diskGone) {
+		t.Errorf("write of the failed sync returned %v, want %v", err, diskGone)
+	}
+	if err := <-second; !errors.Is(err, diskGone) {
+		t.Errorf("write applied during the failed sync returned %v, want %v", err, diskGone)
+	}
+	if n := syncs.Load(); n != 1 {
+		t.Errorf("%d syncs, want 1: writes after a failed sync must not be synced", n)
+	}
+}
+
+// waitForOpenWrites waits until the open transaction of g holds count writes.
+func waitForOpenWrites(t *testing.T, g *groupBadger, count int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g.mu.Lock()
+		open := len(g.open)
+		g.mu.Unlock()
+		if open >= count {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes in the open transaction after 10 s, want %d", open, count)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestGroupBadgerMovesToNewMemtableLog fills a memtable of a real Badger
 // database, so that Badger starts a new log, and checks that the syncs
 // follow it.
@@ -326,18 +372,7 @@ func TestGroupBadgerMovesToNewMemtableLog(t *testing.T) {
 	g.value = bytes.Repeat([]byte{'v'}, 1000)
 	first := g.walID
 
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			for range 250 {
-				if err := g.rotate(context.Background()); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	rotateConcurrently(t, g, callers, 250)
 	// The last writes' sync looked for newer logs, so the open log is the
 	// newest one.
 	if g.walID <= first {
@@ -346,4 +381,22 @@ func TestGroupBadgerMovesToNewMemtableLog(t *testing.T) {
 	if _, err := os.Lstat(g.walPath(g.walID + 1)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the syncs stayed on log %d although log %d exists (%v)", g.walID, g.walID+1, err)
 	}
+}
+
+// rotateConcurrently runs callers goroutines that each call g.rotate count
+// times, and reports every error.
+func rotateConcurrently(t *testing.T, g *groupBadger, callers, count int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range count {
+				if err := g.rotate(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
